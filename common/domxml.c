@@ -1,0 +1,405 @@
+/* domxml.c — a bounded reader for the parts of a libvirt domain XML imagecache needs.
+ *
+ * Why GMarkup and not libxml2: the hook links GLib alone (it runs inside every VM
+ * start), and GMarkup is the safer parser for hostile input anyway. It has no DTD
+ * support at all: it never loads external entities and knows only the five
+ * predefined entities and character references, so entity-expansion tricks
+ * ("billion laughs", external SYSTEM entities) cannot expand or reach the
+ * filesystem or the network — an undeclared entity is a parse error. We also
+ * refuse any <!DOCTYPE> outright (libvirt never writes one), and cap the input
+ * size, the nesting depth, attribute lengths, the number of disks and the
+ * length of every backing chain. */
+#include "domxml.h"
+
+#include "error.h"
+
+#include <string.h>
+
+#define MAX_DEPTH         128  /* domain/devices/disk/backingStore×chain stays far below */
+#define MAX_ATTR_LEN      4096 /* PATH_MAX: longer values are no paths libvirt writes */
+#define MAX_TEXT_LEN      1024 /* <name>, <uuid> */
+#define MAX_BACKING_CHAIN 64   /* libvirt itself stops at 200, QEMU images at 16 here */
+#define MAX_IMAGE_IDS     64
+
+#define NOVA_NS_PREFIX "http://openstack.org/xmlns/libvirt/nova/"
+
+typedef enum {
+    TEXT_NONE,
+    TEXT_NAME,
+    TEXT_UUID,
+} TextTarget;
+
+typedef struct {
+    IcDomain *domain;
+    GPtrArray *stack; /* char*: copies of the open element names, root first */
+    guint roots;
+    TextTarget text_target;
+    GString *text;
+    IcDomainDisk *disk; /* the <disk> being read, owned by domain->disks */
+    guint disk_depth;   /* stack depth of that <disk> */
+    /* Per stack depth: the <backingStore> there is a file layer under file layers. */
+    gboolean file_layer[MAX_DEPTH + 1];
+    guint nova_depth;  /* stack depth of the Nova <*:instance>, 0 when outside */
+    char *nova_prefix; /* "nova" in <nova:instance> */
+    gboolean have_name;
+    gboolean have_uuid;
+} ParseState;
+
+static void ic_domain_disk_free(IcDomainDisk *disk)
+{
+    if (disk == NULL)
+        return;
+    g_free(disk->target);
+    g_free(disk->device);
+    g_free(disk->source_file);
+    g_clear_pointer(&disk->backing_store, g_ptr_array_unref);
+    g_free(disk);
+}
+
+void ic_domain_free(IcDomain *domain)
+{
+    if (domain == NULL)
+        return;
+    g_free(domain->name);
+    g_free(domain->uuid);
+    g_clear_pointer(&domain->disks, g_ptr_array_unref);
+    g_clear_pointer(&domain->image_ids, g_ptr_array_unref);
+    g_free(domain);
+}
+
+static const char *parent_name(const ParseState *st, guint up)
+{
+    if (st->stack->len < up + 1)
+        return NULL;
+    return g_ptr_array_index(st->stack, st->stack->len - 1 - up);
+}
+
+static const char *attr(const char **names, const char **values, const char *name)
+{
+    for (guint i = 0; names[i] != NULL; i++) {
+        if (strcmp(names[i], name) == 0)
+            return values[i];
+    }
+    return NULL;
+}
+
+/* The local part after "prefix:", or NULL when @qname has no prefix. */
+static const char *local_name(const char *qname, char **ret_prefix)
+{
+    const char *colon = strchr(qname, ':');
+    if (colon == NULL || colon == qname || colon[1] == '\0')
+        return NULL;
+    if (ret_prefix != NULL)
+        *ret_prefix = g_strndup(qname, (gsize)(colon - qname));
+    return colon + 1;
+}
+
+static gboolean in_domain_child(const ParseState *st, const char *name)
+{
+    /* The element just opened is stack top; its parent must be the root <domain>. */
+    return st->stack->len == 2 && g_strcmp0(parent_name(st, 1), "domain") == 0 &&
+           strcmp(parent_name(st, 0), name) == 0;
+}
+
+static void add_image_id(ParseState *st, const char *id, GError **error)
+{
+    if (id == NULL || *id == '\0')
+        return;
+    for (guint i = 0; i < st->domain->image_ids->len; i++) {
+        if (strcmp(g_ptr_array_index(st->domain->image_ids, i), id) == 0)
+            return;
+    }
+    if (st->domain->image_ids->len >= MAX_IMAGE_IDS) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "more than %d Nova image refs", MAX_IMAGE_IDS);
+        return;
+    }
+    g_ptr_array_add(st->domain->image_ids, g_strdup(id));
+}
+
+/* <X:instance xmlns:X="http://openstack.org/xmlns/libvirt/nova/1.x"> directly under
+ * <domain><metadata>. libvirt keeps each metadata element's namespace declaration
+ * on that element; a prefix bound there to a foreign namespace is not Nova's. */
+static void maybe_enter_nova(ParseState *st, const char *element, const char **names,
+                             const char **values)
+{
+    if (st->stack->len != 3 || g_strcmp0(parent_name(st, 1), "metadata") != 0 ||
+        g_strcmp0(parent_name(st, 2), "domain") != 0)
+        return;
+    g_autofree char *prefix = NULL;
+    const char *local = local_name(element, &prefix);
+    if (local == NULL || strcmp(local, "instance") != 0)
+        return;
+    g_autofree char *xmlns = g_strconcat("xmlns:", prefix, NULL);
+    const char *uri = attr(names, values, xmlns);
+    if (uri != NULL && !g_str_has_prefix(uri, NOVA_NS_PREFIX))
+        return;
+    if (uri == NULL && strcmp(prefix, "nova") != 0)
+        return;
+    st->nova_depth = st->stack->len;
+    st->nova_prefix = g_steal_pointer(&prefix);
+}
+
+static void nova_element(ParseState *st, const char *element, const char **names,
+                         const char **values, GError **error)
+{
+    g_autofree char *prefix = NULL;
+    const char *local = local_name(element, &prefix);
+    if (local == NULL || strcmp(prefix, st->nova_prefix) != 0)
+        return;
+    if (strcmp(local, "image") == 0) {
+        add_image_id(st, attr(names, values, "uuid"), error);
+        return;
+    }
+    /* <nova:root type="volume"> names a Cinder volume, not an image. */
+    if (strcmp(local, "root") == 0 && g_strcmp0(attr(names, values, "type"), "image") == 0)
+        add_image_id(st, attr(names, values, "uuid"), error);
+}
+
+static void disk_element(ParseState *st, const char *element, const char **names,
+                         const char **values, GError **error)
+{
+    const char *parent = parent_name(st, 1);
+    gboolean direct = st->stack->len == st->disk_depth + 1;
+
+    if (strcmp(element, "backingStore") == 0) {
+        /* Nested chains: only a file layer under file layers (or the disk) counts. */
+        guint depth = st->stack->len;
+        gboolean parent_ok =
+            direct || (strcmp(parent, "backingStore") == 0 && st->file_layer[depth - 1]);
+        st->file_layer[depth] = parent_ok && g_strcmp0(attr(names, values, "type"), "file") == 0;
+        return;
+    }
+    if (strcmp(element, "target") == 0 && direct) {
+        g_free(st->disk->target);
+        st->disk->target = g_strdup(attr(names, values, "dev"));
+        return;
+    }
+    if (strcmp(element, "source") != 0)
+        return;
+    if (direct) {
+        const char *file = attr(names, values, "file");
+        if (file == NULL)
+            file = attr(names, values, "dev");
+        g_free(st->disk->source_file);
+        st->disk->source_file = g_strdup(file);
+        return;
+    }
+    if (strcmp(parent, "backingStore") == 0 && st->file_layer[st->stack->len - 1]) {
+        const char *file = attr(names, values, "file");
+        if (file == NULL || *file == '\0')
+            return;
+        if (st->disk->backing_store->len >= MAX_BACKING_CHAIN) {
+            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "a <backingStore> chain deeper than %d",
+                        MAX_BACKING_CHAIN);
+            return;
+        }
+        g_ptr_array_add(st->disk->backing_store, g_strdup(file));
+    }
+}
+
+static void on_start(GMarkupParseContext *ctx, const char *element, const char **names,
+                     const char **values, gpointer user_data, GError **error)
+{
+    ParseState *st = user_data;
+
+    if (st->stack->len >= MAX_DEPTH) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "elements nested deeper than %d", MAX_DEPTH);
+        return;
+    }
+    for (guint i = 0; names[i] != NULL; i++) {
+        if (strlen(values[i]) > MAX_ATTR_LEN) {
+            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                        "attribute '%s' of <%s> is longer than %d bytes", names[i], element,
+                        MAX_ATTR_LEN);
+            return;
+        }
+    }
+    if (st->stack->len == 0) {
+        if (st->roots++ > 0 || strcmp(element, "domain") != 0) {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                        "the document is not one <domain> element (found <%s>)", element);
+            return;
+        }
+    }
+    g_ptr_array_add(st->stack, g_strdup(element));
+
+    if (in_domain_child(st, "name") || in_domain_child(st, "uuid")) {
+        st->text_target = strcmp(element, "name") == 0 ? TEXT_NAME : TEXT_UUID;
+        g_string_truncate(st->text, 0);
+        return;
+    }
+    if (st->nova_depth > 0) {
+        nova_element(st, element, names, values, error);
+        return;
+    }
+    if (in_domain_child(st, "metadata"))
+        return;
+    if (st->stack->len == 3 && strcmp(element, "disk") == 0 &&
+        g_strcmp0(parent_name(st, 1), "devices") == 0) {
+        if (st->domain->disks->len >= IC_DOMXML_MAX_DISKS) {
+            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "more than %d disks", IC_DOMXML_MAX_DISKS);
+            return;
+        }
+        IcDomainDisk *disk = g_new0(IcDomainDisk, 1);
+        /* libvirt's default device is "disk". */
+        const char *device = attr(names, values, "device");
+        disk->device = g_strdup(device != NULL ? device : "disk");
+        disk->backing_store = g_ptr_array_new_with_free_func(g_free);
+        g_ptr_array_add(st->domain->disks, disk);
+        st->disk = disk;
+        st->disk_depth = st->stack->len;
+        return;
+    }
+    if (st->disk != NULL) {
+        disk_element(st, element, names, values, error);
+        return;
+    }
+    maybe_enter_nova(st, element, names, values);
+}
+
+static void on_end(GMarkupParseContext *ctx, const char *element, gpointer user_data,
+                   GError **error)
+{
+    ParseState *st = user_data;
+    guint depth = st->stack->len;
+
+    if (st->text_target != TEXT_NONE) {
+        IcDomain *domain = st->domain;
+        char **slot = st->text_target == TEXT_NAME ? &domain->name : &domain->uuid;
+        gboolean *seen = st->text_target == TEXT_NAME ? &st->have_name : &st->have_uuid;
+        if (*seen) {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "more than one <%s>", element);
+            return;
+        }
+        *seen = TRUE;
+        g_free(*slot);
+        *slot = g_strstrip(g_strdup(st->text->str));
+        st->text_target = TEXT_NONE;
+    }
+    if (st->disk != NULL && depth == st->disk_depth) {
+        st->disk = NULL;
+        st->disk_depth = 0;
+    }
+    if (st->nova_depth > 0 && depth == st->nova_depth) {
+        st->nova_depth = 0;
+        g_clear_pointer(&st->nova_prefix, g_free);
+    }
+    g_ptr_array_remove_index(st->stack, depth - 1);
+}
+
+static void on_text(GMarkupParseContext *ctx, const char *text, gsize len, gpointer user_data,
+                    GError **error)
+{
+    ParseState *st = user_data;
+    if (st->text_target == TEXT_NONE)
+        return;
+    if (st->text->len + len > MAX_TEXT_LEN) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "element text longer than %d bytes",
+                    MAX_TEXT_LEN);
+        return;
+    }
+    g_string_append_len(st->text, text, (gssize)len);
+}
+
+static void on_passthrough(GMarkupParseContext *ctx, const char *text, gsize len,
+                           gpointer user_data, GError **error)
+{
+    /* Comments, processing instructions and CDATA are harmless; a DOCTYPE is the
+     * only way to declare entities and libvirt never writes one. */
+    if (len >= 9 && g_ascii_strncasecmp(text, "<!DOCTYPE", 9) == 0)
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "a <!DOCTYPE> is not allowed");
+}
+
+static const GMarkupParser parser = {
+    .start_element = on_start,
+    .end_element = on_end,
+    .text = on_text,
+    .passthrough = on_passthrough,
+};
+
+/* A canonical UUID, lowercased: it becomes a ledger group name. */
+static gboolean check_identity(IcDomain *domain, GError **error)
+{
+    if (domain->name == NULL || *domain->name == '\0') {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "the domain has no <name>");
+        return FALSE;
+    }
+    if (domain->uuid == NULL || *domain->uuid == '\0') {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "domain '%s' has no <uuid>", domain->name);
+        return FALSE;
+    }
+    if (!g_uuid_string_is_valid(domain->uuid)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "domain '%s' has an invalid <uuid> '%s'",
+                    domain->name, domain->uuid);
+        return FALSE;
+    }
+    g_autofree char *lower = g_ascii_strdown(domain->uuid, -1);
+    g_free(domain->uuid);
+    domain->uuid = g_steal_pointer(&lower);
+    return TRUE;
+}
+
+gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GError **error)
+{
+    if (len > IC_DOMXML_MAX_BYTES) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                    "the domain XML is larger than %d bytes (%" G_GSIZE_FORMAT ")",
+                    IC_DOMXML_MAX_BYTES, len);
+        return FALSE;
+    }
+
+    g_autoptr(IcDomain) domain = g_new0(IcDomain, 1);
+    domain->disks = g_ptr_array_new_with_free_func((GDestroyNotify)ic_domain_disk_free);
+    domain->image_ids = g_ptr_array_new_with_free_func(g_free);
+
+    ParseState st = {
+        .domain = domain,
+        .stack = g_ptr_array_new_with_free_func(g_free),
+        .text = g_string_new(NULL),
+    };
+    GMarkupParseContext *ctx = g_markup_parse_context_new(&parser, 0, &st, NULL);
+    gboolean ok = g_markup_parse_context_parse(ctx, xml, (gssize)len, error) &&
+                  g_markup_parse_context_end_parse(ctx, error);
+    g_markup_parse_context_free(ctx);
+    g_ptr_array_unref(st.stack);
+    g_string_free(st.text, TRUE);
+    g_free(st.nova_prefix);
+
+    if (!ok) {
+        /* GMarkup's own errors are G_MARKUP_ERROR: fold them into our domain. */
+        if (error != NULL && *error != NULL && (*error)->domain != IC_ERROR) {
+            (*error)->domain = IC_ERROR;
+            (*error)->code = IC_ERROR_FORMAT;
+        }
+        g_prefix_error(error, "domain XML: ");
+        return FALSE;
+    }
+    if (st.roots == 0) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "malformed domain XML: no <domain>");
+        return FALSE;
+    }
+    if (!check_identity(domain, error))
+        return FALSE;
+
+    *ret_domain = g_steal_pointer(&domain);
+    return TRUE;
+}
+
+gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk)
+{
+    return disk->source_file != NULL && *disk->source_file != '\0' &&
+           g_strcmp0(disk->device, "disk") == 0;
+}
+
+GPtrArray *ic_domain_file_disks(const IcDomain *domain)
+{
+    GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < domain->disks->len; i++) {
+        const IcDomainDisk *disk = g_ptr_array_index(domain->disks, i);
+        if (!ic_domain_disk_is_file_disk(disk))
+            continue;
+        if (!g_ptr_array_find_with_equal_func(paths, disk->source_file, g_str_equal, NULL))
+            g_ptr_array_add(paths, g_strdup(disk->source_file));
+    }
+    return paths;
+}

@@ -1,0 +1,43 @@
+/* domxml.h — reading a libvirt domain XML: identity, file-backed disks, Nova metadata.
+ * GMarkup parser (GLib only, no external entities, no DTDs), input size capped. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define IC_DOMXML_MAX_BYTES (4 * 1024 * 1024)
+#define IC_DOMXML_MAX_DISKS 256
+
+typedef struct {
+    char *target;      /* <target dev=…>, may be NULL */
+    char *device;      /* "disk", "cdrom", "floppy", "lun" */
+    char *source_file; /* <source file=…> (type='file') or dev= (type='block'), NULL for network */
+    GPtrArray *
+        backing_store; /* char*: <backingStore> chain files as libvirt filled them, nearest first */
+} IcDomainDisk;
+
+typedef struct _IcDomain {
+    char *name;
+    char *uuid;
+    GPtrArray *disks;     /* IcDomainDisk*: every <disk> under <devices> */
+    GPtrArray *image_ids; /* char*: <nova:image uuid=…> and <nova:root …> image refs, unique */
+} IcDomain;
+
+void ic_domain_free(IcDomain *domain);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcDomain, ic_domain_free)
+
+/* Parses a domain XML document. Malformed XML, a missing <name> or <uuid>,
+ * input over IC_DOMXML_MAX_BYTES or more than IC_DOMXML_MAX_DISKS disks fail
+ * with IC_ERROR_FORMAT / IC_ERROR_LIMIT. Pure. */
+gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GError **error);
+
+/* TRUE for a disk whose backing chain matters: device "disk" with a file or
+ * block source. */
+gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk);
+
+/* The file paths whose backing chains matter: disks of device "disk" with a
+ * file or block source; CD-ROMs, floppies and network disks are left out. */
+GPtrArray *ic_domain_file_disks(const IcDomain *domain); /* char*, unique; caller unrefs */
+
+G_END_DECLS

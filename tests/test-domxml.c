@@ -1,0 +1,194 @@
+/* test-domxml.c — the domain XML reader: real libvirt output, Nova metadata, hostile input. */
+#include "domxml.h"
+#include "error.h"
+#include "testutil.h"
+
+#include <string.h>
+
+static IcDomain *parse_data_file(const char *name, GError **error)
+{
+    g_autofree char *path = ic_test_data_path("hook", name);
+    g_autofree char *xml = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &xml, &len, NULL));
+    IcDomain *domain = NULL;
+    if (!ic_domxml_parse(xml, len, &domain, error))
+        return NULL;
+    return domain;
+}
+
+static IcDomain *parse_ok(const char *name)
+{
+    g_autoptr(GError) error = NULL;
+    IcDomain *domain = parse_data_file(name, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(domain);
+    return domain;
+}
+
+static void test_prepare(void)
+{
+    g_autoptr(IcDomain) domain = parse_ok("prepare.xml");
+    g_assert_cmpstr(domain->name, ==, "ic-vm-prepare");
+    g_assert_cmpstr(domain->uuid, ==, "3f2504e0-4f89-41d3-9a0c-0305e82c3301");
+    g_assert_cmpuint(domain->disks->len, ==, 3);
+
+    const IcDomainDisk *vda = g_ptr_array_index(domain->disks, 0);
+    g_assert_cmpstr(vda->device, ==, "disk");
+    g_assert_cmpstr(vda->target, ==, "vda");
+    g_assert_cmpstr(vda->source_file, ==, "@INSTANCES@/vm-prepare/disk");
+    g_assert_cmpuint(vda->backing_store->len, ==, 0);
+
+    const IcDomainDisk *cdrom = g_ptr_array_index(domain->disks, 1);
+    g_assert_cmpstr(cdrom->device, ==, "cdrom");
+    const IcDomainDisk *rbd = g_ptr_array_index(domain->disks, 2);
+    g_assert_null(rbd->source_file);
+
+    /* Only the file disk matters: not the CD-ROM, not the network disk. */
+    g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
+    g_assert_cmpuint(paths->len, ==, 1);
+    g_assert_cmpstr(g_ptr_array_index(paths, 0), ==, "@INSTANCES@/vm-prepare/disk");
+    g_assert_cmpuint(domain->image_ids->len, ==, 0);
+}
+
+static void test_started(void)
+{
+    g_autoptr(IcDomain) domain = parse_ok("started.xml");
+    /* Upper-case UUIDs are accepted and normalised: they name ledger entries. */
+    g_assert_cmpstr(domain->uuid, ==, "3f2504e0-4f89-41d3-9a0c-0305e82c3302");
+    g_assert_cmpuint(domain->disks->len, ==, 2);
+
+    const IcDomainDisk *vda = g_ptr_array_index(domain->disks, 0);
+    g_assert_cmpuint(vda->backing_store->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(vda->backing_store, 0), ==, "@INSTANCES@/_base/mid.qcow2");
+    g_assert_cmpstr(g_ptr_array_index(vda->backing_store, 1), ==,
+                    "@INSTANCES@/_base/1f6f3bba1a4e3a58bbfb3a0cf7c5f3a1f3a3a6d1");
+
+    /* A network backing layer has no file. */
+    const IcDomainDisk *vdb = g_ptr_array_index(domain->disks, 1);
+    g_assert_cmpstr(vdb->source_file, ==, "@INSTANCES@/vm-started/disk.local");
+    g_assert_cmpuint(vdb->backing_store->len, ==, 0);
+
+    g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
+    g_assert_cmpuint(paths->len, ==, 2);
+}
+
+static void test_nova(void)
+{
+    g_autoptr(IcDomain) domain = parse_ok("nova.xml");
+    g_assert_cmpstr(domain->name, ==, "instance-0000002a");
+    /* <nova:root type="image"> and <nova:image>; the foreign namespace is ignored. */
+    g_assert_cmpuint(domain->image_ids->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(domain->image_ids, 0), ==,
+                    "155d900f-4e14-4e4c-a73d-069cbf4541e6");
+    g_assert_cmpstr(g_ptr_array_index(domain->image_ids, 1), ==,
+                    "a1b2c3d4-0000-4000-8000-00000000beef");
+    g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
+    g_assert_cmpuint(paths->len, ==, 1);
+}
+
+static void test_nova_volume(void)
+{
+    /* Another prefix, an older namespace version; a volume root is no image. */
+    g_autoptr(IcDomain) domain = parse_ok("nova-volume.xml");
+    g_assert_cmpuint(domain->image_ids->len, ==, 0);
+    g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
+    g_assert_cmpuint(paths->len, ==, 1);
+    g_assert_true(g_str_has_prefix(g_ptr_array_index(paths, 0), "/dev/disk/by-path/"));
+}
+
+typedef struct {
+    const char *file;
+    int code;
+} HostileCase;
+
+static const HostileCase hostile_cases[] = {
+    {"malformed.xml", IC_ERROR_FORMAT},         {"billion-laughs.xml", IC_ERROR_FORMAT},
+    {"undeclared-entity.xml", IC_ERROR_FORMAT}, {"external-entity.xml", IC_ERROR_FORMAT},
+    {"no-uuid.xml", IC_ERROR_FORMAT},           {"two-roots.xml", IC_ERROR_FORMAT},
+};
+
+static void test_hostile_file(gconstpointer data)
+{
+    const HostileCase *c = data;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcDomain) domain = parse_data_file(c->file, &error);
+    g_assert_null(domain);
+    g_assert_error(error, IC_ERROR, c->code);
+}
+
+static void assert_rejected(const char *xml, gsize len, int code)
+{
+    g_autoptr(GError) error = NULL;
+    IcDomain *domain = NULL;
+    g_assert_false(ic_domxml_parse(xml, len, &domain, &error));
+    g_assert_error(error, IC_ERROR, code);
+    g_assert_null(domain);
+}
+
+static void test_huge(void)
+{
+    gsize len = IC_DOMXML_MAX_BYTES + 1;
+    g_autofree char *xml = g_malloc(len);
+    memset(xml, ' ', len);
+    assert_rejected(xml, len, IC_ERROR_LIMIT);
+}
+
+static void test_many_disks(void)
+{
+    g_autoptr(GString) xml =
+        g_string_new("<domain><name>d</name><uuid>3f2504e0-4f89-41d3-9a0c-0305e82c3300</uuid>"
+                     "<devices>");
+    for (int i = 0; i < 10000; i++)
+        g_string_append_printf(xml, "<disk type='file'><source file='/d/%d'/></disk>", i);
+    g_string_append(xml, "</devices></domain>");
+    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+}
+
+static void test_deep(void)
+{
+    g_autoptr(GString) xml = g_string_new("<domain>");
+    for (int i = 0; i < 1000; i++)
+        g_string_append(xml, "<a>");
+    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+}
+
+static void test_long_attribute(void)
+{
+    g_autoptr(GString) xml = g_string_new("<domain><devices><disk><source file='");
+    for (int i = 0; i < 5000; i++)
+        g_string_append_c(xml, 'x');
+    g_string_append(xml, "'/></disk></devices></domain>");
+    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+}
+
+static void test_not_domain(void)
+{
+    const char *xml = "<network><name>n</name></network>";
+    assert_rejected(xml, strlen(xml), IC_ERROR_FORMAT);
+    assert_rejected("", 0, IC_ERROR_FORMAT);
+    const char *bad_uuid = "<domain><name>n</name><uuid>not-a-uuid</uuid></domain>";
+    assert_rejected(bad_uuid, strlen(bad_uuid), IC_ERROR_FORMAT);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+
+    g_test_add_func("/imagecache/domxml/prepare", test_prepare);
+    g_test_add_func("/imagecache/domxml/started", test_started);
+    g_test_add_func("/imagecache/domxml/nova", test_nova);
+    g_test_add_func("/imagecache/domxml/nova-volume", test_nova_volume);
+    for (gsize i = 0; i < G_N_ELEMENTS(hostile_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/imagecache/domxml/hostile/%s", hostile_cases[i].file);
+        g_test_add_data_func(path, &hostile_cases[i], test_hostile_file);
+    }
+    g_test_add_func("/imagecache/domxml/hostile/huge", test_huge);
+    g_test_add_func("/imagecache/domxml/hostile/many-disks", test_many_disks);
+    g_test_add_func("/imagecache/domxml/hostile/deep", test_deep);
+    g_test_add_func("/imagecache/domxml/hostile/long-attribute", test_long_attribute);
+    g_test_add_func("/imagecache/domxml/not-domain", test_not_domain);
+
+    return g_test_run();
+}
