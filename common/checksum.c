@@ -1,0 +1,438 @@
+#include "checksum.h"
+
+#include "error.h"
+#include "fileutil.h"
+
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#define HASH_BUFFER_SIZE (1024 * 1024)
+#define HASH_MIN_CHUNK   (64 * 1024)
+#define SLEEP_SLICE_USEC (100 * 1000)
+#define SIDECAR_MAX_SIZE (64 * 1024)
+#define SIDECAR_TEXT_MAX 128
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(EVP_MD_CTX, EVP_MD_CTX_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(EVP_MD, EVP_MD_free)
+
+const char *const ic_sidecar_suffixes[] = {".sha1", ".info", NULL};
+
+const char *ic_checksum_state_to_string(IcChecksumState state)
+{
+    switch (state) {
+    case IC_CHECKSUM_NOT_CHECKED:
+        return "not_checked";
+    case IC_CHECKSUM_OK:
+        return "ok";
+    case IC_CHECKSUM_RECENT:
+        return "recent";
+    case IC_CHECKSUM_NO_SIDECAR:
+        return "no_sidecar";
+    case IC_CHECKSUM_MISMATCH:
+        return "mismatch";
+    case IC_CHECKSUM_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+void ic_stored_checksum_free(IcStoredChecksum *stored)
+{
+    if (stored == NULL)
+        return;
+    g_free(stored->sha1);
+    g_free(stored);
+}
+
+void ic_checksum_result_clear(IcChecksumResult *result)
+{
+    g_clear_pointer(&result->expected, g_free);
+    g_clear_pointer(&result->actual, g_free);
+    g_clear_pointer(&result->error, g_free);
+    result->state = IC_CHECKSUM_NOT_CHECKED;
+}
+
+/* Turns OpenSSL's error queue (emptied) into IC_ERROR_CRYPTO: "@what: lib errors". */
+static gboolean set_crypto_error(GError **error, const char *what)
+{
+    g_autoptr(GString) msg = g_string_new(NULL);
+    unsigned long code;
+    while ((code = ERR_get_error()) != 0) {
+        char buf[256];
+        ERR_error_string_n(code, buf, sizeof(buf));
+        if (msg->len > 0)
+            g_string_append(msg, "; ");
+        g_string_append(msg, buf);
+    }
+    g_set_error(error, IC_ERROR, IC_ERROR_CRYPTO, "%s: %s", what,
+                msg->len > 0 ? msg->str : "unknown libcrypto error");
+    return FALSE;
+}
+
+static gboolean check_cancelled(GCancellable *cancellable, const char *name, GError **error)
+{
+    if (!g_cancellable_is_cancelled(cancellable))
+        return TRUE;
+    g_set_error(error, IC_ERROR, IC_ERROR_CANCELLED, "hashing '%s' cancelled", name);
+    return FALSE;
+}
+
+/* Sleeps until @deadline (monotonic µs) in slices, watching @cancellable. */
+static gboolean sleep_until(gint64 deadline, GCancellable *cancellable, const char *name,
+                            GError **error)
+{
+    for (;;) {
+        if (!check_cancelled(cancellable, name, error))
+            return FALSE;
+        gint64 left = deadline - g_get_monotonic_time();
+        if (left <= 0)
+            return TRUE;
+        g_usleep((gulong)MIN(left, SLEEP_SLICE_USEC));
+    }
+}
+
+static char *digest_to_hex(const unsigned char *digest, unsigned int len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *out = g_malloc(len * 2 + 1);
+    for (unsigned int i = 0; i < len; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 0x0f];
+    }
+    out[len * 2] = '\0';
+    return out;
+}
+
+gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
+                          GCancellable *cancellable, char **ret_sha1_hex, GError **error)
+{
+    if (!check_cancelled(cancellable, name, error))
+        return FALSE;
+
+    ic_autofd fd = ic_file_open_regular_at(dirfd, name, NULL, error);
+    if (fd < 0)
+        return FALSE;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+    g_autoptr(EVP_MD) md = EVP_MD_fetch(NULL, "SHA1", NULL);
+    g_autoptr(EVP_MD_CTX) ctx = EVP_MD_CTX_new();
+    if (md == NULL || ctx == NULL || !EVP_DigestInit_ex(ctx, md, NULL))
+        return set_crypto_error(error, "starting SHA-1");
+
+    /* At low rates, read smaller pieces so the throttle is smooth, not bursty. */
+    gsize chunk = HASH_BUFFER_SIZE;
+    if (rate_limit_bytes_per_sec > 0)
+        chunk = (gsize)CLAMP(rate_limit_bytes_per_sec / 10, HASH_MIN_CHUNK, HASH_BUFFER_SIZE);
+    g_autofree unsigned char *buf = g_malloc(chunk);
+
+    gint64 start = g_get_monotonic_time();
+    guint64 total = 0;
+    for (;;) {
+        if (!check_cancelled(cancellable, name, error))
+            return FALSE;
+        gsize n;
+        if (!ic_file_read_some(fd, buf, chunk, name, &n, error))
+            return FALSE;
+        if (n == 0)
+            break;
+        if (!EVP_DigestUpdate(ctx, buf, n))
+            return set_crypto_error(error, "hashing");
+        /* Drop what we read from the page cache: it is the guests' to keep. */
+        (void)posix_fadvise(fd, (off_t)total, (off_t)n, POSIX_FADV_DONTNEED);
+        total += n;
+
+        if (rate_limit_bytes_per_sec > 0) {
+            gint64 due =
+                start + (gint64)((double)total * G_USEC_PER_SEC / (double)rate_limit_bytes_per_sec);
+            if (!sleep_until(due, cancellable, name, error))
+                return FALSE;
+        }
+    }
+
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (!EVP_DigestFinal_ex(ctx, digest, &digest_len))
+        return set_crypto_error(error, "finishing SHA-1");
+
+    g_debug("hashed '%s': %" G_GUINT64_FORMAT " bytes", name, total);
+    *ret_sha1_hex = digest_to_hex(digest, digest_len);
+    return TRUE;
+}
+
+/* A stored digest is one line of printable ASCII, not empty, bounded. */
+static gboolean check_sidecar_text(const char *text, gsize len, GError **error)
+{
+    if (len == 0) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "empty checksum");
+        return FALSE;
+    }
+    if (len > SIDECAR_TEXT_MAX) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                    "checksum too long: %" G_GSIZE_FORMAT " bytes, at most %d", len,
+                    SIDECAR_TEXT_MAX);
+        return FALSE;
+    }
+    for (gsize i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n' || c == '\r') {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "checksum spans more than one line");
+            return FALSE;
+        }
+        if (c < 0x20 || c > 0x7e) {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                        "checksum holds a non-printable byte 0x%02x at offset %" G_GSIZE_FORMAT, c,
+                        i);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static IcStoredChecksum *stored_new(IcSidecarFormat format, const char *sha1, gsize len,
+                                    gint64 timestamp)
+{
+    IcStoredChecksum *stored = g_new0(IcStoredChecksum, 1);
+    stored->format = format;
+    stored->sha1 = g_strndup(sha1, len);
+    stored->timestamp = timestamp;
+    return stored;
+}
+
+gboolean ic_checksum_parse_sha1_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
+                                        GError **error)
+{
+    if (memchr(data, '\0', len) != NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "checksum holds a NUL byte");
+        return FALSE;
+    }
+    /* Strip surrounding whitespace, as Nova's reader did. */
+    const char *start = data;
+    const char *end = data + len;
+    while (start < end && g_ascii_isspace(*start))
+        start++;
+    while (end > start && g_ascii_isspace(end[-1]))
+        end--;
+    if (!check_sidecar_text(start, (gsize)(end - start), error))
+        return FALSE;
+
+    *ret_stored = stored_new(IC_SIDECAR_SHA1, start, (gsize)(end - start), -1);
+    return TRUE;
+}
+
+/* "sha1-timestamp": absent or null → -1; else a non-negative number of seconds. */
+static gboolean parse_info_timestamp(JsonObject *obj, gint64 *ret_timestamp, GError **error)
+{
+    JsonNode *node = json_object_get_member(obj, "sha1-timestamp");
+    if (node == NULL || JSON_NODE_HOLDS_NULL(node)) {
+        *ret_timestamp = -1;
+        return TRUE;
+    }
+    GType type = JSON_NODE_HOLDS_VALUE(node) ? json_node_get_value_type(node) : G_TYPE_INVALID;
+    double value;
+    if (type == G_TYPE_INT64) {
+        value = (double)json_node_get_int(node);
+    } else if (type == G_TYPE_DOUBLE) {
+        value = json_node_get_double(node);
+    } else {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1-timestamp\" is not a number");
+        return FALSE;
+    }
+    /* 2^53: beyond that a double is no longer a whole count of seconds. */
+    if (!isfinite(value) || value < 0 || value > 9007199254740992.0) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1-timestamp\" out of range: %g", value);
+        return FALSE;
+    }
+    /* Non-negative: truncation is the floor. */
+    *ret_timestamp = (gint64)value;
+    return TRUE;
+}
+
+gboolean ic_checksum_parse_info_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
+                                        GError **error)
+{
+    if (len > SIDECAR_MAX_SIZE) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                    "info sidecar too large: %" G_GSIZE_FORMAT " bytes, at most %d", len,
+                    SIDECAR_MAX_SIZE);
+        return FALSE;
+    }
+    if (memchr(data, '\0', len) != NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar holds a NUL byte");
+        return FALSE;
+    }
+
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GError) local_error = NULL;
+    if (!json_parser_load_from_data(parser, data, (gssize)len, &local_error)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar is not JSON: %s",
+                    local_error->message);
+        return FALSE;
+    }
+    JsonNode *root = json_parser_get_root(parser);
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar is not a JSON object");
+        return FALSE;
+    }
+    JsonObject *obj = json_node_get_object(root);
+
+    JsonNode *sha1 = json_object_get_member(obj, "sha1");
+    if (sha1 == NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar has no \"sha1\"");
+        return FALSE;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(sha1) || json_node_get_value_type(sha1) != G_TYPE_STRING) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1\" is not a string");
+        return FALSE;
+    }
+    const char *text = json_node_get_string(sha1);
+    if (!check_sidecar_text(text, strlen(text), error)) {
+        g_prefix_error(error, "\"sha1\": ");
+        return FALSE;
+    }
+
+    gint64 timestamp;
+    if (!parse_info_timestamp(obj, &timestamp, error))
+        return FALSE;
+
+    *ret_stored = stored_new(IC_SIDECAR_INFO, text, strlen(text), timestamp);
+    return TRUE;
+}
+
+gboolean ic_checksum_read_stored(int dirfd, const char *name, IcStoredChecksum **ret_stored,
+                                 GError **error)
+{
+    static const struct {
+        const char *suffix;
+        gboolean (*parse)(const char *, gsize, IcStoredChecksum **, GError **);
+    } sidecars[] = {
+        {".info", ic_checksum_parse_info_sidecar},
+        {".sha1", ic_checksum_parse_sha1_sidecar},
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(sidecars); i++) {
+        g_autofree char *path = g_strconcat(name, sidecars[i].suffix, NULL);
+        g_autofree char *data = NULL;
+        gsize len = 0;
+        g_autoptr(GError) local_error = NULL;
+        if (!ic_file_read_at(dirfd, path, SIDECAR_MAX_SIZE, &data, &len, &local_error)) {
+            if (g_error_matches(local_error, IC_ERROR, IC_ERROR_NOT_FOUND))
+                continue;
+            g_propagate_error(error, g_steal_pointer(&local_error));
+            return FALSE;
+        }
+        if (!sidecars[i].parse(data, len, ret_stored, error)) {
+            g_prefix_error(error, "'%s': ", path);
+            return FALSE;
+        }
+        return TRUE;
+    }
+    *ret_stored = NULL;
+    return TRUE;
+}
+
+gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1_hex,
+                                   gint64 timestamp, GError **error)
+{
+    g_autoptr(JsonBuilder) builder = json_builder_new();
+    json_builder_begin_object(builder);
+    json_builder_set_member_name(builder, "sha1");
+    json_builder_add_string_value(builder, sha1_hex);
+    if (timestamp >= 0) {
+        json_builder_set_member_name(builder, "sha1-timestamp");
+        json_builder_add_int_value(builder, timestamp);
+    }
+    json_builder_end_object(builder);
+
+    g_autoptr(JsonNode) root = json_builder_get_root(builder);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_generator_set_root(gen, root);
+    gsize len = 0;
+    g_autofree char *json = json_generator_to_data(gen, &len);
+    g_autofree char *text = g_strconcat(json, "\n", NULL);
+
+    g_autofree char *path = g_strconcat(name, ".info", NULL);
+    return ic_file_write_atomic_at(dirfd, path, text, len + 1, 0644, error);
+}
+
+/* The sidecar's hash is recent enough to trust without re-reading the file. A
+ * timestamp in the future (clock skew, a forged file) is not trusted. */
+static gboolean is_recent(const IcStoredChecksum *stored, gint64 interval, gint64 now)
+{
+    if (stored == NULL || stored->timestamp < 0 || interval <= 0)
+        return FALSE;
+    gint64 age = now - stored->timestamp;
+    return age >= 0 && age < interval;
+}
+
+static void result_set_error(IcChecksumResult *result, const char *message)
+{
+    result->state = IC_CHECKSUM_ERROR;
+    g_free(result->error);
+    result->error = g_strdup(message);
+}
+
+gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions *options,
+                            gint64 now, IcChecksumResult *ret_result, GError **error)
+{
+    IcChecksumResult result = {.state = IC_CHECKSUM_NOT_CHECKED};
+    g_autoptr(GError) local_error = NULL;
+
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+        g_debug("not verifying '%s': absent", name);
+        *ret_result = result;
+        return TRUE;
+    }
+
+    g_autoptr(IcStoredChecksum) stored = NULL;
+    if (!ic_checksum_read_stored(dirfd, name, &stored, &local_error)) {
+        result_set_error(&result, local_error->message);
+        goto done;
+    }
+    if (stored != NULL)
+        result.expected = g_strdup(stored->sha1);
+
+    if (is_recent(stored, options->interval_seconds, now)) {
+        result.state = IC_CHECKSUM_RECENT;
+        goto done;
+    }
+
+    if (!ic_checksum_file(dirfd, name, options->rate_limit_bytes_per_sec, options->cancellable,
+                          &result.actual, &local_error)) {
+        if (g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)) {
+            ic_checksum_result_clear(&result);
+            g_propagate_error(error, g_steal_pointer(&local_error));
+            return FALSE;
+        }
+        result_set_error(&result, local_error->message);
+        goto done;
+    }
+
+    if (stored == NULL) {
+        result.state = IC_CHECKSUM_NO_SIDECAR;
+        if (options->write_missing &&
+            !ic_checksum_write_sidecar(dirfd, name, result.actual, now, &local_error))
+            result_set_error(&result, local_error->message);
+        goto done;
+    }
+
+    if (g_ascii_strcasecmp(stored->sha1, result.actual) != 0) {
+        result.state = IC_CHECKSUM_MISMATCH;
+        goto done;
+    }
+    result.state = IC_CHECKSUM_OK;
+    /* Refresh the timestamp so the next pass may skip re-hashing; failing that
+     * only costs a re-hash, the file is verified. */
+    if (stored->format == IC_SIDECAR_INFO && options->write_missing &&
+        !ic_checksum_write_sidecar(dirfd, name, result.actual, now, &local_error))
+        g_debug("could not refresh the sidecar of '%s': %s", name, local_error->message);
+
+done:
+    g_debug("verified '%s': %s", name, ic_checksum_state_to_string(result.state));
+    *ret_result = result;
+    return TRUE;
+}

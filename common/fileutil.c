@@ -1,0 +1,161 @@
+#include "fileutil.h"
+
+#include "error.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GError **error)
+{
+    ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        int errsv = errno;
+        if (errsv == ELOOP) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "refusing to open '%s': a symlink", name);
+            return -1;
+        }
+        ic_error_set_errno(error, errsv, "opening", name);
+        return -1;
+    }
+
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        ic_error_set_errno(error, errno, "inspecting", name);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "refusing to read '%s': not a regular file",
+                    name);
+        return -1;
+    }
+    if (ret_st != NULL)
+        *ret_st = st;
+    return ic_steal_fd(&fd);
+}
+
+gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize *ret_n,
+                           GError **error)
+{
+    ssize_t n;
+    do
+        n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return ic_error_set_errno(error, errno, "reading", name);
+    *ret_n = (gsize)n;
+    return TRUE;
+}
+
+gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_data,
+                         gsize *ret_len, GError **error)
+{
+    struct stat st;
+    ic_autofd fd = ic_file_open_regular_at(dirfd, name, &st, error);
+    if (fd < 0)
+        return FALSE;
+    if (st.st_size < 0 || (guint64)st.st_size > max_len) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                    "'%s' is too large: %" G_GINT64_FORMAT " bytes, the limit is %" G_GSIZE_FORMAT,
+                    name, (gint64)st.st_size, max_len);
+        return FALSE;
+    }
+
+    /* The file may grow under us: read at most one byte past the limit. */
+    max_len = MIN(max_len, G_MAXSIZE / 2);
+    gsize cap = (gsize)st.st_size + 1;
+    gsize len = 0;
+    g_autofree char *buf = g_malloc(cap + 1);
+    while (len <= max_len) {
+        if (len == cap) {
+            cap = MIN(cap * 2, max_len + 1);
+            buf = g_realloc(buf, cap + 1);
+        }
+        gsize n;
+        if (!ic_file_read_some(fd, buf + len, cap - len, name, &n, error))
+            return FALSE;
+        if (n == 0)
+            break;
+        len += n;
+    }
+    if (len > max_len) {
+        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                    "'%s' is too large: over the limit of %" G_GSIZE_FORMAT " bytes", name,
+                    max_len);
+        return FALSE;
+    }
+    buf[len] = '\0';
+
+    *ret_data = g_steal_pointer(&buf);
+    if (ret_len != NULL)
+        *ret_len = len;
+    return TRUE;
+}
+
+static gboolean write_all(int fd, const void *data, gsize len, const char *name, GError **error)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return ic_error_set_errno(error, errno, "writing", name);
+        }
+        p += n;
+        len -= (gsize)n;
+    }
+    return TRUE;
+}
+
+static gboolean fsync_dir(int dirfd, const char *name, GError **error)
+{
+    ic_autofd fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ic_error_set_errno(error, errno, "opening the directory of", name);
+    if (fsync(fd) < 0)
+        return ic_error_set_errno(error, errno, "syncing the directory of", name);
+    return TRUE;
+}
+
+/* Writes, syncs and closes @fd (always closed). */
+static gboolean write_sync_close(int fd, const void *data, gsize len, const char *tmp_name,
+                                 GError **error)
+{
+    gboolean ok = write_all(fd, data, len, tmp_name, error);
+    if (ok && fsync(fd) < 0)
+        ok = ic_error_set_errno(error, errno, "syncing", tmp_name);
+    if (close(fd) < 0 && ok)
+        ok = ic_error_set_errno(error, errno, "closing", tmp_name);
+    return ok;
+}
+
+gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
+                                 mode_t mode, GError **error)
+{
+    if (name[0] == '\0' || strchr(name, '/') != NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FAILED, "invalid file name '%s'", name);
+        return FALSE;
+    }
+
+    g_autofree char *tmp_name = NULL;
+    int fd = -1;
+    for (int attempt = 0; fd < 0; attempt++) {
+        g_free(tmp_name);
+        tmp_name = g_strdup_printf("%s.tmp.%08" G_GINT32_MODIFIER "x", name, g_random_int());
+        fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0 && (errno != EEXIST || attempt >= 16))
+            return ic_error_set_errno(error, errno, "creating", tmp_name);
+    }
+
+    if (!write_sync_close(fd, data, len, tmp_name, error)) {
+        unlinkat(dirfd, tmp_name, 0);
+        return FALSE;
+    }
+    if (renameat(dirfd, tmp_name, dirfd, name) < 0) {
+        int errsv = errno;
+        unlinkat(dirfd, tmp_name, 0);
+        return ic_error_set_errno(error, errsv, "replacing", name);
+    }
+    return fsync_dir(dirfd, name, error);
+}

@@ -1,0 +1,60 @@
+/* fileutil.h — small file helpers relative to a directory descriptor: safe open of a
+ * regular file, bounded whole-file read, atomic rewrite, and an autoclose for fds. */
+#pragma once
+
+#include <errno.h>
+#include <glib.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+G_BEGIN_DECLS
+
+/* Closes *fd when it is >= 0, keeping errno; for use as a cleanup function. */
+static inline void ic_close_fdp(int *fd)
+{
+    if (*fd >= 0) {
+        int errsv = errno;
+        close(*fd);
+        errno = errsv;
+        *fd = -1;
+    }
+}
+
+/* A file descriptor closed when it goes out of scope (GLib 2.74 lacks g_autofd):
+ *   ic_autofd fd = openat(...);  ...  return ic_steal_fd(&fd); */
+#define ic_autofd __attribute__((cleanup(ic_close_fdp))) int
+
+/* Hands the descriptor on: returns *fdp and sets it to -1. */
+static inline int ic_steal_fd(int *fdp)
+{
+    int fd = *fdp;
+    *fdp = -1;
+    return fd;
+}
+
+/* Opens @name relative to @dirfd read-only (O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK) and
+ * checks it is a regular file. Returns the fd (caller closes) and fills @ret_st when
+ * non-NULL; on failure -1 with IC_ERROR_NOT_FOUND (absent), IC_ERROR_UNSAFE (symlink,
+ * directory, device, FIFO...) or IC_ERROR_IO. */
+int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GError **error);
+
+/* One read(2) of up to @len bytes from @fd, retried on EINTR. *ret_n is 0 at end
+ * of file. Fails with IC_ERROR_IO naming @name. */
+gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize *ret_n,
+                           GError **error);
+
+/* Reads the whole regular file @name (relative to @dirfd) into a NUL-terminated
+ * buffer the caller frees. Fails like ic_file_open_regular_at, and with
+ * IC_ERROR_LIMIT when the file holds more than @max_len bytes. @ret_len may be NULL. */
+gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_data,
+                         gsize *ret_len, GError **error);
+
+/* Replaces @name (a plain name in @dirfd, no '/') atomically with @data: writes
+ * "<name>.tmp.<random>" (O_EXCL, O_NOFOLLOW), fsyncs, closes, renames it over
+ * @name and fsyncs the directory. A crash leaves the old or the new file; on
+ * failure the temporary file is removed and IC_ERROR_IO is set. */
+gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
+                                 mode_t mode, GError **error);
+
+G_END_DECLS
