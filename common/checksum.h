@@ -1,0 +1,85 @@
+/* checksum.h — SHA-1 of base files (streaming, libcrypto EVP) and their checksum sidecars.
+ * Owns both sidecar formats: "<file>.sha1" (hex digest) and "<file>.info" (JSON). */
+#pragma once
+
+#include <gio/gio.h>
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define IC_SHA1_HEX_LEN 40
+
+typedef enum {
+    IC_CHECKSUM_NOT_CHECKED = 0, /* checksumming off, or the file is absent */
+    IC_CHECKSUM_OK,              /* digest matches the sidecar */
+    IC_CHECKSUM_RECENT,          /* the sidecar's timestamp is younger than the interval: not re-hashed */
+    IC_CHECKSUM_NO_SIDECAR,      /* there was none; one was written (unless dry run) */
+    IC_CHECKSUM_MISMATCH,        /* the file is corrupt */
+    IC_CHECKSUM_ERROR,           /* could not read the file or the sidecar */
+} IcChecksumState;
+
+const char *ic_checksum_state_to_string(IcChecksumState state);
+
+typedef enum {
+    IC_SIDECAR_NONE = 0,
+    IC_SIDECAR_SHA1, /* <file>.sha1: the hex digest, optionally followed by a newline */
+    IC_SIDECAR_INFO, /* <file>.info: {"sha1": "<hex>", "sha1-timestamp": <epoch>} */
+} IcSidecarFormat;
+
+/* The sidecar suffixes, NULL-terminated; removal takes these with the image. */
+extern const char *const ic_sidecar_suffixes[];
+
+typedef struct {
+    IcSidecarFormat format;
+    char *sha1;        /* lowercase hex as stored (may be invalid hex: then it cannot match) */
+    gint64 timestamp;  /* epoch seconds of the last hash, -1 when the sidecar has none */
+} IcStoredChecksum;
+
+void ic_stored_checksum_free(IcStoredChecksum *stored);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcStoredChecksum, ic_stored_checksum_free)
+
+/* Parse sidecar contents. Pure; damaged content fails with IC_ERROR_FORMAT. */
+gboolean ic_checksum_parse_sha1_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
+                                        GError **error);
+gboolean ic_checksum_parse_info_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
+                                        GError **error);
+
+/* Reads the stored checksum of @name in the directory @dirfd: the .info sidecar
+ * when present, else the .sha1 one. No sidecar: TRUE with *ret_stored = NULL. */
+gboolean ic_checksum_read_stored(int dirfd, const char *name, IcStoredChecksum **ret_stored,
+                                 GError **error);
+
+/* Writes <name>.info atomically (temp + fsync + rename + dir fsync). */
+gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1_hex,
+                                   gint64 timestamp, GError **error);
+
+/* Streams the file through SHA-1 in constant memory. @rate_limit_bytes_per_sec
+ * (0 = unlimited) throttles the reading; @cancellable stops it mid-file with
+ * IC_ERROR_CANCELLED. The file is read with POSIX_FADV_DONTNEED behind the
+ * reader so hashing does not evict the guests' page cache. */
+gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
+                          GCancellable *cancellable, char **ret_sha1_hex, GError **error);
+
+typedef struct {
+    guint64 rate_limit_bytes_per_sec;
+    gint64 interval_seconds; /* skip re-hashing while the sidecar's timestamp is younger */
+    gboolean write_missing;  /* write a sidecar when there is none */
+    GCancellable *cancellable;
+} IcChecksumOptions;
+
+typedef struct {
+    IcChecksumState state;
+    char *expected; /* from the sidecar, NULL when none */
+    char *actual;   /* computed, NULL when not hashed */
+    char *error;    /* for IC_CHECKSUM_ERROR */
+} IcChecksumResult;
+
+void ic_checksum_result_clear(IcChecksumResult *result);
+
+/* Verifies @name against its sidecar, as the pass does. Never fails: problems
+ * are reported in @ret_result (state ERROR), except cancellation, which returns
+ * FALSE with IC_ERROR_CANCELLED. */
+gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions *options,
+                            gint64 now, IcChecksumResult *ret_result, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,282 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "error.h"
+
+typedef enum {
+    KEY_STRING,
+    KEY_PATH, /* a string that must be an absolute path */
+    KEY_BOOL,
+    KEY_SECONDS, /* a non-negative integer */
+} KeyType;
+
+typedef struct {
+    const char *name;
+    KeyType type;
+    size_t offset;
+    const char *default_value; /* NULL: derived in ic_config_finish */
+    const char *help;
+} KeyDef;
+
+/* The one table of settings: name, type, default and what it means. */
+static const KeyDef keys[] = {
+    {"instances_path", KEY_PATH, offsetof(IcConfig, instances_path), "/var/lib/nova/instances",
+     "Directory holding the instance directories and the base dir"},
+    {"base_dir_name", KEY_STRING, offsetof(IcConfig, base_dir_name), "_base",
+     "Name of the base-image cache directory inside instances_path"},
+    {"ledger_dir", KEY_PATH, offsetof(IcConfig, ledger_dir), NULL,
+     "Where hosts keep their usage ledgers (default: <instances_path>/_ledger)"},
+    {"host", KEY_STRING, offsetof(IcConfig, host), NULL,
+     "This host's name in the shared ledger (default: the system host name)"},
+    {"libvirt_uri", KEY_STRING, offsetof(IcConfig, libvirt_uri), "qemu:///system",
+     "libvirt connection used (read-only) to list live domains"},
+    {"remove_unused_base_images", KEY_BOOL, offsetof(IcConfig, remove_unused_base_images), "true",
+     "Remove base files nobody uses once they are old enough"},
+    {"remove_unused_original_minimum_age_seconds", KEY_SECONDS,
+     offsetof(IcConfig, remove_unused_original_minimum_age_seconds), "86400",
+     "Minimum time an original base file stays unused before removal"},
+    {"remove_unused_resized_minimum_age_seconds", KEY_SECONDS,
+     offsetof(IcConfig, remove_unused_resized_minimum_age_seconds), "3600",
+     "Minimum time a resized or _sm base file stays unused before removal"},
+    {"checksum_base_images", KEY_BOOL, offsetof(IcConfig, checksum_base_images), "false",
+     "Verify base files against their checksum sidecars (and write missing ones)"},
+    {"checksum_interval_seconds", KEY_SECONDS, offsetof(IcConfig, checksum_interval_seconds),
+     "3600", "Do not re-hash a file whose sidecar was written more recently than this"},
+    {"ledger_stale_seconds", KEY_SECONDS, offsetof(IcConfig, ledger_stale_seconds), "86400",
+     "A host ledger not refreshed for this long is reported stale (it still counts)"},
+    {"strict_prepare", KEY_BOOL, offsetof(IcConfig, strict_prepare), "false",
+     "Make the hook refuse a domain start when it cannot record its usage"},
+};
+
+static const KeyDef *find_key(const char *name)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (g_str_equal(keys[i].name, name))
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static gboolean parse_bool(const char *value, gboolean *ret)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (gsize i = 0; i < G_N_ELEMENTS(yes); i++) {
+        if (g_ascii_strcasecmp(value, yes[i]) == 0) {
+            *ret = TRUE;
+            return TRUE;
+        }
+        if (g_ascii_strcasecmp(value, no[i]) == 0) {
+            *ret = FALSE;
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static gboolean parse_seconds(const char *value, gint64 *ret)
+{
+    guint64 parsed;
+    if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXINT64 / 2, &parsed, NULL))
+        return FALSE;
+    *ret = (gint64)parsed;
+    return TRUE;
+}
+
+static gboolean set_key(IcConfig *config, const KeyDef *key, const char *raw, const char *origin,
+                        GError **error)
+{
+    g_autofree char *value = g_strstrip(g_strdup(raw));
+    void *field = (char *)config + key->offset;
+
+    switch (key->type) {
+    case KEY_PATH:
+        if (!g_path_is_absolute(value)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "%s: key '%s': '%s' is not an absolute path", origin, key->name, value);
+            return FALSE;
+        }
+        /* fall through */
+    case KEY_STRING:
+        if (*value == '\0' || strchr(value, '\n') != NULL) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG, "%s: key '%s': empty or invalid value",
+                        origin, key->name);
+            return FALSE;
+        }
+        g_free(*(char **)field);
+        *(char **)field = g_steal_pointer(&value);
+        return TRUE;
+    case KEY_BOOL:
+        if (!parse_bool(value, (gboolean *)field)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "%s: key '%s': '%s' is not a boolean (true/false)", origin, key->name,
+                        value);
+            return FALSE;
+        }
+        return TRUE;
+    case KEY_SECONDS:
+        if (!parse_seconds(value, (gint64 *)field)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "%s: key '%s': '%s' is not a number of seconds (a whole number >= 0)",
+                        origin, key->name, value);
+            return FALSE;
+        }
+        return TRUE;
+    }
+    g_assert_not_reached();
+}
+
+IcConfig *ic_config_new(void)
+{
+    IcConfig *config = g_new0(IcConfig, 1);
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (keys[i].default_value == NULL)
+            continue;
+        g_autoptr(GError) error = NULL;
+        if (!set_key(config, &keys[i], keys[i].default_value, "defaults", &error))
+            g_error("built-in default of '%s' is invalid: %s", keys[i].name, error->message);
+    }
+    return config;
+}
+
+static void config_clear_strings(IcConfig *config)
+{
+    g_free(config->source);
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (keys[i].type == KEY_STRING || keys[i].type == KEY_PATH)
+            g_free(*(char **)((char *)config + keys[i].offset));
+    }
+}
+
+void ic_config_free(IcConfig *config)
+{
+    if (config == NULL)
+        return;
+    config_clear_strings(config);
+    g_free(config);
+}
+
+/* A deep copy, so a failed load can leave the caller's config untouched. */
+static IcConfig *config_copy(const IcConfig *config)
+{
+    IcConfig *copy = g_memdup2(config, sizeof(*config));
+    copy->source = g_strdup(config->source);
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (keys[i].type == KEY_STRING || keys[i].type == KEY_PATH) {
+            char **field = (char **)((char *)copy + keys[i].offset);
+            *field = g_strdup(*field);
+        }
+    }
+    return copy;
+}
+
+gboolean ic_config_set(IcConfig *config, const char *key, const char *value, const char *origin,
+                       GError **error)
+{
+    const KeyDef *def = find_key(key);
+    if (def == NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG, "%s: unknown key '%s'", origin, key);
+        return FALSE;
+    }
+    return set_key(config, def, value, origin, error);
+}
+
+gboolean ic_config_load_file(IcConfig *config, const char *path, GError **error)
+{
+    g_autoptr(GKeyFile) file = g_key_file_new();
+    g_autoptr(GError) local_error = NULL;
+
+    if (!g_key_file_load_from_file(file, path, G_KEY_FILE_NONE, &local_error)) {
+        int code = g_error_matches(local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT)
+                       ? IC_ERROR_NOT_FOUND
+                       : IC_ERROR_CONFIG;
+        g_set_error(error, IC_ERROR, code, "config file '%s': %s", path, local_error->message);
+        return FALSE;
+    }
+
+    g_auto(GStrv) groups = g_key_file_get_groups(file, NULL);
+    for (char **group = groups; *group != NULL; group++) {
+        if (!g_str_equal(*group, IC_CONFIG_GROUP)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "config file '%s': unknown group '[%s]' (only [%s] is read)", path, *group,
+                        IC_CONFIG_GROUP);
+            return FALSE;
+        }
+    }
+
+    g_autoptr(IcConfig) staged = config_copy(config);
+    g_autofree char *origin = g_strdup_printf("config file '%s'", path);
+    g_auto(GStrv) names = g_key_file_get_keys(file, IC_CONFIG_GROUP, NULL, NULL);
+    for (char **name = names; name != NULL && *name != NULL; name++) {
+        g_autofree char *value = g_key_file_get_value(file, IC_CONFIG_GROUP, *name, NULL);
+        if (!ic_config_set(staged, *name, value, origin, error))
+            return FALSE;
+    }
+
+    g_free(staged->source);
+    staged->source = g_strdup(path);
+    config_clear_strings(config);
+    *config = *staged;
+    g_free(g_steal_pointer(&staged));
+    return TRUE;
+}
+
+gboolean ic_config_finish(IcConfig *config, GError **error)
+{
+    const char *origin = config->source ? config->source : "built-in defaults";
+
+    if (strchr(config->base_dir_name, '/') != NULL || g_str_equal(config->base_dir_name, ".") ||
+        g_str_equal(config->base_dir_name, "..")) {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "%s: key 'base_dir_name': '%s' must be a plain directory name", origin,
+                    config->base_dir_name);
+        return FALSE;
+    }
+    if (config->ledger_dir == NULL)
+        config->ledger_dir = g_build_filename(config->instances_path, "_ledger", NULL);
+    if (config->host == NULL)
+        config->host = g_strdup(g_get_host_name());
+    if (strchr(config->host, '/') != NULL || config->host[0] == '.') {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "%s: key 'host': '%s' cannot name a ledger file", origin, config->host);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+char *ic_config_base_dir(const IcConfig *config)
+{
+    return g_build_filename(config->instances_path, config->base_dir_name, NULL);
+}
+
+char *ic_config_to_data(const IcConfig *config)
+{
+    GString *out = g_string_new("[" IC_CONFIG_GROUP "]\n");
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        const KeyDef *key = &keys[i];
+        const void *field = (const char *)config + key->offset;
+        g_string_append_printf(out, "# %s\n", key->help);
+        switch (key->type) {
+        case KEY_STRING:
+        case KEY_PATH: {
+            const char *value = *(char *const *)field;
+            if (value == NULL)
+                g_string_append_printf(out, "#%s=\n", key->name);
+            else
+                g_string_append_printf(out, "%s=%s\n", key->name, value);
+            break;
+        }
+        case KEY_BOOL:
+            g_string_append_printf(out, "%s=%s\n", key->name,
+                                   *(const gboolean *)field ? "true" : "false");
+            break;
+        case KEY_SECONDS:
+            g_string_append_printf(out, "%s=%" G_GINT64_FORMAT "\n", key->name,
+                                   *(const gint64 *)field);
+            break;
+        }
+    }
+    return g_string_free(out, FALSE);
+}

@@ -1,0 +1,56 @@
+/* config.h — the [imagecache] settings: their names, defaults, parsing and validation.
+ * Every key lives in one table in config.c; the CLI, hook and plugin only load and override. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define IC_CONFIG_GROUP        "imagecache"
+#define IC_CONFIG_DEFAULT_PATH SYSCONFDIR "/imagecache.conf"
+
+typedef struct {
+    char *source; /* the file the settings came from, NULL for built-in defaults */
+
+    char *instances_path;
+    char *base_dir_name;
+    char *ledger_dir; /* NULL until loaded: then <instances_path>/_ledger unless set */
+    char *host;
+    char *libvirt_uri;
+
+    gboolean remove_unused_base_images;
+    gint64 remove_unused_original_minimum_age_seconds;
+    gint64 remove_unused_resized_minimum_age_seconds;
+    gboolean checksum_base_images;
+    gint64 checksum_interval_seconds;
+    gint64 ledger_stale_seconds;
+    gboolean strict_prepare;
+} IcConfig;
+
+/* A config holding Nova's defaults; never fails. */
+IcConfig *ic_config_new(void);
+void ic_config_free(IcConfig *config);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcConfig, ic_config_free)
+
+/* Reads @path (GKeyFile syntax, group [imagecache]) over the current values.
+ * An unreadable file, a missing group, an unknown key or a bad value fails with
+ * IC_ERROR_CONFIG (IC_ERROR_NOT_FOUND for a missing file) naming key and file;
+ * on failure @config is left unchanged. */
+gboolean ic_config_load_file(IcConfig *config, const char *path, GError **error);
+
+/* Sets one key from its textual value, as the file would; @origin names where
+ * the value came from in error messages (a file, "collectd config"). */
+gboolean ic_config_set(IcConfig *config, const char *key, const char *value, const char *origin,
+                       GError **error);
+
+/* Checks cross-key rules and fills derived defaults (ledger_dir, host). */
+gboolean ic_config_finish(IcConfig *config, GError **error);
+
+/* <instances_path>/<base_dir_name>; caller frees. */
+char *ic_config_base_dir(const IcConfig *config);
+
+/* Every known key with its current value, in file order, as GKeyFile text
+ * (for `imagecachectl config` and the example file). */
+char *ic_config_to_data(const IcConfig *config);
+
+G_END_DECLS

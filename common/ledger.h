@@ -1,0 +1,89 @@
+/* ledger.h — the usage ledger: per host, which domains use which base files.
+ * One file per host in ledger_dir, written only by its host, atomically, under a lock. */
+#pragma once
+
+#include <glib.h>
+
+#include "usage.h"
+
+G_BEGIN_DECLS
+
+#define IC_LEDGER_MAX_BYTES   (16 * 1024 * 1024)
+#define IC_LEDGER_MAX_DOMAINS 100000
+
+typedef struct {
+    char *uuid;
+    char *name;
+    GPtrArray *base_files;   /* char*: absolute paths inside the base dir reached by its chains */
+    GPtrArray *image_ids;    /* char*: Nova image refs (fingerprint = SHA-1 of the id) */
+    gint64 started;          /* epoch seconds the domain was first recorded */
+} IcLedgerDomain;
+
+typedef struct {
+    char *host;
+    gint64 refreshed;    /* epoch seconds of the last write */
+    gboolean stale;      /* set by ic_ledger_read_all: not refreshed within the stale limit */
+    GPtrArray *domains;  /* IcLedgerDomain*, sorted by uuid */
+    GHashTable *last_used; /* base file path -> gint64* epoch seconds of its last release */
+} IcLedgerHost;
+
+typedef struct {
+    char *ledger_dir;
+    GPtrArray *hosts;    /* IcLedgerHost*, sorted by host */
+    GPtrArray *errors;   /* char*: host files that could not be read (they block removal) */
+} IcLedger;
+
+IcLedgerDomain *ic_ledger_domain_new(const char *uuid, const char *name);
+void ic_ledger_domain_free(IcLedgerDomain *domain);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedgerDomain, ic_ledger_domain_free)
+void ic_ledger_host_free(IcLedgerHost *host);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedgerHost, ic_ledger_host_free)
+void ic_ledger_free(IcLedger *ledger);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedger, ic_ledger_free)
+
+/* Serialises / parses one host file. Parsing is strict: a damaged or
+ * truncated file fails with IC_ERROR_FORMAT, never reads as "no users". */
+char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len);
+gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_host, GError **error);
+
+/* Records @domain for @host (replacing an entry with the same uuid), under the
+ * host file's lock, and refreshes the host's timestamp to @now. */
+gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
+                                 const IcLedgerDomain *domain, gint64 now, GError **error);
+
+/* Drops the domain @uuid of @host (no entry: success), remembering @now as the
+ * last use of each of its base files. */
+gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const char *uuid,
+                               gint64 now, GError **error);
+
+/* Replaces every domain of @host at once (reconcile). */
+gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
+                                gint64 now, GError **error);
+
+/* Reads every host file in @ledger_dir. A missing ledger dir is an empty
+ * ledger. A damaged host file is listed in ->errors (the caller must then not
+ * remove anything); hosts older than @stale_seconds are flagged stale but kept. */
+gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_seconds,
+                            IcLedger **ret_ledger, GError **error);
+
+/* Adds every domain of every host to @usage: @local_host's as local users,
+ * the others' as remote users; unreadable host files mark the usage incomplete. */
+void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage *usage);
+
+/* What a domain uses, as the ledger records it: for each file disk of
+ * @domain (ic_domain_file_disks), the backing chain probed from the image
+ * headers, keeping the members inside @base_dir; the Nova image ids; @now as
+ * the start time. A disk whose header cannot be read fails (the caller decides
+ * whether that blocks the start). */
+struct _IcDomain;
+gboolean ic_ledger_domain_from_xml_domain(const struct _IcDomain *domain, const char *base_dir,
+                                          gint64 now, IcLedgerDomain **ret_entry, GError **error);
+
+/* The usage lock (<ledger_dir>/usage.lock, an OFD lock): the hook holds it
+ * shared while it records a prepare, the remover exclusive while it re-reads
+ * the witnesses and unlinks, so a starting VM is either recorded first or
+ * finds its base file gone. *ret_fd holds the lock until closed. */
+gboolean ic_ledger_lock_usage(const char *ledger_dir, gboolean exclusive, int *ret_fd,
+                              GError **error);
+
+G_END_DECLS

@@ -1,0 +1,102 @@
+#include "remove.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "scan.h"
+
+/* Sidecar suffixes that go with an image. Kept here rather than taken from
+ * checksum.h so the GLib-only part of the library does not need libcrypto. */
+static const char *const sidecar_suffixes[] = {".sha1", ".info", NULL};
+
+gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **error)
+{
+    int fd = open(base_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP || errno == ENOTDIR) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                        "base dir '%s' is not a directory (a symbolic link is not followed)",
+                        base_dir);
+            return FALSE;
+        }
+        return ic_error_set_errno(error, errno, "opening base dir", base_dir);
+    }
+    *ret_dirfd = fd;
+    return TRUE;
+}
+
+/* Removes a sidecar if it is a regular file; anything else there is left. */
+static gboolean remove_sidecar(int dirfd, const char *name, GError **error)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return TRUE;
+        return ic_error_set_errno(error, errno, "inspecting sidecar", name);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "sidecar '%s' is not a regular file, leaving it", name);
+        return FALSE;
+    }
+    if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+        return ic_error_set_errno(error, errno, "removing sidecar", name);
+    return TRUE;
+}
+
+gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
+                             GError **error)
+{
+    if (ic_scan_classify_name(name, NULL) == IC_KIND_IGNORED) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "'%s' is not a base file name, refusing to remove it", name);
+        return FALSE;
+    }
+
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return ic_error_set_errno(error, errno, "inspecting base file", name);
+    if (!S_ISREG(st.st_mode)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "'%s' is not a regular file, refusing to remove it", name);
+        return FALSE;
+    }
+    if (expect != NULL) {
+        if (st.st_dev != expect->dev || st.st_ino != expect->ino) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                        "'%s' was replaced since it was scanned, keeping it", name);
+            return FALSE;
+        }
+        if (now - st.st_mtim.tv_sec < expect->min_age) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                        "'%s' was used since it was scanned (age %" G_GINT64_FORMAT
+                        " s < %" G_GINT64_FORMAT " s), keeping it",
+                        name, (gint64)(now - st.st_mtim.tv_sec), expect->min_age);
+            return FALSE;
+        }
+    }
+
+    if (unlinkat(dirfd, name, 0) < 0)
+        return ic_error_set_errno(error, errno, "removing base file", name);
+
+    for (const char *const *suffix = sidecar_suffixes; *suffix != NULL; suffix++) {
+        g_autofree char *sidecar = g_strconcat(name, *suffix, NULL);
+        if (!remove_sidecar(dirfd, sidecar, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean ic_remove_touch(int dirfd, const char *name, gint64 now, GError **error)
+{
+    struct timespec times[2] = {
+        {.tv_sec = 0, .tv_nsec = UTIME_OMIT},
+        {.tv_sec = (time_t)now, .tv_nsec = 0},
+    };
+    if (utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) < 0)
+        return ic_error_set_errno(error, errno, "touching base file", name);
+    return TRUE;
+}

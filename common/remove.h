@@ -1,0 +1,32 @@
+/* remove.h — carrying out verdicts on the base dir: unlinking removable files and
+ * their sidecars, refreshing the mtime of files in use. All relative to the base dir's fd. */
+#pragma once
+
+#include <glib.h>
+#include <sys/types.h>
+
+G_BEGIN_DECLS
+
+/* Opens the base dir as a directory descriptor without following a symlink at
+ * its last component. */
+gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **error);
+
+/* What the scan saw of the file; removal refuses if the file changed since. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    gint64 min_age;  /* re-checked against the mtime found now */
+} IcRemoveExpect;
+
+/* Unlinks base file @name in @dirfd and then its sidecars. Refuses (IC_ERROR_UNSAFE)
+ * a name outside the grammar, anything but a regular file, a file that is not
+ * the one @expect describes (NULL: no identity check), or one younger than
+ * @expect->min_age at @now. A missing file fails with IC_ERROR_NOT_FOUND. */
+gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
+                             GError **error);
+
+/* Sets the mtime of @name to @now (without following symlinks), so that age
+ * means "unused for". */
+gboolean ic_remove_touch(int dirfd, const char *name, gint64 now, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,456 @@
+#include "report.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#include "usage.h"
+
+const char *ic_action_to_string(IcAction action)
+{
+    switch (action) {
+    case IC_ACTION_NONE:
+        return "none";
+    case IC_ACTION_TOUCHED:
+        return "touched";
+    case IC_ACTION_REMOVED:
+        return "removed";
+    case IC_ACTION_WOULD_REMOVE:
+        return "would_remove";
+    case IC_ACTION_REMOVE_FAILED:
+        return "remove_failed";
+    }
+    return "unknown";
+}
+
+static void row_free(IcImageRow *row)
+{
+    g_free(row->name);
+    g_free(row->fingerprint);
+    g_free(row->image_id);
+    g_ptr_array_unref(row->users);
+    ic_checksum_result_clear(&row->checksum);
+    g_free(row->error);
+    g_free(row);
+}
+
+static void event_free(IcEvent *event)
+{
+    g_free(event->file);
+    g_free(event->message);
+    g_free(event);
+}
+
+IcReport *ic_report_new(const char *base_dir, const char *host, gint64 now)
+{
+    IcReport *report = g_new0(IcReport, 1);
+    report->base_dir = g_strdup(base_dir);
+    report->host = g_strdup(host);
+    report->now = now;
+    report->rows = g_ptr_array_new_with_free_func((GDestroyNotify)row_free);
+    report->skipped = g_ptr_array_new();
+    report->events = g_ptr_array_new_with_free_func((GDestroyNotify)event_free);
+    report->notes = g_ptr_array_new_with_free_func(g_free);
+    return report;
+}
+
+void ic_report_free(IcReport *report)
+{
+    if (report == NULL)
+        return;
+    g_free(report->base_dir);
+    g_free(report->host);
+    g_ptr_array_unref(report->rows);
+    g_ptr_array_unref(report->skipped);
+    g_ptr_array_unref(report->events);
+    g_ptr_array_unref(report->notes);
+    g_free(report);
+}
+
+IcImageRow *ic_report_add_row(IcReport *report, const char *name)
+{
+    IcImageRow *row = g_new0(IcImageRow, 1);
+    row->name = g_strdup(name);
+    row->users = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(report->rows, row);
+    return row;
+}
+
+char *ic_image_row_users_text(const IcImageRow *row)
+{
+    GString *text = g_string_new(NULL);
+    for (guint i = 0; i < row->users->len; i++) {
+        if (i > 0)
+            g_string_append(text, ", ");
+        g_string_append(text, g_ptr_array_index(row->users, i));
+    }
+    return g_string_free(text, FALSE);
+}
+
+const IcImageRow *ic_report_lookup(const IcReport *report, const char *name)
+{
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (g_str_equal(row->name, name))
+            return row;
+    }
+    return NULL;
+}
+
+void ic_report_add_event(IcReport *report, IcEventLevel level, const char *file, const char *format,
+                         ...)
+{
+    IcEvent *event = g_new0(IcEvent, 1);
+    va_list args;
+    va_start(args, format);
+    event->level = level;
+    event->file = g_strdup(file);
+    event->message = g_strdup_vprintf(format, args);
+    va_end(args);
+    g_ptr_array_add(report->events, event);
+}
+
+static int compare_rows(gconstpointer a, gconstpointer b)
+{
+    const IcImageRow *ra = *(IcImageRow *const *)a;
+    const IcImageRow *rb = *(IcImageRow *const *)b;
+    return strcmp(ra->name, rb->name);
+}
+
+/* Totals are derived from the rows, never kept alongside them. */
+void ic_report_finish(IcReport *report)
+{
+    IcTotals *t = &report->totals;
+    memset(t, 0, sizeof(*t));
+    g_ptr_array_sort(report->rows, compare_rows);
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        guint64 size = row->present ? (guint64)row->size : 0;
+        if (row->present) {
+            t->images++;
+            t->bytes_total += size;
+        }
+        switch (row->decision.verdict) {
+        case IC_VERDICT_ACTIVE:
+            t->active++;
+            t->bytes_active += size;
+            break;
+        case IC_VERDICT_REMOVABLE:
+            t->removable++;
+            t->bytes_removable += size;
+            break;
+        case IC_VERDICT_TOO_YOUNG:
+            t->too_young++;
+            break;
+        case IC_VERDICT_CORRUPT:
+            t->corrupt++;
+            break;
+        case IC_VERDICT_ABSENT:
+            t->absent++;
+            break;
+        case IC_VERDICT_KEPT:
+            t->kept++;
+            break;
+        }
+        if (row->action == IC_ACTION_REMOVED) {
+            t->removed++;
+            t->bytes_reclaimed += size;
+        } else if (row->action == IC_ACTION_REMOVE_FAILED) {
+            t->remove_failed++;
+        }
+    }
+}
+
+void ic_report_log_events(const IcReport *report)
+{
+    for (guint i = 0; i < report->events->len; i++) {
+        const IcEvent *event = g_ptr_array_index(report->events, i);
+        GLogLevelFlags level = event->level == IC_EVENT_INFO      ? G_LOG_LEVEL_MESSAGE
+                               : event->level == IC_EVENT_WARNING ? G_LOG_LEVEL_WARNING
+                                                                  : G_LOG_LEVEL_CRITICAL;
+        g_log("imagecache", level, "%s", event->message);
+    }
+}
+
+/* ---- human output ---- */
+
+static char *format_size(gint64 bytes)
+{
+    return g_format_size_full((guint64)MAX(bytes, 0), G_FORMAT_SIZE_IEC_UNITS);
+}
+
+static char *format_age(gint64 seconds)
+{
+    if (seconds < 120)
+        return g_strdup_printf("%" G_GINT64_FORMAT "s", seconds);
+    if (seconds < 2 * 3600)
+        return g_strdup_printf("%" G_GINT64_FORMAT "m", seconds / 60);
+    if (seconds < 2 * 86400)
+        return g_strdup_printf("%" G_GINT64_FORMAT "h", seconds / 3600);
+    return g_strdup_printf("%" G_GINT64_FORMAT "d", seconds / 86400);
+}
+
+/* What the operator reads in the last column: the verdict's reason in words. */
+static char *describe_row(const IcImageRow *row)
+{
+    g_autofree char *threshold = format_age(row->decision.threshold);
+    g_autofree char *users =
+        row->users->len > 0 ? g_strjoinv(", ", (char **)row->users->pdata) : NULL;
+    const char *reason = row->decision.reason;
+    GString *text = g_string_new(NULL);
+
+    if (g_str_equal(reason, "in_use_local") || g_str_equal(reason, "in_use_remote"))
+        g_string_append_printf(text, "in use by %s", users ? users : "?");
+    else if (g_str_equal(reason, "corrupt"))
+        g_string_append_printf(text, "checksum mismatch: expected %s, got %s",
+                               row->checksum.expected ? row->checksum.expected : "?",
+                               row->checksum.actual ? row->checksum.actual : "?");
+    else if (g_str_equal(reason, "too_young"))
+        g_string_append_printf(text, "unused, kept until unused for %s", threshold);
+    else if (g_str_equal(reason, "unused"))
+        g_string_append_printf(text, "unused for longer than %s", threshold);
+    else if (g_str_equal(reason, "usage_unknown"))
+        g_string_append(text, "unused as far as known, but a witness could not be read");
+    else if (g_str_equal(reason, "removal_disabled"))
+        g_string_append(text, "unused, removal is off (remove_unused_base_images)");
+    else
+        g_string_append(text, reason);
+
+    if (row->decision.verdict == IC_VERDICT_ABSENT)
+        g_string_prepend(text, "missing from the base dir, ");
+    if (row->decision.verdict == IC_VERDICT_CORRUPT && users != NULL)
+        g_string_append_printf(text, "; in use by %s", users);
+    if (row->error != NULL)
+        g_string_append_printf(text, "; %s", row->error);
+    return g_string_free(text, FALSE);
+}
+
+static const char *const table_headers[] = {"NAME",     "KIND",    "SIZE",   "AGE", "USERS",
+                                            "CHECKSUM", "VERDICT", "ACTION", "WHY"};
+#define TABLE_COLUMNS G_N_ELEMENTS(table_headers)
+
+static void append_row(GString *out, char **cells, const gsize *widths)
+{
+    for (gsize c = 0; c < TABLE_COLUMNS; c++) {
+        if (c + 1 == TABLE_COLUMNS)
+            g_string_append(out, cells[c]);
+        else
+            g_string_append_printf(out, "%-*s  ", (int)widths[c], cells[c]);
+    }
+    g_string_append_c(out, '\n');
+}
+
+/* Names in a base dir may hold bytes that would break a terminal or a table:
+ * show them escaped. */
+static char *printable_name(const char *name)
+{
+    if (g_utf8_validate(name, -1, NULL) && strpbrk(name, "\t\n\r") == NULL)
+        return g_strdup(name);
+    return g_strescape(name, NULL);
+}
+
+char *ic_report_to_table(const IcReport *report)
+{
+    GString *out = g_string_new(NULL);
+    g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    gsize widths[TABLE_COLUMNS];
+
+    g_string_append_printf(out, "Base dir %s on host %s%s\n", report->base_dir, report->host,
+                           report->dry_run ? " (dry run: nothing changed)" : "");
+    if (!report->base_dir_exists) {
+        g_string_append(out, "The base dir does not exist: nothing to do.\n");
+        return g_string_free(out, FALSE);
+    }
+
+    for (gsize c = 0; c < TABLE_COLUMNS; c++)
+        widths[c] = strlen(table_headers[c]);
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        char **cells = g_new0(char *, TABLE_COLUMNS + 1);
+        cells[0] = printable_name(row->name);
+        cells[1] = g_strdup(ic_image_kind_to_string(row->kind));
+        cells[2] = row->present ? format_size(row->size) : g_strdup("-");
+        cells[3] = row->present ? format_age(row->decision.age) : g_strdup("-");
+        cells[4] = g_strdup_printf("%u+%u", row->local_users, row->remote_users);
+        cells[5] = g_strdup(ic_checksum_state_to_string(row->checksum.state));
+        cells[6] = g_strdup(ic_verdict_to_string(row->decision.verdict));
+        cells[7] = g_strdup(ic_action_to_string(row->action));
+        cells[8] = describe_row(row);
+        for (gsize c = 0; c < TABLE_COLUMNS; c++)
+            widths[c] = MAX(widths[c], strlen(cells[c]));
+        g_ptr_array_add(lines, cells);
+    }
+
+    append_row(out, (char **)table_headers, widths);
+    for (guint i = 0; i < lines->len; i++)
+        append_row(out, g_ptr_array_index(lines, i), widths);
+    if (report->rows->len == 0)
+        g_string_append(out, "(no base files)\n");
+
+    const IcTotals *t = &report->totals;
+    g_autofree char *total = format_size((gint64)t->bytes_total);
+    g_autofree char *removable = format_size((gint64)t->bytes_removable);
+    g_autofree char *reclaimed = format_size((gint64)t->bytes_reclaimed);
+    g_string_append_printf(out,
+                           "\n%u base files (%s): %u active, %u removable (%s), %u too young, "
+                           "%u corrupt, %u kept, %u in use but absent\n",
+                           t->images, total, t->active, t->removable, removable, t->too_young,
+                           t->corrupt, t->kept, t->absent);
+    g_string_append_printf(out, "%u removed (%s reclaimed), %u removals failed\n", t->removed,
+                           reclaimed, t->remove_failed);
+    g_string_append(out, "USERS is local+remote. A file in use is never removed.\n");
+
+    for (guint i = 0; i < report->skipped->len; i++) {
+        const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
+        g_autofree char *name = printable_name(entry->name);
+        g_string_append_printf(out, "skipped '%s': %s (never touched)\n", name, entry->why);
+    }
+    for (guint i = 0; i < report->notes->len; i++)
+        g_string_append_printf(out, "note: %s\n", (char *)g_ptr_array_index(report->notes, i));
+    return g_string_free(out, FALSE);
+}
+
+/* ---- JSON output ---- */
+
+static void json_member_string(JsonBuilder *b, const char *name, const char *value)
+{
+    json_builder_set_member_name(b, name);
+    if (value == NULL)
+        json_builder_add_null_value(b);
+    else
+        json_builder_add_string_value(b, value);
+}
+
+static void json_member_int(JsonBuilder *b, const char *name, gint64 value)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_add_int_value(b, value);
+}
+
+static void json_add_string_array(JsonBuilder *b, const char *name, GPtrArray *strings)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (guint i = 0; i < strings->len; i++)
+        json_builder_add_string_value(b, g_ptr_array_index(strings, i));
+    json_builder_end_array(b);
+}
+
+static void json_add_row(JsonBuilder *b, const IcImageRow *row)
+{
+    json_builder_begin_object(b);
+    json_member_string(b, "name", row->name);
+    json_member_string(b, "kind", ic_image_kind_to_string(row->kind));
+    json_member_string(b, "fingerprint", row->fingerprint);
+    json_member_string(b, "image_id", row->image_id);
+    json_builder_set_member_name(b, "present");
+    json_builder_add_boolean_value(b, row->present);
+    json_member_int(b, "size", row->present ? row->size : 0);
+    json_member_int(b, "mtime", row->mtime);
+    json_member_int(b, "age_seconds", row->decision.age);
+    json_member_int(b, "min_age_seconds", row->decision.threshold);
+    json_member_int(b, "local_users", row->local_users);
+    json_member_int(b, "remote_users", row->remote_users);
+    json_add_string_array(b, "users", row->users);
+    json_builder_set_member_name(b, "witnesses");
+    json_builder_begin_array(b);
+    for (guint bit = 1; bit <= IC_WITNESS_STATIC; bit <<= 1) {
+        if (row->witnesses & bit)
+            json_builder_add_string_value(b, ic_witness_to_string((IcWitness)bit));
+    }
+    json_builder_end_array(b);
+    json_member_string(b, "checksum", ic_checksum_state_to_string(row->checksum.state));
+    json_member_string(b, "checksum_expected", row->checksum.expected);
+    json_member_string(b, "checksum_actual", row->checksum.actual);
+    json_member_string(b, "checksum_error", row->checksum.error);
+    json_member_string(b, "verdict", ic_verdict_to_string(row->decision.verdict));
+    json_member_string(b, "reason", row->decision.reason);
+    json_member_string(b, "action", ic_action_to_string(row->action));
+    json_member_string(b, "error", row->error);
+    json_builder_end_object(b);
+}
+
+static void json_add_totals(JsonBuilder *b, const IcTotals *t)
+{
+    json_builder_set_member_name(b, "totals");
+    json_builder_begin_object(b);
+    json_member_int(b, "images", t->images);
+    json_member_int(b, "active", t->active);
+    json_member_int(b, "removable", t->removable);
+    json_member_int(b, "too_young", t->too_young);
+    json_member_int(b, "corrupt", t->corrupt);
+    json_member_int(b, "absent", t->absent);
+    json_member_int(b, "kept", t->kept);
+    json_member_int(b, "removed", t->removed);
+    json_member_int(b, "remove_failed", t->remove_failed);
+    json_member_int(b, "bytes_total", (gint64)t->bytes_total);
+    json_member_int(b, "bytes_active", (gint64)t->bytes_active);
+    json_member_int(b, "bytes_removable", (gint64)t->bytes_removable);
+    json_member_int(b, "bytes_reclaimed", (gint64)t->bytes_reclaimed);
+    json_builder_end_object(b);
+}
+
+static const char *event_level_to_string(IcEventLevel level)
+{
+    switch (level) {
+    case IC_EVENT_INFO:
+        return "info";
+    case IC_EVENT_WARNING:
+        return "warning";
+    case IC_EVENT_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+char *ic_report_to_json(const IcReport *report)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_member_string(b, "base_dir", report->base_dir);
+    json_builder_set_member_name(b, "base_dir_exists");
+    json_builder_add_boolean_value(b, report->base_dir_exists);
+    json_member_string(b, "host", report->host);
+    json_member_int(b, "now", report->now);
+    json_builder_set_member_name(b, "dry_run");
+    json_builder_add_boolean_value(b, report->dry_run);
+    json_builder_set_member_name(b, "duration_seconds");
+    json_builder_add_double_value(b, report->duration_seconds);
+
+    json_builder_set_member_name(b, "images");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < report->rows->len; i++)
+        json_add_row(b, g_ptr_array_index(report->rows, i));
+    json_builder_end_array(b);
+    json_add_totals(b, &report->totals);
+
+    json_builder_set_member_name(b, "skipped");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < report->skipped->len; i++) {
+        const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
+        json_builder_begin_object(b);
+        json_member_string(b, "name", entry->name);
+        json_member_string(b, "why", entry->why);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+
+    json_builder_set_member_name(b, "events");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < report->events->len; i++) {
+        const IcEvent *event = g_ptr_array_index(report->events, i);
+        json_builder_begin_object(b);
+        json_member_string(b, "level", event_level_to_string(event->level));
+        json_member_string(b, "file", event->file);
+        json_member_string(b, "message", event->message);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_add_string_array(b, "notes", report->notes);
+    json_builder_end_object(b);
+
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_root(gen, root);
+    return json_generator_to_data(gen, NULL);
+}

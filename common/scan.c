@@ -1,0 +1,234 @@
+#include "scan.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+const char *ic_image_kind_to_string(IcImageKind kind)
+{
+    switch (kind) {
+    case IC_KIND_ORIGINAL:
+        return "original";
+    case IC_KIND_SMALL:
+        return "small";
+    case IC_KIND_RESIZED:
+        return "resized";
+    case IC_KIND_IGNORED:
+        break;
+    }
+    return "ignored";
+}
+
+gboolean ic_fingerprint_is_valid(const char *s)
+{
+    for (gsize i = 0; i < IC_FINGERPRINT_LEN; i++) {
+        if (!g_ascii_isdigit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+            return FALSE;
+    }
+    return s[IC_FINGERPRINT_LEN] == '\0';
+}
+
+static gboolean is_all_digits(const char *s)
+{
+    if (*s == '\0')
+        return FALSE;
+    for (; *s != '\0'; s++) {
+        if (!g_ascii_isdigit(*s))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* The grammar is strict on purpose: a name that merely looks like a base file
+ * (upper-case hex, 39 digits, "_5G") is ignored and so never removed. */
+IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint)
+{
+    if (strnlen(name, IC_FINGERPRINT_LEN + 1) < IC_FINGERPRINT_LEN)
+        return IC_KIND_IGNORED;
+
+    char prefix[IC_FINGERPRINT_LEN + 1];
+    memcpy(prefix, name, IC_FINGERPRINT_LEN);
+    prefix[IC_FINGERPRINT_LEN] = '\0';
+    if (!ic_fingerprint_is_valid(prefix))
+        return IC_KIND_IGNORED;
+
+    const char *suffix = name + IC_FINGERPRINT_LEN;
+    IcImageKind kind;
+    if (*suffix == '\0')
+        kind = IC_KIND_ORIGINAL;
+    else if (g_str_equal(suffix, "_sm"))
+        kind = IC_KIND_SMALL;
+    else if (suffix[0] == '_' && is_all_digits(suffix + 1) && strlen(suffix + 1) <= 20)
+        kind = IC_KIND_RESIZED;
+    else
+        return IC_KIND_IGNORED;
+
+    if (ret_fingerprint != NULL)
+        *ret_fingerprint = g_strdup(prefix);
+    return kind;
+}
+
+char *ic_fingerprint_of_image_id(const char *image_id)
+{
+    return g_compute_checksum_for_string(G_CHECKSUM_SHA1, image_id, -1);
+}
+
+static void base_file_free(IcBaseFile *file)
+{
+    g_free(file->name);
+    g_free(file->fingerprint);
+    g_free(file);
+}
+
+static void skipped_entry_free(IcSkippedEntry *entry)
+{
+    g_free(entry->name);
+    g_free(entry->why);
+    g_free(entry);
+}
+
+void ic_scan_free(IcScan *scan)
+{
+    if (scan == NULL)
+        return;
+    g_free(scan->base_dir);
+    g_clear_pointer(&scan->files, g_ptr_array_unref);
+    g_clear_pointer(&scan->skipped, g_ptr_array_unref);
+    g_free(scan);
+}
+
+static int compare_files(gconstpointer a, gconstpointer b)
+{
+    const IcBaseFile *fa = *(IcBaseFile *const *)a;
+    const IcBaseFile *fb = *(IcBaseFile *const *)b;
+    return strcmp(fa->name, fb->name);
+}
+
+static int compare_skipped(gconstpointer a, gconstpointer b)
+{
+    const IcSkippedEntry *ea = *(IcSkippedEntry *const *)a;
+    const IcSkippedEntry *eb = *(IcSkippedEntry *const *)b;
+    return strcmp(ea->name, eb->name);
+}
+
+static const char *describe_type(mode_t mode)
+{
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISBLK(mode) || S_ISCHR(mode))
+        return "a device node";
+    return "not a regular file";
+}
+
+static void add_skipped(IcScan *scan, const char *name, const char *why)
+{
+    IcSkippedEntry *entry = g_new0(IcSkippedEntry, 1);
+    entry->name = g_strdup(name);
+    entry->why = g_strdup(why);
+    g_ptr_array_add(scan->skipped, entry);
+}
+
+/* Records one directory entry; @name is already known to fit the grammar. */
+static void scan_entry(IcScan *scan, int dirfd, const char *name, IcImageKind kind,
+                       char *fingerprint)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        g_free(fingerprint);
+        /* Gone between readdir and stat: nothing to report about it. */
+        if (errno != ENOENT)
+            add_skipped(scan, name, g_strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        g_free(fingerprint);
+        add_skipped(scan, name, describe_type(st.st_mode));
+        return;
+    }
+
+    IcBaseFile *file = g_new0(IcBaseFile, 1);
+    file->name = g_strdup(name);
+    file->kind = kind;
+    file->fingerprint = fingerprint;
+    file->size = st.st_size;
+    file->mtime = st.st_mtim.tv_sec;
+    file->dev = st.st_dev;
+    file->ino = st.st_ino;
+    g_ptr_array_add(scan->files, file);
+}
+
+gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **error)
+{
+    g_autoptr(IcScan) scan = g_new0(IcScan, 1);
+    scan->base_dir = g_strdup(base_dir);
+    scan->files = g_ptr_array_new_with_free_func((GDestroyNotify)base_file_free);
+    scan->skipped = g_ptr_array_new_with_free_func((GDestroyNotify)skipped_entry_free);
+
+    int dirfd = open(base_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0) {
+        int errsv = errno;
+        if (errsv == ENOENT) {
+            *ret_scan = g_steal_pointer(&scan);
+            return TRUE;
+        }
+        if (errsv == ELOOP || errsv == ENOTDIR) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                        "base dir '%s' is not a directory (a symbolic link is not followed)",
+                        base_dir);
+            return FALSE;
+        }
+        return ic_error_set_errno(error, errsv, "opening base dir", base_dir);
+    }
+
+    DIR *dir = fdopendir(dirfd);
+    if (dir == NULL) {
+        int errsv = errno;
+        close(dirfd);
+        return ic_error_set_errno(error, errsv, "listing base dir", base_dir);
+    }
+    scan->exists = TRUE;
+
+    struct dirent *entry;
+    errno = 0;
+    while ((entry = readdir(dir)) != NULL) {
+        char *fingerprint = NULL;
+        IcImageKind kind = ic_scan_classify_name(entry->d_name, &fingerprint);
+        if (kind == IC_KIND_IGNORED) {
+            if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, ".."))
+                scan->ignored++;
+        } else {
+            scan_entry(scan, dirfd, entry->d_name, kind, fingerprint);
+        }
+        errno = 0;
+    }
+    int errsv = errno;
+    closedir(dir);
+    if (errsv != 0)
+        return ic_error_set_errno(error, errsv, "listing base dir", base_dir);
+
+    g_ptr_array_sort(scan->files, compare_files);
+    g_ptr_array_sort(scan->skipped, compare_skipped);
+    *ret_scan = g_steal_pointer(&scan);
+    return TRUE;
+}
+
+const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name)
+{
+    IcBaseFile key = {.name = (char *)name};
+    const IcBaseFile *key_ptr = &key;
+    IcBaseFile **found =
+        bsearch(&key_ptr, scan->files->pdata, scan->files->len, sizeof(gpointer), compare_files);
+    return found ? *found : NULL;
+}

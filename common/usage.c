@@ -1,0 +1,269 @@
+#include "usage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "probe.h"
+#include "scan.h"
+
+const char *ic_witness_to_string(IcWitness witness)
+{
+    switch (witness) {
+    case IC_WITNESS_LEDGER:
+        return "ledger";
+    case IC_WITNESS_LIBVIRT:
+        return "libvirt";
+    case IC_WITNESS_INSTANCES_DIR:
+        return "instances_dir";
+    case IC_WITNESS_STATIC:
+        return "static";
+    }
+    return "unknown";
+}
+
+static IcUsers *users_new(void)
+{
+    IcUsers *users = g_new0(IcUsers, 1);
+    users->users = g_ptr_array_new_with_free_func(g_free);
+    users->seen = g_hash_table_new(g_str_hash, g_str_equal);
+    return users;
+}
+
+void ic_users_free(IcUsers *users)
+{
+    if (users == NULL)
+        return;
+    g_hash_table_unref(users->seen);
+    g_ptr_array_unref(users->users);
+    g_free(users);
+}
+
+IcUsage *ic_usage_new(void)
+{
+    IcUsage *usage = g_new0(IcUsage, 1);
+    usage->by_path =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
+    usage->by_fingerprint =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
+    usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    usage->notes = g_ptr_array_new_with_free_func(g_free);
+    return usage;
+}
+
+void ic_usage_free(IcUsage *usage)
+{
+    if (usage == NULL)
+        return;
+    g_hash_table_unref(usage->by_path);
+    g_hash_table_unref(usage->by_fingerprint);
+    g_hash_table_unref(usage->image_ids);
+    g_ptr_array_unref(usage->notes);
+    g_free(usage);
+}
+
+static gboolean users_contains(const IcUsers *users, const char *label)
+{
+    return g_hash_table_contains(users->seen, label);
+}
+
+/* The set maps each label to whether it is local, so merging keeps the count. */
+#define LABEL_LOCAL  GINT_TO_POINTER(1)
+#define LABEL_REMOTE GINT_TO_POINTER(2)
+
+/* Appends @label (taking it) to the list and the set. */
+static void users_append(IcUsers *users, char *label, gboolean local)
+{
+    g_hash_table_insert(users->seen, label, local ? LABEL_LOCAL : LABEL_REMOTE);
+    g_ptr_array_add(users->users, label);
+    if (local)
+        users->local++;
+    else
+        users->remote++;
+}
+
+/* Adds one user to @users unless the same user is already counted: two disks
+ * of one domain, or two witnesses naming it, are one user. */
+static void users_add(IcUsers *users, const char *user, const char *host, gboolean local,
+                      guint witnesses)
+{
+    g_autofree char *label = local ? g_strdup(user) : g_strdup_printf("%s@%s", user, host);
+    users->witnesses |= witnesses;
+    if (users_contains(users, label))
+        return;
+    users_append(users, g_steal_pointer(&label), local);
+}
+
+static IcUsers *table_get(GHashTable *table, const char *key)
+{
+    IcUsers *users = g_hash_table_lookup(table, key);
+    if (users == NULL) {
+        users = users_new();
+        g_hash_table_insert(table, g_strdup(key), users);
+    }
+    return users;
+}
+
+void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *user, const char *host,
+                            gboolean local, IcWitness witness)
+{
+    users_add(table_get(usage->by_path, path), user, host, local, witness);
+}
+
+void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *user,
+                                   const char *host, gboolean local, IcWitness witness)
+{
+    users_add(table_get(usage->by_fingerprint, fingerprint), user, host, local, witness);
+}
+
+void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *user,
+                             const char *host, gboolean local, IcWitness witness)
+{
+    g_autofree char *fingerprint = ic_fingerprint_of_image_id(image_id);
+    if (!g_hash_table_contains(usage->image_ids, fingerprint))
+        g_hash_table_insert(usage->image_ids, g_strdup(fingerprint), g_strdup(image_id));
+    ic_usage_add_fingerprint_user(usage, fingerprint, user, host, local, witness);
+}
+
+void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note)
+{
+    if (blocks_removal)
+        usage->incomplete = TRUE;
+    g_ptr_array_add(usage->notes, g_strdup(note));
+}
+
+const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path)
+{
+    return g_hash_table_lookup(usage->by_path, path);
+}
+
+const IcUsers *ic_usage_lookup_fingerprint(const IcUsage *usage, const char *fingerprint)
+{
+    return g_hash_table_lookup(usage->by_fingerprint, fingerprint);
+}
+
+const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id)
+{
+    g_autofree char *fingerprint = ic_fingerprint_of_image_id(image_id);
+    return ic_usage_lookup_fingerprint(usage, fingerprint);
+}
+
+static void users_merge(IcUsers *into, const IcUsers *from)
+{
+    if (from == NULL)
+        return;
+    into->witnesses |= from->witnesses;
+    for (guint i = 0; i < from->users->len; i++) {
+        const char *label = g_ptr_array_index(from->users, i);
+        if (users_contains(into, label))
+            continue;
+        gboolean local = g_hash_table_lookup(from->seen, label) == LABEL_LOCAL;
+        users_append(into, g_strdup(label), local);
+    }
+}
+
+IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
+                           const char *fingerprint)
+{
+    IcUsers *users = users_new();
+    g_autofree char *path = g_build_filename(base_dir, name, NULL);
+    users_merge(users, ic_usage_lookup_path(usage, path));
+    if (fingerprint != NULL)
+        users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
+    return users;
+}
+
+static gboolean is_instance_disk_name(const char *name)
+{
+    return g_str_equal(name, "disk") || g_str_has_prefix(name, "disk.");
+}
+
+static gboolean path_is_in_dir(const char *path, const char *dir)
+{
+    g_autofree char *parent = g_path_get_dirname(path);
+    return g_str_equal(parent, dir);
+}
+
+/* Probes one instance disk and records the members of its chain that live in
+ * the base dir. */
+static void add_instance_disk(IcUsage *usage, const char *instance, const char *disk_path,
+                              const char *base_dir, const char *host)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) chain = NULL;
+    if (!ic_probe_chain(disk_path, &chain, &error)) {
+        g_autofree char *note = g_strdup_printf(
+            "instance disk '%s' could not be read (%s): its base files are unknown, so nothing "
+            "is removed",
+            disk_path, error->message);
+        ic_usage_add_note(usage, TRUE, note);
+        return;
+    }
+    for (guint i = 0; i < chain->len; i++) {
+        const char *backing = g_ptr_array_index(chain, i);
+        if (path_is_in_dir(backing, base_dir))
+            ic_usage_add_path_user(usage, backing, instance, host, TRUE, IC_WITNESS_INSTANCES_DIR);
+    }
+}
+
+static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instances_path,
+                             const char *instance, const char *base_dir, const char *host)
+{
+    int fd = openat(parent_fd, instance, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return; /* not a directory (or a symlink): not an instance */
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        close(fd);
+        return;
+    }
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        struct stat st;
+        if (!is_instance_disk_name(entry->d_name))
+            continue;
+        if (fstatat(fd, entry->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        g_ptr_array_add(disks, g_build_filename(instances_path, instance, entry->d_name, NULL));
+    }
+    closedir(dir);
+    for (guint i = 0; i < disks->len; i++)
+        add_instance_disk(usage, instance, g_ptr_array_index(disks, i), base_dir, host);
+}
+
+gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
+                                    const char *base_dir, const char *const *skip_dirs,
+                                    const char *host, GError **error)
+{
+    int fd = open(instances_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return TRUE;
+        return ic_error_set_errno(error, errno, "opening instances dir", instances_path);
+    }
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        int errsv = errno;
+        close(fd);
+        return ic_error_set_errno(error, errsv, "listing instances dir", instances_path);
+    }
+    g_autoptr(GPtrArray) instances = g_ptr_array_new_with_free_func(g_free);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (g_str_equal(entry->d_name, ".") || g_str_equal(entry->d_name, ".."))
+            continue;
+        if (skip_dirs != NULL && g_strv_contains(skip_dirs, entry->d_name))
+            continue;
+        g_ptr_array_add(instances, g_strdup(entry->d_name));
+    }
+    for (guint i = 0; i < instances->len; i++)
+        add_instance_dir(usage, dirfd(dir), instances_path, g_ptr_array_index(instances, i),
+                         base_dir, host);
+    closedir(dir);
+    return TRUE;
+}

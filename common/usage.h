@@ -1,0 +1,78 @@
+/* usage.h — who uses which base file: the witnesses' answers merged into one table.
+ * Users are keyed by base file path and by image fingerprint; any user keeps a file. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+    IC_WITNESS_LEDGER = 1 << 0,        /* the hook's usage ledger */
+    IC_WITNESS_LIBVIRT = 1 << 1,       /* live domains of this host */
+    IC_WITNESS_INSTANCES_DIR = 1 << 2, /* <instances_path>/<name>/disk* backing chains */
+    IC_WITNESS_STATIC = 1 << 3,        /* added directly (tests, usage lists) */
+} IcWitness;
+
+const char *ic_witness_to_string(IcWitness witness);
+
+typedef struct {
+    guint local;        /* users on this host */
+    guint remote;       /* users on other hosts sharing the storage */
+    GPtrArray *users;   /* char*: "name" for local users, "name@host" for remote ones; unique */
+    guint witnesses;    /* IcWitness bits of every witness that named a user */
+    GHashTable *seen;   /* the labels in @users, for constant-time de-duplication */
+} IcUsers;
+
+typedef struct {
+    GHashTable *by_path;        /* absolute base file path -> IcUsers* */
+    GHashTable *by_fingerprint; /* image fingerprint -> IcUsers* */
+    GHashTable *image_ids;      /* fingerprint -> image id, where known (for messages) */
+    GPtrArray *notes;           /* char*: what a witness could not tell (unreachable, stale) */
+    gboolean incomplete;        /* a witness could not be read in full: remove nothing */
+} IcUsage;
+
+IcUsage *ic_usage_new(void);
+void ic_usage_free(IcUsage *usage);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsage, ic_usage_free)
+
+/* Records that domain @user (on @host; @local says whether that is this host)
+ * reaches the base file @path through its backing chain. A user counted once
+ * per path however many disks or witnesses name it. */
+void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *user, const char *host,
+                            gboolean local, IcWitness witness);
+
+/* Records that @user runs image @image_id; the user counts for every variant
+ * (original, _sm, _<N>) of the image's fingerprint. */
+void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *user,
+                             const char *host, gboolean local, IcWitness witness);
+
+/* Same, by fingerprint, for witnesses that only know it (the ledger). */
+void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *user,
+                                   const char *host, gboolean local, IcWitness witness);
+
+/* A note for the report; @blocks_removal marks the usage incomplete, because a
+ * witness that could not be read might have named any base file. */
+void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note);
+
+const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path);
+const IcUsers *ic_usage_lookup_fingerprint(const IcUsage *usage, const char *fingerprint);
+const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id);
+
+/* The users of base file @name in @base_dir, merging its path and its
+ * fingerprint; a new IcUsers (possibly empty) the caller frees. */
+IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
+                           const char *fingerprint);
+void ic_users_free(IcUsers *users);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsers, ic_users_free)
+
+/* The instances-dir witness (the reference's _list_backing_images): every
+ * regular file named "disk" or "disk.*" in each <instances_path>/<name>/ is
+ * probed and its chain's members inside @base_dir counted as local users
+ * named <name>. @skip_dirs (NULL-terminated) are not instances (the base and
+ * ledger dirs). A disk whose header cannot be read is not fatal: it is noted
+ * and marks the usage incomplete (it might use any base file). */
+gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
+                                    const char *base_dir, const char *const *skip_dirs,
+                                    const char *host, GError **error);
+
+G_END_DECLS
