@@ -5,6 +5,8 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "scan.h" /* ic_sidecar_suffixes */
+
 G_BEGIN_DECLS
 
 #define IC_SHA1_HEX_LEN 40
@@ -26,8 +28,6 @@ typedef enum {
     IC_SIDECAR_INFO, /* <file>.info: {"sha1": "<hex>", "sha1-timestamp": <epoch>} */
 } IcSidecarFormat;
 
-/* The sidecar suffixes, NULL-terminated; removal takes these with the image. */
-extern const char *const ic_sidecar_suffixes[];
 
 typedef struct {
     IcSidecarFormat format;

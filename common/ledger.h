@@ -31,6 +31,7 @@ typedef struct {
     char *ledger_dir;
     GPtrArray *hosts;    /* IcLedgerHost*, sorted by host */
     GPtrArray *errors;   /* char*: host files that could not be read (they block removal) */
+    gint64 read_at;      /* the @now given to ic_ledger_read_all (for staleness notes) */
 } IcLedger;
 
 IcLedgerDomain *ic_ledger_domain_new(const char *uuid, const char *name);
@@ -40,6 +41,10 @@ void ic_ledger_host_free(IcLedgerHost *host);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedgerHost, ic_ledger_host_free)
 void ic_ledger_free(IcLedger *ledger);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedger, ic_ledger_free)
+
+/* TRUE for a host name usable as a ledger file name: 1 to 253 of [A-Za-z0-9._-],
+ * not starting with '.'. Writers fail with IC_ERROR_CONFIG on any other. */
+gboolean ic_ledger_host_name_is_valid(const char *host);
 
 /* Serialises / parses one host file. Parsing is strict: a damaged or
  * truncated file fails with IC_ERROR_FORMAT, never reads as "no users". */
@@ -78,6 +83,13 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
 struct _IcDomain;
 gboolean ic_ledger_domain_from_xml_domain(const struct _IcDomain *domain, const char *base_dir,
                                           gint64 now, IcLedgerDomain **ret_entry, GError **error);
+
+/* The same, but never fails: a disk whose chain cannot be read is skipped and
+ * described in *ret_problems (char*, NULL when there were none), so the hook can
+ * record what it did find and still log (or refuse) the rest. The chains libvirt
+ * wrote into the XML (<backingStore>, at started/reconnect) count too. */
+IcLedgerDomain *ic_ledger_domain_collect(const struct _IcDomain *domain, const char *base_dir,
+                                         gint64 now, GPtrArray **ret_problems);
 
 /* The usage lock (<ledger_dir>/usage.lock, an OFD lock): the hook holds it
  * shared while it records a prepare, the remover exclusive while it re-reads

@@ -137,8 +137,8 @@ static gboolean process_file(int dirfd, const IcBaseFile *file, const IcConfig *
 }
 
 static IcImageRow *add_absent_row(IcReport *report, const IcConfig *config, const char *name,
-                           IcImageKind kind, const char *fingerprint, const IcUsers *users,
-                           gint64 now)
+                                  IcImageKind kind, const char *fingerprint, const IcUsers *users,
+                                  gint64 now)
 {
     IcImageRow *row = ic_report_add_row(report, name);
     row->kind = kind;
@@ -180,15 +180,10 @@ static void add_absent_rows(IcReport *report, const IcScan *scan, const IcConfig
         add_absent_row(report, config, name, kind, fingerprint, value, now);
     }
 
-    g_autoptr(GHashTable) present = g_hash_table_new(g_str_hash, g_str_equal);
-    for (guint i = 0; i < scan->files->len; i++) {
-        const IcBaseFile *file = g_ptr_array_index(scan->files, i);
-        g_hash_table_add(present, file->fingerprint);
-    }
     g_hash_table_iter_init(&iter, usage->by_fingerprint);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
         const IcUsers *users = value;
-        if (users->local == 0 || g_hash_table_contains(present, key))
+        if (users->local == 0 || ic_scan_find_variants(scan, key) != NULL)
             continue;
         if (ic_report_lookup(report, key) != NULL)
             continue; /* already reported through its path */

@@ -8,10 +8,6 @@
 #include "error.h"
 #include "scan.h"
 
-/* Sidecar suffixes that go with an image. Kept here rather than taken from
- * checksum.h so the GLib-only part of the library does not need libcrypto. */
-static const char *const sidecar_suffixes[] = {".sha1", ".info", NULL};
-
 gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **error)
 {
     int fd = open(base_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -28,22 +24,34 @@ gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **
     return TRUE;
 }
 
-/* Removes a sidecar if it is a regular file; anything else there is left. */
-static gboolean remove_sidecar(int dirfd, const char *name, GError **error)
+/* Checks that each sidecar of @name is absent or a regular file before
+ * anything is unlinked: something odd in a sidecar's place keeps the image. */
+static gboolean check_sidecars(int dirfd, const char *name, GError **error)
 {
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        if (errno == ENOENT)
-            return TRUE;
-        return ic_error_set_errno(error, errno, "inspecting sidecar", name);
+    for (const char *const *suffix = ic_sidecar_suffixes; *suffix != NULL; suffix++) {
+        g_autofree char *sidecar = g_strconcat(name, *suffix, NULL);
+        struct stat st;
+        if (fstatat(dirfd, sidecar, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return ic_error_set_errno(error, errno, "inspecting sidecar", sidecar);
+        }
+        if (!S_ISREG(st.st_mode)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                        "sidecar '%s' is not a regular file, keeping the image", sidecar);
+            return FALSE;
+        }
     }
-    if (!S_ISREG(st.st_mode)) {
-        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
-                    "sidecar '%s' is not a regular file, leaving it", name);
-        return FALSE;
+    return TRUE;
+}
+
+static gboolean remove_sidecars(int dirfd, const char *name, GError **error)
+{
+    for (const char *const *suffix = ic_sidecar_suffixes; *suffix != NULL; suffix++) {
+        g_autofree char *sidecar = g_strconcat(name, *suffix, NULL);
+        if (unlinkat(dirfd, sidecar, 0) < 0 && errno != ENOENT)
+            return ic_error_set_errno(error, errno, "removing sidecar", sidecar);
     }
-    if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-        return ic_error_set_errno(error, errno, "removing sidecar", name);
     return TRUE;
 }
 
@@ -79,15 +87,11 @@ gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *
         }
     }
 
+    if (!check_sidecars(dirfd, name, error))
+        return FALSE;
     if (unlinkat(dirfd, name, 0) < 0)
         return ic_error_set_errno(error, errno, "removing base file", name);
-
-    for (const char *const *suffix = sidecar_suffixes; *suffix != NULL; suffix++) {
-        g_autofree char *sidecar = g_strconcat(name, *suffix, NULL);
-        if (!remove_sidecar(dirfd, sidecar, error))
-            return FALSE;
-    }
-    return TRUE;
+    return remove_sidecars(dirfd, name, error);
 }
 
 gboolean ic_remove_touch(int dirfd, const char *name, gint64 now, GError **error)

@@ -10,6 +10,8 @@
 
 #include "error.h"
 
+const char *const ic_sidecar_suffixes[] = {".sha1", ".info", NULL};
+
 const char *ic_image_kind_to_string(IcImageKind kind)
 {
     switch (kind) {
@@ -100,6 +102,7 @@ void ic_scan_free(IcScan *scan)
     g_free(scan->base_dir);
     g_clear_pointer(&scan->files, g_ptr_array_unref);
     g_clear_pointer(&scan->skipped, g_ptr_array_unref);
+    g_clear_pointer(&scan->variants, g_hash_table_unref);
     g_free(scan);
 }
 
@@ -169,12 +172,43 @@ static void scan_entry(IcScan *scan, int dirfd, const char *name, IcImageKind ki
     g_ptr_array_add(scan->files, file);
 }
 
+/* Sorting by name puts "<fp>" before "<fp>_<N>" and "<fp>_sm" last ('_' then
+ * digits < 's'); the reference orders original, _sm, resized, so _sm moves up. */
+static int compare_variants(gconstpointer a, gconstpointer b)
+{
+    const IcBaseFile *fa = *(IcBaseFile *const *)a;
+    const IcBaseFile *fb = *(IcBaseFile *const *)b;
+    if (fa->kind != fb->kind)
+        return (int)fa->kind - (int)fb->kind;
+    return strcmp(fa->name, fb->name);
+}
+
+static void index_variants(IcScan *scan)
+{
+    for (guint i = 0; i < scan->files->len; i++) {
+        IcBaseFile *file = g_ptr_array_index(scan->files, i);
+        GPtrArray *list = g_hash_table_lookup(scan->variants, file->fingerprint);
+        if (list == NULL) {
+            list = g_ptr_array_new();
+            g_hash_table_insert(scan->variants, file->fingerprint, list);
+        }
+        g_ptr_array_add(list, file);
+    }
+    GHashTableIter iter;
+    gpointer list;
+    g_hash_table_iter_init(&iter, scan->variants);
+    while (g_hash_table_iter_next(&iter, NULL, &list))
+        g_ptr_array_sort(list, compare_variants);
+}
+
 gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **error)
 {
     g_autoptr(IcScan) scan = g_new0(IcScan, 1);
     scan->base_dir = g_strdup(base_dir);
     scan->files = g_ptr_array_new_with_free_func((GDestroyNotify)base_file_free);
     scan->skipped = g_ptr_array_new_with_free_func((GDestroyNotify)skipped_entry_free);
+    scan->variants =
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
 
     int dirfd = open(base_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dirfd < 0) {
@@ -220,6 +254,7 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
 
     g_ptr_array_sort(scan->files, compare_files);
     g_ptr_array_sort(scan->skipped, compare_skipped);
+    index_variants(scan);
     *ret_scan = g_steal_pointer(&scan);
     return TRUE;
 }
@@ -231,4 +266,9 @@ const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name)
     IcBaseFile **found =
         bsearch(&key_ptr, scan->files->pdata, scan->files->len, sizeof(gpointer), compare_files);
     return found ? *found : NULL;
+}
+
+const GPtrArray *ic_scan_find_variants(const IcScan *scan, const char *fingerprint)
+{
+    return g_hash_table_lookup(scan->variants, fingerprint);
 }

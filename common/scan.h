@@ -18,6 +18,10 @@ typedef enum {
 
 const char *ic_image_kind_to_string(IcImageKind kind);
 
+/* The checksum sidecars a base file may have beside it, NULL-terminated
+ * ("<name>.sha1", "<name>.info"): removal takes them with the image. */
+extern const char *const ic_sidecar_suffixes[];
+
 /* Classifies a directory entry name. For base file names, *ret_fingerprint
  * (if non-NULL) receives the 40-char image fingerprint. Pure. */
 IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint);
@@ -51,6 +55,7 @@ typedef struct {
     GPtrArray *files;   /* IcBaseFile*, sorted by name */
     GPtrArray *skipped; /* IcSkippedEntry*, sorted by name */
     guint ignored;      /* entries with names outside the grammar */
+    GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
 } IcScan;
 
 void ic_scan_free(IcScan *scan);
@@ -62,5 +67,9 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
 
 /* The file named @name, or NULL. */
 const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name);
+
+/* Every base file of image @fingerprint (the reference's _find_base_file):
+ * the original first, then _sm, then the resized ones by name; NULL if none. */
+const GPtrArray *ic_scan_find_variants(const IcScan *scan, const char *fingerprint);
 
 G_END_DECLS
