@@ -161,7 +161,10 @@ static char *end_trailer(guint domains, const char *body, gsize body_len)
 char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
-    g_autoptr(GPtrArray) domains = g_ptr_array_copy(host->domains, NULL, NULL);
+    /* A borrowed view: g_ptr_array_copy() would inherit the free function. */
+    g_autoptr(GPtrArray) domains = g_ptr_array_sized_new(host->domains->len);
+    for (guint i = 0; i < host->domains->len; i++)
+        g_ptr_array_add(domains, host->domains->pdata[i]);
     g_ptr_array_sort(domains, compare_domains);
 
     g_key_file_set_integer(kf, "ledger", "format", LEDGER_FORMAT);
@@ -198,8 +201,7 @@ char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
         }
         g_auto(GStrv) strv = g_strv_builder_end(time_strs);
         set_list(kf, "last_used", "paths", paths);
-        g_key_file_set_string_list(kf, "last_used", "times", (const char *const *)strv,
-                                   paths->len);
+        g_key_file_set_string_list(kf, "last_used", "times", (const char *const *)strv, paths->len);
     }
 
     gsize body_len = 0;
@@ -245,15 +247,13 @@ static gboolean check_keys(GKeyFile *kf, const char *group, const char *const *e
     return TRUE;
 }
 
-static gboolean get_int(GKeyFile *kf, const char *group, const char *key, gint64 max,
-                        gint64 *ret, GError **error)
+static gboolean get_int(GKeyFile *kf, const char *group, const char *key, gint64 max, gint64 *ret,
+                        GError **error)
 {
     g_autofree char *text = g_key_file_get_value(kf, group, key, NULL);
     guint64 value = 0;
-    if (text == NULL ||
-        !g_ascii_string_to_unsigned(text, 10, 0, (guint64)max, &value, NULL))
-        return format_error(error, "bad value '%s' for '%s' in [%s]", text ? text : "", key,
-                            group);
+    if (text == NULL || !g_ascii_string_to_unsigned(text, 10, 0, (guint64)max, &value, NULL))
+        return format_error(error, "bad value '%s' for '%s' in [%s]", text ? text : "", key, group);
     *ret = (gint64)value;
     return TRUE;
 }
@@ -273,8 +273,8 @@ static gboolean get_list(GKeyFile *kf, const char *group, const char *key, gbool
                             local_error ? local_error->message : "unreadable");
     }
     if (n > MAX_LIST_ENTRIES)
-        return format_error(error, "more than %d entries in '%s' of [%s]", MAX_LIST_ENTRIES,
-                            key, group);
+        return format_error(error, "more than %d entries in '%s' of [%s]", MAX_LIST_ENTRIES, key,
+                            group);
     for (gsize i = 0; i < n; i++) {
         if (list[i][0] == '\0' || (paths && !g_path_is_absolute(list[i])))
             return format_error(error, "bad entry '%s' in '%s' of [%s]", list[i], key, group);
@@ -317,8 +317,7 @@ static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, GError **error
         !get_list(kf, "last_used", "times", FALSE, times, error))
         return FALSE;
     if (paths->len != times->len)
-        return format_error(error, "[last_used] has %u paths but %u times", paths->len,
-                            times->len);
+        return format_error(error, "[last_used] has %u paths but %u times", paths->len, times->len);
     for (guint i = 0; i < paths->len; i++) {
         guint64 t = 0;
         if (!g_ascii_string_to_unsigned(times->pdata[i], 10, 0, G_MAXINT64, &t, NULL))
@@ -335,9 +334,8 @@ static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, GError **error
 static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains, GError **error)
 {
     const char *end = NULL;
-    for (const char *p = data; (p = g_strstr_len(p, (gssize)(len - (gsize)(p - data)),
-                                                  "\n[end]\n")) != NULL;
-         p++)
+    for (const char *p = data;
+         (p = g_strstr_len(p, (gssize)(len - (gsize)(p - data)), "\n[end]\n")) != NULL; p++)
         end = p + 1;
     if (end == NULL)
         return format_error(error, "no [end] group: the file is truncated");
@@ -534,9 +532,9 @@ static gboolean ledger_update(const char *ledger_dir, const char *host_name, gbo
     g_autoptr(GError) read_error = NULL;
     if (ic_file_read_at(dirfd, file_name, IC_LEDGER_MAX_BYTES, &old, &old_len, &read_error)) {
         if (!ic_ledger_host_parse(old, old_len, &host, &read_error) && !replace) {
-            g_propagate_prefixed_error(error, g_steal_pointer(&read_error),
-                                       "ledger file '%s/%s' is damaged, not changing it: ",
-                                       ledger_dir, file_name);
+            g_propagate_prefixed_error(
+                error, g_steal_pointer(&read_error),
+                "ledger file '%s/%s' is damaged, not changing it: ", ledger_dir, file_name);
             return FALSE;
         }
         if (host != NULL && strcmp(host->host, host_name) != 0 && !replace) {
@@ -655,8 +653,7 @@ static gboolean check_domain_entry(const IcLedgerDomain *domain, GError **error)
         return FALSE;
     }
     if (domain->name == NULL || *domain->name == '\0' || strlen(domain->name) > NAME_MAX_LEN) {
-        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "invalid name for domain '%s'",
-                    domain->uuid);
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "invalid name for domain '%s'", domain->uuid);
         return FALSE;
     }
     if (domain->base_files->len > MAX_LIST_ENTRIES || domain->image_ids->len > MAX_LIST_ENTRIES) {
@@ -743,9 +740,8 @@ gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrAr
 
 static void add_error(IcLedger *ledger, const char *name, const GError *error)
 {
-    g_ptr_array_add(ledger->errors,
-                    g_strdup_printf("ledger file '%s/%s': %s", ledger->ledger_dir, name,
-                                    error->message));
+    g_ptr_array_add(ledger->errors, g_strdup_printf("ledger file '%s/%s': %s", ledger->ledger_dir,
+                                                    name, error->message));
 }
 
 static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *name)
@@ -753,8 +749,7 @@ static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *nam
     g_autoptr(GError) error = NULL;
     g_autofree char *host_name = g_strndup(name, strlen(name) - strlen(LEDGER_SUFFIX));
     if (!ic_ledger_host_name_is_valid(host_name)) {
-        g_set_error(&error, IC_ERROR, IC_ERROR_FORMAT, "'%s' is not a valid host name",
-                    host_name);
+        g_set_error(&error, IC_ERROR, IC_ERROR_FORMAT, "'%s' is not a valid host name", host_name);
         add_error(ledger, name, error);
         return NULL;
     }
@@ -781,8 +776,7 @@ static gint compare_hosts(gconstpointer a, gconstpointer b)
     return strcmp(ha->host, hb->host);
 }
 
-static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *names,
-                                GError **error)
+static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *names, GError **error)
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -884,8 +878,8 @@ static void add_if_base(GPtrArray *files, const char *base_dir, const char *path
         g_ptr_array_add(files, g_steal_pointer(&canon));
 }
 
-IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *base_dir,
-                                         gint64 now, GPtrArray **ret_problems)
+IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *base_dir, gint64 now,
+                                         GPtrArray **ret_problems)
 {
     g_autofree char *base = g_canonicalize_filename(base_dir, "/");
     g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_new(domain->uuid, domain->name);
@@ -905,9 +899,9 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
         g_autoptr(GPtrArray) chain = NULL;
         g_autoptr(GError) error = NULL;
         if (!ic_probe_chain(disk->source_file, &chain, &error)) {
-            g_ptr_array_add(problems, g_strdup_printf("disk '%s' of domain '%s': %s",
-                                                      disk->source_file, domain->name,
-                                                      error->message));
+            g_ptr_array_add(problems,
+                            g_strdup_printf("disk '%s' of domain '%s': %s", disk->source_file,
+                                            domain->name, error->message));
             continue;
         }
         for (guint j = 0; j < chain->len; j++)
@@ -926,8 +920,8 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
     return g_steal_pointer(&entry);
 }
 
-gboolean ic_ledger_domain_from_xml_domain(const IcDomain *domain, const char *base_dir,
-                                          gint64 now, IcLedgerDomain **ret_entry, GError **error)
+gboolean ic_ledger_domain_from_xml_domain(const IcDomain *domain, const char *base_dir, gint64 now,
+                                          IcLedgerDomain **ret_entry, GError **error)
 {
     g_autoptr(GPtrArray) problems = NULL;
     g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_collect(domain, base_dir, now, &problems);

@@ -14,24 +14,24 @@ G_BEGIN_DECLS
 typedef struct {
     char *uuid;
     char *name;
-    GPtrArray *base_files;   /* char*: absolute paths inside the base dir reached by its chains */
-    GPtrArray *image_ids;    /* char*: Nova image refs (fingerprint = SHA-1 of the id) */
-    gint64 started;          /* epoch seconds the domain was first recorded */
+    GPtrArray *base_files; /* char*: absolute paths inside the base dir reached by its chains */
+    GPtrArray *image_ids;  /* char*: Nova image refs (fingerprint = SHA-1 of the id) */
+    gint64 started;        /* epoch seconds the domain was first recorded */
 } IcLedgerDomain;
 
 typedef struct {
     char *host;
-    gint64 refreshed;    /* epoch seconds of the last write */
-    gboolean stale;      /* set by ic_ledger_read_all: not refreshed within the stale limit */
-    GPtrArray *domains;  /* IcLedgerDomain*, sorted by uuid */
+    gint64 refreshed;      /* epoch seconds of the last write */
+    gboolean stale;        /* set by ic_ledger_read_all: not refreshed within the stale limit */
+    GPtrArray *domains;    /* IcLedgerDomain*, sorted by uuid */
     GHashTable *last_used; /* base file path -> gint64* epoch seconds of its last release */
 } IcLedgerHost;
 
 typedef struct {
     char *ledger_dir;
-    GPtrArray *hosts;    /* IcLedgerHost*, sorted by host */
-    GPtrArray *errors;   /* char*: host files that could not be read (they block removal) */
-    gint64 read_at;      /* the @now given to ic_ledger_read_all (for staleness notes) */
+    GPtrArray *hosts;  /* IcLedgerHost*, sorted by host */
+    GPtrArray *errors; /* char*: host files that could not be read (they block removal) */
+    gint64 read_at;    /* the @now given to ic_ledger_read_all (for staleness notes) */
 } IcLedger;
 
 IcLedgerDomain *ic_ledger_domain_new(const char *uuid, const char *name);

@@ -1,0 +1,613 @@
+/* test-ledger.c — the usage ledger: file format, damage detection, locking, many writers,
+ * hosts sharing a directory, and what a domain's disks make it use. */
+#include "domxml.h"
+#include "error.h"
+#include "fileutil.h"
+#include "imgwriter.h"
+#include "ledger.h"
+#include "testutil.h"
+#include "usage.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define UUID_A "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+#define UUID_B "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+#define NOW    1700000000
+
+typedef struct {
+    char *root;
+    char *ledger_dir;
+} Fixture;
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+    f->root = ic_test_mkdtemp();
+    f->ledger_dir = g_build_filename(f->root, "_ledger", NULL);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+    ic_test_rmtree(f->root);
+    g_free(f->root);
+    g_free(f->ledger_dir);
+}
+
+static IcLedgerDomain *make_domain(const char *uuid, const char *name, const char *base_file)
+{
+    IcLedgerDomain *domain = ic_ledger_domain_new(uuid, name);
+    if (base_file != NULL)
+        g_ptr_array_add(domain->base_files, g_strdup(base_file));
+    domain->started = NOW - 100;
+    return domain;
+}
+
+static IcLedgerHost *read_host(const char *ledger_dir, const char *host)
+{
+    g_autoptr(IcLedger) ledger = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_read_all(ledger_dir, NOW, 3600, &ledger, &error));
+    g_assert_no_error(error);
+    for (guint i = 0; i < ledger->errors->len; i++)
+        g_test_message("ledger error: %s", (char *)ledger->errors->pdata[i]);
+    g_assert_cmpuint(ledger->errors->len, ==, 0);
+    for (guint i = 0; i < ledger->hosts->len; i++) {
+        IcLedgerHost *h = ledger->hosts->pdata[i];
+        if (strcmp(h->host, host) == 0)
+            return g_ptr_array_steal_index(ledger->hosts, i);
+    }
+    return NULL;
+}
+
+/* ---- format ---- */
+
+static void test_round_trip(void)
+{
+    g_autoptr(IcLedgerHost) host = g_new0(IcLedgerHost, 1);
+    host->host = g_strdup("compute-1.example.org");
+    host->refreshed = NOW;
+    host->domains = g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_domain_free);
+    host->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+
+    IcLedgerDomain *b =
+        make_domain(UUID_B, "name with spaces; and = signs\nand a newline", "/i/_base/odd;name");
+    g_ptr_array_add(b->image_ids, g_strdup("155d900f-4e14-4e4c-a73d-069cbf4541e6"));
+    g_ptr_array_add(host->domains, b);
+    IcLedgerDomain *a = make_domain(UUID_A, "instance-00000001", "/i/_base/aaaa");
+    g_ptr_array_add(a->base_files, g_strdup("/i/_base/aaaa_10"));
+    g_ptr_array_add(host->domains, a);
+    IcLedgerDomain *empty = make_domain("00000000-0000-4000-8000-000000000000", "bare", NULL);
+    g_ptr_array_add(host->domains, empty);
+    gint64 *t = g_new(gint64, 1);
+    *t = NOW - 5;
+    g_hash_table_insert(host->last_used, g_strdup("/i/_base/old=1[x]"), t);
+
+    gsize len = 0;
+    g_autofree char *text = ic_ledger_host_serialize(host, &len);
+    g_assert_cmpuint(len, ==, strlen(text));
+
+    g_autoptr(IcLedgerHost) back = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_host_parse(text, len, &back, &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(back->host, ==, "compute-1.example.org");
+    g_assert_cmpint(back->refreshed, ==, NOW);
+    g_assert_cmpuint(back->domains->len, ==, 3);
+    /* Sorted by uuid. */
+    const IcLedgerDomain *first = back->domains->pdata[0];
+    const IcLedgerDomain *second = back->domains->pdata[1];
+    const IcLedgerDomain *third = back->domains->pdata[2];
+    g_assert_cmpstr(first->name, ==, "bare");
+    g_assert_cmpuint(first->base_files->len, ==, 0);
+    g_assert_cmpuint(first->image_ids->len, ==, 0);
+    g_assert_cmpstr(second->uuid, ==, UUID_A);
+    g_assert_cmpuint(second->base_files->len, ==, 2);
+    g_assert_cmpstr(second->base_files->pdata[1], ==, "/i/_base/aaaa_10");
+    g_assert_cmpint(second->started, ==, NOW - 100);
+    g_assert_cmpstr(third->name, ==, "name with spaces; and = signs\nand a newline");
+    g_assert_cmpstr(third->base_files->pdata[0], ==, "/i/_base/odd;name");
+    g_assert_cmpstr(third->image_ids->pdata[0], ==, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
+    const gint64 *back_t = g_hash_table_lookup(back->last_used, "/i/_base/old=1[x]");
+    g_assert_nonnull(back_t);
+    g_assert_cmpint(*back_t, ==, NOW - 5);
+
+    /* Serialising is deterministic. */
+    g_autofree char *again = ic_ledger_host_serialize(back, NULL);
+    g_assert_cmpstr(again, ==, text);
+}
+
+static void test_valid_file(void)
+{
+    /* A file written by hand to the documented format: format 1 stays readable. */
+    g_autofree char *path = ic_test_data_path("ledger", "valid.ledger");
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    g_autoptr(IcLedgerHost) host = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_host_parse(data, len, &host, &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(host->host, ==, "hosta");
+    g_assert_cmpuint(host->domains->len, ==, 2);
+    const IcLedgerDomain *b = host->domains->pdata[1];
+    g_assert_cmpstr(b->name, ==, "web 1");
+    g_assert_cmpstr(b->base_files->pdata[0], ==, "/var/lib/nova/instances/_base/a;b");
+    g_assert_cmpuint(g_hash_table_size(host->last_used), ==, 1);
+}
+
+typedef struct {
+    const char *file;
+    const char *message; /* a fragment of the error message */
+} DamagedCase;
+
+static const DamagedCase damaged_cases[] = {
+    {"truncated.ledger", "truncated"},
+    {"no-end.ledger", "no [end] group"},
+    {"checksum.ledger", "checksum mismatch"},
+    {"count-mismatch.ledger", "the header counts 2 domains"},
+    {"duplicate-domain.ledger", "the file holds 1"},
+    {"unknown-key.ledger", "unknown key 'owner'"},
+    {"missing-key.ledger", "missing key 'started'"},
+    {"bad-uuid.ledger", "bad domain uuid"},
+    {"relative-path.ledger", "bad entry '_base/x'"},
+    {"wrong-format.ledger", "unsupported format 2"},
+    {"bad-number.ledger", "bad value '-5' for 'started'"},
+    {"last-used-mismatch.ledger", "1 paths but 2 times"},
+    {"group-after-end.ledger", "damaged"},
+    {"not-keyfile.ledger", "not-keyfile"},
+    {"empty.ledger", "no [end] group"},
+    {"nul.ledger", "NUL"},
+};
+
+static void test_damaged_file(gconstpointer data)
+{
+    const DamagedCase *c = data;
+    g_autofree char *path = ic_test_data_path("ledger", c->file);
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+    g_autoptr(IcLedgerHost) host = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_ledger_host_parse(text, len, &host, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
+    g_assert_null(host);
+    g_test_message("%s: %s", c->file, error->message);
+    if (strcmp(c->file, "not-keyfile.ledger") != 0)
+        g_assert_nonnull(strstr(error->message, c->message));
+}
+
+static void test_every_truncation(void)
+{
+    /* However much of a good file survives a crash, the rest never reads as valid. */
+    g_autofree char *path = ic_test_data_path("ledger", "valid.ledger");
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    for (gsize cut = 0; cut < len; cut++) {
+        g_autoptr(IcLedgerHost) host = NULL;
+        g_autoptr(GError) error = NULL;
+        g_assert_false(ic_ledger_host_parse(data, cut, &host, &error));
+        g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
+    }
+}
+
+static void test_damaged_in_read_all(Fixture *f, gconstpointer data)
+{
+    g_autoptr(IcLedgerDomain) domain = make_domain(UUID_A, "vm", "/i/_base/a");
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", domain, NOW, &error));
+    g_assert_no_error(error);
+
+    g_autofree char *bad = NULL;
+    g_assert_true(
+        g_file_get_contents(ic_test_data_path("ledger", "truncated.ledger"), &bad, NULL, NULL));
+    g_free(ic_test_write_file(f->ledger_dir, "hostb.ledger", bad, -1));
+    /* A file whose name and contents disagree on the host. */
+    g_autofree char *a_text = NULL;
+    g_autofree char *a_path = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+    g_assert_true(g_file_get_contents(a_path, &a_text, NULL, NULL));
+    g_free(ic_test_write_file(f->ledger_dir, "hostc.ledger", a_text, -1));
+    /* Temp files and locks are not host files. */
+    g_free(ic_test_write_file(f->ledger_dir, "hostd.ledger.tmp.1234", "junk", -1));
+
+    g_autoptr(IcLedger) ledger = NULL;
+    g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 3600, &ledger, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(ledger->hosts->len, ==, 1);
+    g_assert_cmpuint(ledger->errors->len, ==, 2);
+    g_assert_nonnull(strstr(ledger->errors->pdata[0], "hostb.ledger"));
+    g_assert_nonnull(strstr(ledger->errors->pdata[0], "truncated"));
+    g_assert_nonnull(strstr(ledger->errors->pdata[1], "hostc.ledger"));
+    g_assert_nonnull(strstr(ledger->errors->pdata[1], "names host 'hosta'"));
+
+    /* A damaged file blocks removal: the usage is incomplete. */
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, "hosta", usage);
+    g_assert_true(usage->incomplete);
+
+    /* And a writer refuses to overwrite it. */
+    g_autoptr(IcLedgerDomain) other = make_domain(UUID_B, "vm2", NULL);
+    g_assert_false(ic_ledger_record_domain(f->ledger_dir, "hostb", other, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
+    g_clear_error(&error);
+    /* Only reconcile's replace repairs it. */
+    g_autoptr(GPtrArray) domains = g_ptr_array_new();
+    g_ptr_array_add(domains, other);
+    g_assert_true(ic_ledger_replace_host(f->ledger_dir, "hostb", domains, NOW, &error));
+    g_assert_no_error(error);
+    g_autofree char *c_path = g_build_filename(f->ledger_dir, "hostc.ledger", NULL);
+    g_assert_cmpint(g_unlink(c_path), ==, 0);
+    g_autoptr(IcLedgerHost) b = read_host(f->ledger_dir, "hostb");
+    g_assert_nonnull(b);
+}
+
+static void test_missing_dir(Fixture *f, gconstpointer data)
+{
+    g_autoptr(IcLedger) ledger = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 3600, &ledger, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(ledger->hosts->len, ==, 0);
+    g_assert_cmpuint(ledger->errors->len, ==, 0);
+
+    /* A ledger dir that is a file is an error, not "no users". */
+    g_free(ic_test_write_file(f->root, "file", "x", -1));
+    g_autofree char *file = g_build_filename(f->root, "file", NULL);
+    g_autoptr(IcLedger) none = NULL;
+    g_assert_false(ic_ledger_read_all(file, NOW, 3600, &none, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+}
+
+/* ---- writing ---- */
+
+static void test_record_drop(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "/i/_base/a");
+    g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "/i/_base/b");
+    a->started = NOW;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_no_error(error);
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", b, NOW + 1, &error));
+    g_assert_no_error(error);
+
+    /* Recorded again at "started": new files, the first start time kept. */
+    g_ptr_array_add(a->base_files, g_strdup("/i/_base/a2"));
+    a->started = NOW + 10;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW + 10, &error));
+    g_assert_no_error(error);
+    {
+        g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+        g_assert_cmpuint(host->domains->len, ==, 2);
+        const IcLedgerDomain *ra = host->domains->pdata[0];
+        g_assert_cmpstr(ra->uuid, ==, UUID_A);
+        g_assert_cmpuint(ra->base_files->len, ==, 2);
+        g_assert_cmpint(ra->started, ==, NOW);
+        g_assert_cmpint(host->refreshed, ==, NOW + 10);
+    }
+
+    /* Upper-case uuids from elsewhere match. */
+    g_autofree char *upper = g_ascii_strup(UUID_A, -1);
+    g_assert_true(ic_ledger_drop_domain(f->ledger_dir, "hosta", upper, NOW + 20, &error));
+    g_assert_no_error(error);
+    /* Dropping an unknown domain succeeds. */
+    g_assert_true(ic_ledger_drop_domain(f->ledger_dir, "hosta", UUID_A, NOW + 30, &error));
+    g_assert_no_error(error);
+
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(host->domains->len, ==, 1);
+    g_assert_cmpstr(((IcLedgerDomain *)host->domains->pdata[0])->uuid, ==, UUID_B);
+    const gint64 *t = g_hash_table_lookup(host->last_used, "/i/_base/a2");
+    g_assert_nonnull(t);
+    g_assert_cmpint(*t, ==, NOW + 20);
+    g_assert_nonnull(g_hash_table_lookup(host->last_used, "/i/_base/a"));
+    g_assert_null(g_hash_table_lookup(host->last_used, "/i/_base/b"));
+}
+
+static void test_bad_host(Fixture *f, gconstpointer data)
+{
+    const char *bad[] = {"", ".hidden", "../etc", "a/b", "host name", "h\n", NULL};
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", NULL);
+    for (guint i = 0; bad[i] != NULL; i++) {
+        g_autoptr(GError) error = NULL;
+        g_assert_false(ic_ledger_record_domain(f->ledger_dir, bad[i], a, NOW, &error));
+        g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+    }
+    g_autofree char *long_host = g_strnfill(254, 'h');
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_ledger_drop_domain(f->ledger_dir, long_host, UUID_A, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+    g_assert_true(ic_ledger_host_name_is_valid("compute-01.rack_2.example.org"));
+    /* Nothing was created for a bad host. */
+    g_assert_false(ic_test_exists(f->ledger_dir));
+}
+
+static void test_leftover_temp(Fixture *f, gconstpointer data)
+{
+    g_assert_cmpint(g_mkdir(f->ledger_dir, 0755), ==, 0);
+    g_autofree char *mine = ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp.0badf00d", "x", -1);
+    g_autofree char *theirs =
+        ic_test_write_file(f->ledger_dir, "hostb.ledger.tmp.0badf00d", "x", -1);
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", NULL);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_no_error(error);
+    g_assert_false(ic_test_exists(mine));
+    /* Another host's writer may be alive: its temp file is not ours to remove. */
+    g_assert_true(ic_test_exists(theirs));
+}
+
+static void test_unwritable(Fixture *f, gconstpointer data)
+{
+    /* A path under a regular file: fails even for root. */
+    g_free(ic_test_write_file(f->root, "plain", "x", -1));
+    g_autofree char *dir = g_build_filename(f->root, "plain", "ledger", NULL);
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", NULL);
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_ledger_record_domain(dir, "hosta", a, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+    g_assert_nonnull(strstr(error->message, dir));
+}
+
+static void test_concurrent_writers(Fixture *f, gconstpointer data)
+{
+    /* 64 processes update one host file at once: the lock makes every
+     * read-modify-write see the previous one, so no entry is lost. */
+    enum { N = 64 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        g_assert_cmpint(pids[i], >=, 0);
+        if (pids[i] == 0) {
+            g_autofree char *uuid = g_strdup_printf("00000000-0000-4000-8000-%012d", i);
+            g_autofree char *name = g_strdup_printf("vm-%d", i);
+            g_autofree char *file = g_strdup_printf("/i/_base/%d", i);
+            IcLedgerDomain *d = make_domain(uuid, name, file);
+            GError *error = NULL;
+            gboolean ok = ic_ledger_record_domain(f->ledger_dir, "hosta", d, NOW + i, &error);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        int status = 0;
+        g_assert_cmpint(waitpid(pids[i], &status, 0), ==, pids[i]);
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    }
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(host->domains->len, ==, N);
+
+    /* No temp file survives. */
+    g_autoptr(GDir) dir = g_dir_open(f->ledger_dir, 0, NULL);
+    const char *name;
+    while ((name = g_dir_read_name(dir)) != NULL)
+        g_assert_null(strstr(name, ".tmp."));
+}
+
+static void test_two_hosts(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "/i/_base/shared");
+    g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "/i/_base/shared");
+    g_ptr_array_add(b->image_ids, g_strdup("155d900f-4e14-4e4c-a73d-069cbf4541e6"));
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_no_error(error);
+    /* hostb last wrote long ago: stale but still counted. */
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hostb", b, NOW - 7200, &error));
+    g_assert_no_error(error);
+
+    g_autoptr(IcLedger) ledger = NULL;
+    g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 3600, &ledger, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(ledger->hosts->len, ==, 2);
+    g_assert_false(((IcLedgerHost *)ledger->hosts->pdata[0])->stale);
+    g_assert_true(((IcLedgerHost *)ledger->hosts->pdata[1])->stale);
+
+    /* Seen from hosta, hostb's user is remote; and the other way round. */
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, "hosta", usage);
+    const IcUsers *users = ic_usage_lookup_path(usage, "/i/_base/shared");
+    g_assert_nonnull(users);
+    g_assert_cmpuint(users->local, ==, 1);
+    g_assert_cmpuint(users->remote, ==, 1);
+    g_assert_true(users->witnesses & IC_WITNESS_LEDGER);
+    g_assert_true(g_ptr_array_find_with_equal_func(users->users, "vm-b@hostb", g_str_equal, NULL));
+    const IcUsers *by_image = ic_usage_lookup_image(usage, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
+    g_assert_nonnull(by_image);
+    g_assert_cmpuint(by_image->remote, ==, 1);
+    g_assert_false(usage->incomplete);
+    g_assert_cmpuint(usage->notes->len, ==, 1);
+    g_assert_cmpstr(usage->notes->pdata[0], ==,
+                    "ledger of host 'hostb' not refreshed for 7200 s (still counted)");
+
+    g_autoptr(IcUsage) from_b = ic_usage_new();
+    ic_ledger_add_usage(ledger, "hostb", from_b);
+    users = ic_usage_lookup_path(from_b, "/i/_base/shared");
+    g_assert_cmpuint(users->local, ==, 1);
+    g_assert_cmpuint(users->remote, ==, 1);
+}
+
+static void test_replace(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "/i/_base/a");
+    g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "/i/_base/b");
+    a->started = NOW - 500;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW - 500, &error));
+    g_assert_no_error(error);
+
+    g_autoptr(GPtrArray) live = g_ptr_array_new();
+    g_ptr_array_add(live, b);
+    g_assert_true(ic_ledger_replace_host(f->ledger_dir, "hosta", live, NOW, &error));
+    g_assert_no_error(error);
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(host->domains->len, ==, 1);
+    g_assert_cmpstr(((IcLedgerDomain *)host->domains->pdata[0])->uuid, ==, UUID_B);
+    /* The vanished domain's files were released now. */
+    const gint64 *t = g_hash_table_lookup(host->last_used, "/i/_base/a");
+    g_assert_nonnull(t);
+    g_assert_cmpint(*t, ==, NOW);
+}
+
+static void test_usage_lock(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    ic_autofd shared1 = -1;
+    ic_autofd shared2 = -1;
+    g_assert_true(ic_ledger_lock_usage(f->ledger_dir, FALSE, &shared1, &error));
+    g_assert_no_error(error);
+    /* Two prepares at once share it. */
+    g_assert_true(ic_ledger_lock_usage(f->ledger_dir, FALSE, &shared2, &error));
+    g_assert_no_error(error);
+
+    /* An exclusive locker must wait: try without waiting from a new open file. */
+    g_autofree char *path = g_build_filename(f->ledger_dir, "usage.lock", NULL);
+    ic_autofd probe = open(path, O_RDWR | O_CLOEXEC);
+    g_assert_cmpint(probe, >=, 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    g_assert_cmpint(fcntl(probe, F_OFD_SETLK, &fl), <, 0);
+    g_assert_true(errno == EAGAIN || errno == EACCES);
+
+    ic_close_fdp(&shared1);
+    ic_close_fdp(&shared2);
+    g_assert_cmpint(fcntl(probe, F_OFD_SETLK, &fl), ==, 0);
+}
+
+/* ---- from domain XML ---- */
+
+static void write_qcow2(const char *path, const char *backing)
+{
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_test_write_qcow2(path, 3, 1024 * 1024, backing, NULL, &error));
+    g_assert_no_error(error);
+}
+
+static IcDomain *domain_for(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static IcDomain *domain_for(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *devices = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_autofree char *xml = g_strdup_printf(
+        "<domain type='qemu'><name>vm</name><uuid>%s</uuid>%s<devices>%s</devices></domain>",
+        UUID_A,
+        "<metadata><nova:instance xmlns:nova='http://openstack.org/xmlns/libvirt/nova/1.1'>"
+        "<nova:root type='image' uuid='img-2'/><nova:image uuid='img-1'/>"
+        "<nova:image uuid='img-2'/></nova:instance></metadata>",
+        devices);
+    IcDomain *domain = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_domxml_parse(xml, strlen(xml), &domain, &error));
+    g_assert_no_error(error);
+    return domain;
+}
+
+static void test_from_xml(IcTestTree *tree, gconstpointer data)
+{
+    /* A two-level chain inside the base dir, reached through a relative name,
+     * plus a layer outside it, a CD-ROM and a raw disk without a chain. */
+    g_autofree char *orig = g_build_filename(tree->base_dir, "orig", NULL);
+    g_autofree char *mid = g_build_filename(tree->base_dir, "mid", NULL);
+    g_autofree char *vm_dir = g_build_filename(tree->root, "vm", NULL);
+    g_autofree char *disk = g_build_filename(vm_dir, "disk", NULL);
+    g_autofree char *outside = g_build_filename(tree->root, "outside.qcow2", NULL);
+    g_autofree char *disk2 = g_build_filename(vm_dir, "disk.eph", NULL);
+    g_autofree char *raw = g_build_filename(vm_dir, "disk.raw", NULL);
+    g_assert_cmpint(g_mkdir(vm_dir, 0755), ==, 0);
+    write_qcow2(orig, NULL);
+    write_qcow2(mid, "orig");
+    write_qcow2(disk, "../_base/mid");
+    write_qcow2(outside, NULL);
+    write_qcow2(disk2, outside);
+    g_free(ic_test_write_file(vm_dir, "disk.raw", "raw bytes", -1));
+
+    g_autoptr(IcDomain) domain =
+        domain_for("<disk type='file' device='disk'><source file='%s'/></disk>"
+                   "<disk type='file' device='disk'><source file='%s'/></disk>"
+                   "<disk type='file' device='cdrom'><source file='%s/mid'/></disk>"
+                   "<disk type='file' device='disk'><source file='%s'/></disk>"
+                   "<disk type='network' device='disk'><source protocol='rbd' name='p/v'/></disk>",
+                   disk, disk2, tree->base_dir, raw);
+
+    g_autoptr(IcLedgerDomain) entry = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *base_slash = g_strconcat(tree->base_dir, "/", NULL);
+    g_assert_true(ic_ledger_domain_from_xml_domain(domain, base_slash, NOW, &entry, &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(entry->uuid, ==, UUID_A);
+    g_assert_cmpint(entry->started, ==, NOW);
+    g_assert_cmpuint(entry->base_files->len, ==, 2);
+    g_assert_cmpstr(entry->base_files->pdata[0], ==, mid);
+    g_assert_cmpstr(entry->base_files->pdata[1], ==, orig);
+    g_assert_cmpuint(entry->image_ids->len, ==, 2);
+    g_assert_cmpstr(entry->image_ids->pdata[0], ==, "img-1");
+    g_assert_cmpstr(entry->image_ids->pdata[1], ==, "img-2");
+}
+
+static void test_from_xml_problems(IcTestTree *tree, gconstpointer data)
+{
+    /* One disk is missing: the other still counts, and the problem is told. */
+    g_autofree char *orig = g_build_filename(tree->base_dir, "orig", NULL);
+    g_autofree char *disk = g_build_filename(tree->root, "disk", NULL);
+    g_autofree char *libvirt_says = g_build_filename(tree->base_dir, "from-xml", NULL);
+    write_qcow2(orig, NULL);
+    write_qcow2(disk, orig);
+    g_autoptr(IcDomain) domain =
+        domain_for("<disk type='file' device='disk'><source file='%s/missing'/></disk>"
+                   "<disk type='file' device='disk'><source file='%s'/>"
+                   "<backingStore type='file'><source file='%s'/></backingStore></disk>",
+                   tree->root, disk, libvirt_says);
+
+    g_autoptr(GPtrArray) problems = NULL;
+    g_autoptr(IcLedgerDomain) entry =
+        ic_ledger_domain_collect(domain, tree->base_dir, NOW, &problems);
+    g_assert_nonnull(problems);
+    g_assert_cmpuint(problems->len, ==, 1);
+    g_assert_nonnull(strstr(problems->pdata[0], "missing"));
+    /* The headers' chain and libvirt's <backingStore> both count. */
+    g_assert_cmpuint(entry->base_files->len, ==, 2);
+    g_assert_cmpstr(entry->base_files->pdata[0], ==, libvirt_says);
+    g_assert_cmpstr(entry->base_files->pdata[1], ==, orig);
+
+    g_autoptr(IcLedgerDomain) none = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_ledger_domain_from_xml_domain(domain, tree->base_dir, NOW, &none, &error));
+    g_assert_nonnull(error);
+    g_assert_null(none);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+
+    g_test_add_func("/imagecache/ledger/round-trip", test_round_trip);
+    g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
+    for (gsize i = 0; i < G_N_ELEMENTS(damaged_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/imagecache/ledger/damaged/%s", damaged_cases[i].file);
+        g_test_add_data_func(path, &damaged_cases[i], test_damaged_file);
+    }
+    g_test_add_func("/imagecache/ledger/damaged/every-truncation", test_every_truncation);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+    ADD("/imagecache/ledger/damaged/read-all", test_damaged_in_read_all);
+    ADD("/imagecache/ledger/missing-dir", test_missing_dir);
+    ADD("/imagecache/ledger/record-drop", test_record_drop);
+    ADD("/imagecache/ledger/bad-host", test_bad_host);
+    ADD("/imagecache/ledger/leftover-temp", test_leftover_temp);
+    ADD("/imagecache/ledger/unwritable", test_unwritable);
+    ADD("/imagecache/ledger/concurrent-writers", test_concurrent_writers);
+    ADD("/imagecache/ledger/two-hosts", test_two_hosts);
+    ADD("/imagecache/ledger/replace", test_replace);
+    ADD("/imagecache/ledger/usage-lock", test_usage_lock);
+#undef ADD
+    g_test_add("/imagecache/ledger/from-xml", IcTestTree, NULL, ic_test_tree_setup, test_from_xml,
+               ic_test_tree_teardown);
+    g_test_add("/imagecache/ledger/from-xml-problems", IcTestTree, NULL, ic_test_tree_setup,
+               test_from_xml_problems, ic_test_tree_teardown);
+
+    return g_test_run();
+}
