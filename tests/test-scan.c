@@ -1,0 +1,153 @@
+/* The base-dir name grammar and the scan's treatment of odd entries. */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "scan.h"
+#include "testutil.h"
+
+#define FP "e97222e91fc4241f49a7f520d1dcf446751129b3"
+
+typedef struct {
+    const char *name;
+    IcImageKind kind;
+} NameCase;
+
+static const NameCase name_cases[] = {
+    {FP, IC_KIND_ORIGINAL},
+    {FP "_sm", IC_KIND_SMALL},
+    {FP "_10737418240", IC_KIND_RESIZED},
+    {FP "_0", IC_KIND_RESIZED},
+    {FP "_", IC_KIND_IGNORED},
+    {FP "_sm2", IC_KIND_IGNORED},
+    {FP "_5G", IC_KIND_IGNORED},
+    {FP "_-1", IC_KIND_IGNORED},
+    {FP "_123456789012345678901", IC_KIND_IGNORED}, /* more digits than any size */
+    {FP ".sha1", IC_KIND_IGNORED},
+    {FP ".info", IC_KIND_IGNORED},
+    {FP "_10.info", IC_KIND_IGNORED},
+    {"E97222E91FC4241F49A7F520D1DCF446751129B3", IC_KIND_IGNORED}, /* not how Nova names */
+    {"e97222e91fc4241f49a7f520d1dcf446751129b", IC_KIND_IGNORED},  /* 39 chars */
+    {"g97222e91fc4241f49a7f520d1dcf446751129b3", IC_KIND_IGNORED},
+    {"00000001", IC_KIND_IGNORED},
+    {"ephemeral_0_20_None", IC_KIND_IGNORED},
+    {"swap_512", IC_KIND_IGNORED},
+    {"", IC_KIND_IGNORED},
+    {".", IC_KIND_IGNORED},
+    {FP "\n", IC_KIND_IGNORED},
+    {FP "_1\n", IC_KIND_IGNORED},
+};
+
+static void test_classify(gconstpointer data)
+{
+    const NameCase *tc = data;
+    g_autofree char *fingerprint = NULL;
+    IcImageKind kind = ic_scan_classify_name(tc->name, &fingerprint);
+    g_assert_cmpint(kind, ==, tc->kind);
+    if (kind == IC_KIND_IGNORED)
+        g_assert_null(fingerprint);
+    else
+        g_assert_cmpstr(fingerprint, ==, FP);
+}
+
+static void test_fingerprint_of_image_id(void)
+{
+    g_autofree char *fp = ic_fingerprint_of_image_id("42");
+    g_assert_cmpstr(fp, ==, "92cfceb39d57d914ed8b14d0e37643de0797ae56");
+    g_assert_true(ic_fingerprint_is_valid(fp));
+    g_assert_false(ic_fingerprint_is_valid("92cfceb39d57d914ed8b14d0e37643de0797ae5"));
+}
+
+/* Entries with base file names that are not regular files are reported as
+ * skipped and never become candidates; other names are only counted. */
+static void test_odd_entries(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_autofree char *outside = ic_test_write_file(tree->root, "outside", "secret", -1);
+    g_autofree char *symlink_out = g_build_filename(tree->base_dir, FP "_1", NULL);
+    g_autofree char *dangling = g_build_filename(tree->base_dir, FP "_2", NULL);
+    g_autofree char *dir = g_build_filename(tree->base_dir, FP "_3", NULL);
+    g_autofree char *fifo = g_build_filename(tree->base_dir, FP "_4", NULL);
+    g_autofree char *sock_path = g_build_filename(tree->base_dir, FP "_5", NULL);
+    g_autofree char *real = ic_test_write_file(tree->base_dir, FP, "data", -1);
+    g_autofree char *hardlink = g_build_filename(tree->base_dir, FP "_sm", NULL);
+    g_free(ic_test_write_file(tree->base_dir, "junk name\nwith newline", "x", -1));
+    g_free(ic_test_write_file(tree->base_dir, "\xff\xfe-not-utf8", "x", -1));
+
+    g_assert_cmpint(symlink(outside, symlink_out), ==, 0);
+    g_assert_cmpint(symlink("/nonexistent/target", dangling), ==, 0);
+    g_assert_cmpint(mkdir(dir, 0755), ==, 0);
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    g_assert_cmpint(link(real, hardlink), ==, 0);
+    int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    g_strlcpy(addr.sun_path, sock_path, sizeof(addr.sun_path));
+    g_assert_cmpint(bind(sock, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    close(sock);
+
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(scan->files->len, ==, 2); /* FP and its hard link FP_sm */
+    g_assert_nonnull(ic_scan_lookup(scan, FP));
+    g_assert_nonnull(ic_scan_lookup(scan, FP "_sm"));
+    g_assert_cmpuint(scan->skipped->len, ==, 5);
+    const char *const expect_why[] = {"a symbolic link", "a symbolic link", "a directory", "a FIFO",
+                                      "a socket"};
+    for (guint i = 0; i < scan->skipped->len; i++) {
+        const IcSkippedEntry *entry = g_ptr_array_index(scan->skipped, i);
+        g_assert_cmpstr(entry->why, ==, expect_why[i]);
+    }
+    g_assert_cmpuint(scan->ignored, ==, 2);
+}
+
+static void test_base_dir_symlink_refused(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_autofree char *link = g_build_filename(tree->root, "linked_base", NULL);
+    g_assert_cmpint(symlink(tree->base_dir, link), ==, 0);
+    g_assert_false(ic_scan_base_dir(link, &scan, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_null(scan);
+}
+
+static void test_base_dir_missing(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_assert_true(ic_scan_base_dir("/nonexistent/_base", &scan, &error));
+    g_assert_no_error(error);
+    g_assert_false(scan->exists);
+    g_assert_cmpuint(scan->files->len, ==, 0);
+}
+
+static void test_base_dir_unreadable(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_autofree char *file = ic_test_write_file(tree->root, "plainfile", "x", -1);
+    g_assert_false(ic_scan_base_dir(file, &scan, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_nonnull(strstr(error->message, "plainfile"));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    for (gsize i = 0; i < G_N_ELEMENTS(name_cases); i++) {
+        g_autofree char *path = g_strdup_printf("/imagecache/scan/classify/%zu", i);
+        g_test_add_data_func(path, &name_cases[i], test_classify);
+    }
+    g_test_add_func("/imagecache/scan/fingerprint_of_image_id", test_fingerprint_of_image_id);
+    g_test_add("/imagecache/scan/odd_entries", IcTestTree, NULL, ic_test_tree_setup,
+               test_odd_entries, ic_test_tree_teardown);
+    g_test_add("/imagecache/scan/base_dir_symlink_refused", IcTestTree, NULL, ic_test_tree_setup,
+               test_base_dir_symlink_refused, ic_test_tree_teardown);
+    g_test_add_func("/imagecache/scan/base_dir_missing", test_base_dir_missing);
+    g_test_add("/imagecache/scan/base_dir_unreadable", IcTestTree, NULL, ic_test_tree_setup,
+               test_base_dir_unreadable, ic_test_tree_teardown);
+    return g_test_run();
+}
