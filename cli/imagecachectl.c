@@ -118,6 +118,26 @@ static void print_usage(FILE *out)
                  "Exit status: 0 success, 1 the command failed, 2 usage or config error.\n");
 }
 
+/* Lets common options stand before the command too ("imagecachectl --config
+ * F report"): the first argument that is not an option, nor the value of
+ * --config, moves to argv[1]. */
+static void move_command_first(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (g_str_equal(arg, "--config") || g_str_equal(arg, "-c")) {
+            i++;
+            continue;
+        }
+        if (arg[0] == '-')
+            continue;
+        char *command = argv[i];
+        memmove(&argv[2], &argv[1], (gsize)(i - 1) * sizeof(char *));
+        argv[1] = command;
+        return;
+    }
+}
+
 int main(int argc, char **argv)
 {
     setlocale(LC_ALL, "");
@@ -132,6 +152,7 @@ int main(int argc, char **argv)
         print_usage(stdout);
         return IC_EXIT_OK;
     }
+    move_command_first(argc, argv);
     for (gsize i = 0; i < G_N_ELEMENTS(commands); i++) {
         if (!g_str_equal(argv[1], commands[i].name))
             continue;

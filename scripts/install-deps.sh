@@ -1,15 +1,21 @@
 #!/bin/sh
-# Installs the Debian 12 packages imagecache needs to build and test.
-# Idempotent: packages already present are left alone; apt-get runs only
-# when something is missing.
+# Installs the Debian 12 packages imagecache needs: to build and run the demo,
+# and with --test also everything the test suites start (libvirtd with QEMU,
+# collectd). Idempotent: apt-get runs only when something is missing.
 set -eu
 
+WANT_TEST=0
+[ "${1:-}" = "--test" ] && WANT_TEST=1
+
 BUILD_PKGS="build-essential meson ninja-build pkg-config libglib2.0-dev libssl-dev libjson-glib-dev clang-format"
-TEST_PKGS="qemu-utils jq"
+DEMO_PKGS="qemu-utils"
+E2E_PKGS="jq python3 libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev"
+TEST_PKGS=""
+[ "$WANT_TEST" = 1 ] && TEST_PKGS="$E2E_PKGS"
 EXTRA_PKGS="${IMAGECACHE_EXTRA_PKGS:-}"
 
 missing=""
-for pkg in $BUILD_PKGS $TEST_PKGS $EXTRA_PKGS; do
+for pkg in $BUILD_PKGS $DEMO_PKGS $TEST_PKGS $EXTRA_PKGS; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $pkg"
     fi

@@ -1,0 +1,71 @@
+#!/bin/sh
+# The main job on a demo: installs what is missing, builds, makes a realistic
+# base-image cache under ./demo and runs `imagecachectl report`, then `run`.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+./scripts/install-deps.sh
+./scripts/build.sh
+
+demo="$top/demo"
+ctl="$top/build/cli/imagecachectl"
+rm -rf "$demo"
+mkdir -p "$demo/instances/_base"
+base="$demo/instances/_base"
+
+fingerprint() { printf '%s' "$1" | sha1sum | cut -c1-40; }
+# make_base NAME SIZE_KIB AGE: a base file with random content, its .info
+# sidecar, and an mtime AGE ago (e.g. "3 days ago").
+make_base() {
+    head -c "$(( $2 * 1024 ))" /dev/urandom > "$base/$1"
+    printf '{"sha1": "%s", "sha1-timestamp": 0}\n' "$(sha1sum "$base/$1" | cut -c1-40)" > "$base/$1.info"
+    touch -d "$3" "$base/$1"
+}
+# make_instance NAME BACKING: an instance dir whose disk is a qcow2 overlay.
+make_instance() {
+    mkdir -p "$demo/instances/$1"
+    qemu-img create -q -f qcow2 -F raw -b "../_base/$2" "$demo/instances/$1/disk"
+}
+
+ubuntu=$(fingerprint ubuntu-22.04)
+cirros=$(fingerprint cirros-0.6.2)
+centos=$(fingerprint centos-stream-9)
+fedora=$(fingerprint fedora-39)
+debian=$(fingerprint debian-12)
+
+make_base "$ubuntu" 2048 "5 days ago"                  # used by instance-0001
+make_base "${ubuntu}_21474836480" 1024 "5 days ago"    # resized copy used by instance-0002
+make_base "$cirros" 512 "3 days ago"                   # unused for 3 days: removed
+make_base "${debian}_sm" 256 "2 days ago"              # unused small variant: removed
+make_base "$centos" 512 "2 hours ago"                  # unused, but only for 2 hours: kept
+make_base "$fedora" 768 "4 days ago"                   # corrupt: flagged, never removed
+printf 'bit rot' | dd of="$base/$fedora" bs=1 seek=4096 conv=notrunc status=none
+touch -d "4 days ago" "$base/$fedora"
+echo "not a base image" > "$base/ephemeral_0_20_None"  # not ours: ignored
+ln -s /etc/hostname "$base/${cirros}_sm"               # symlink: skipped, never followed
+make_instance instance-0001 "$ubuntu"
+make_instance instance-0002 "${ubuntu}_21474836480"
+
+cat > "$demo/imagecache.conf" <<CONF
+[imagecache]
+instances_path=$demo/instances
+host=demo-host
+checksum_base_images=true
+libvirt_uri=test:///default
+CONF
+
+echo "== the demo cache: base files are named by the SHA-1 of their image id"
+for image in ubuntu-22.04 cirros-0.6.2 centos-stream-9 fedora-39 debian-12; do
+    printf '   %s  %s\n' "$(fingerprint "$image")" "$image"
+done
+echo "   instance-0001 boots from ubuntu-22.04, instance-0002 from its 20 GiB resize;"
+echo "   fedora-39 has rotted on disk; cirros and debian are unused for days, centos for 2 hours."
+echo
+echo "== imagecachectl report (analyse only, changes nothing)"
+"$ctl" report --config "$demo/imagecache.conf"
+echo
+echo "== imagecachectl run"
+"$ctl" run --config "$demo/imagecache.conf"
+echo
+echo "== what is left in $base"
+ls -l "$base"
