@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "ledger.h"
 
 typedef enum {
     KEY_STRING,
@@ -238,9 +239,11 @@ gboolean ic_config_finish(IcConfig *config, GError **error)
         config->ledger_dir = g_build_filename(config->instances_path, "_ledger", NULL);
     if (config->host == NULL)
         config->host = g_strdup(g_get_host_name());
-    if (strchr(config->host, '/') != NULL || config->host[0] == '.') {
+    if (!ic_ledger_host_name_is_valid(config->host)) {
         g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
-                    "%s: key 'host': '%s' cannot name a ledger file", origin, config->host);
+                    "%s: key 'host': '%s' cannot name a ledger file (use letters, digits, '.', "
+                    "'-' or '_', not starting with '.')",
+                    origin, config->host);
         return FALSE;
     }
     return TRUE;
