@@ -1,0 +1,239 @@
+/* imagecache-hook.c — the libvirt qemu hook: records in this host's usage ledger which base
+ * files a domain uses when it is prepared, started, reconnected, migrated in or restored, and
+ * drops it when it is released.
+ *
+ * libvirt runs it as `imagecache name op subop extra` with the domain XML on stdin and
+ * waits for it inside every VM start, so it links GLib alone, never calls libvirt (the
+ * daemon is blocked on us), never writes to stdout (for migrate and restore libvirt takes
+ * stdout as replacement XML) and by default never blocks a start: an internal error is
+ * logged to syslog and the hook exits 0, unless strict_prepare makes prepare fail. */
+#include "config.h"
+#include "domxml.h"
+#include "error.h"
+#include "fileutil.h"
+#include "ledger.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+typedef enum {
+    ACTION_NONE,
+    ACTION_RECORD,
+    ACTION_DROP,
+} Action;
+
+/* Tests set IMAGECACHE_HOOK_LOG_STDERR=1 to see what went to syslog. */
+static gboolean log_to_stderr;
+
+static void hook_log(int priority, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void hook_log(int priority, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    syslog(priority, "%s", msg);
+    if (log_to_stderr)
+        fprintf(stderr, "imagecache-hook: %s\n", msg);
+}
+
+/* GLib's default writer prints debug and info to stdout, which libvirt may take as
+ * domain XML: route everything to syslog instead, and drop debug chatter. */
+static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+                                   gpointer user_data)
+{
+    if (level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO))
+        return G_LOG_WRITER_HANDLED;
+    const char *message = NULL;
+    for (gsize i = 0; i < n_fields; i++) {
+        if (strcmp(fields[i].key, "MESSAGE") == 0)
+            message = fields[i].value;
+    }
+    int priority = (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)) ? LOG_ERR : LOG_WARNING;
+    hook_log(priority, "%s", message != NULL ? message : "(no message)");
+    return G_LOG_WRITER_HANDLED;
+}
+
+/* Whatever happens, nothing reaches libvirt through stdout. */
+static void silence_stdout(void)
+{
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        close(STDOUT_FILENO);
+        return;
+    }
+    if (fd != STDOUT_FILENO) {
+        dup2(fd, STDOUT_FILENO);
+        close(fd);
+    }
+}
+
+static Action action_for(const char *op, const char *subop)
+{
+    static const char *const record_ops[] = {"prepare", "started", "reconnect",
+                                             "migrate", "restore", NULL};
+    if (strcmp(subop, "begin") == 0 && g_strv_contains(record_ops, op))
+        return ACTION_RECORD;
+    /* "stopped end" comes first, but release is the last word on a domain. */
+    if (strcmp(op, "release") == 0 && strcmp(subop, "end") == 0)
+        return ACTION_DROP;
+    return ACTION_NONE;
+}
+
+/* Reads at most IC_DOMXML_MAX_BYTES + 1 bytes, so oversized input is detected
+ * without reading it all. */
+static gboolean read_stdin(char **ret_xml, gsize *ret_len, GError **error)
+{
+    gsize cap = IC_DOMXML_MAX_BYTES + 1;
+    gsize len = 0;
+    gsize alloc = 64 * 1024;
+    g_autofree char *buf = g_malloc(alloc);
+    for (;;) {
+        if (len == alloc) {
+            alloc = MIN(alloc * 2, cap);
+            buf = g_realloc(buf, alloc);
+        }
+        ssize_t n = read(STDIN_FILENO, buf + len, alloc - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return ic_error_set_errno(error, errno, "reading the domain XML from", "stdin");
+        }
+        if (n == 0)
+            break;
+        len += (gsize)n;
+        if (len >= cap) {
+            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
+                        "the domain XML on stdin is larger than %d bytes", IC_DOMXML_MAX_BYTES);
+            return FALSE;
+        }
+    }
+    *ret_xml = g_steal_pointer(&buf);
+    *ret_len = len;
+    return TRUE;
+}
+
+/* IMAGECACHE_CONFIG, else the default file; a host without a config file still
+ * records, with the built-in defaults. */
+static IcConfig *load_config(GError **error)
+{
+    const char *env = g_getenv("IMAGECACHE_CONFIG");
+    const char *path = env != NULL && *env != '\0' ? env : IC_CONFIG_DEFAULT_PATH;
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_autoptr(GError) local_error = NULL;
+    if (!ic_config_load_file(config, path, &local_error)) {
+        gboolean optional = path != env;
+        if (!optional || !g_error_matches(local_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+            g_propagate_error(error, g_steal_pointer(&local_error));
+            return NULL;
+        }
+    }
+    if (!ic_config_finish(config, error))
+        return NULL;
+    return g_steal_pointer(&config);
+}
+
+static gboolean record(const IcConfig *config, const IcDomain *domain, const char *op,
+                       GPtrArray **ret_problems, GError **error)
+{
+    /* At prepare QEMU has not opened the backing files yet: holding the usage lock
+     * shared while we record means a concurrent removal either sees this domain in
+     * the ledger or removed the file before we looked (and QEMU then fails cleanly). */
+    ic_autofd usage_lock = -1;
+    if (strcmp(op, "prepare") == 0 &&
+        !ic_ledger_lock_usage(config->ledger_dir, FALSE, &usage_lock, error))
+        return FALSE;
+
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_collect(domain, base_dir, now, ret_problems);
+    return ic_ledger_record_domain(config->ledger_dir, config->host, entry, now, error);
+}
+
+static gboolean drop(const IcConfig *config, const IcDomain *domain, GError **error)
+{
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    return ic_ledger_drop_domain(config->ledger_dir, config->host, domain->uuid, now, error);
+}
+
+/* Logs a failure once; returns the exit code: 1 only for a strict prepare, which
+ * libvirt turns into a refused start showing our stderr. @outcome says what
+ * happens next when the start goes ahead. */
+static int fail(const char *name, const char *op, gboolean strict, const char *message,
+                const char *outcome)
+{
+    if (strict) {
+        hook_log(LOG_ERR, "domain '%s' %s: %s; refusing the start (strict_prepare)", name, op,
+                 message);
+        if (!log_to_stderr)
+            fprintf(stderr, "imagecache-hook: domain '%s' %s: %s\n", name, op, message);
+        return 1;
+    }
+    hook_log(LOG_ERR, "domain '%s' %s: %s; %s", name, op, message, outcome);
+    return 0;
+}
+
+#define UNRECORDED  "the domain goes ahead unrecorded ('imagecachectl reconcile' repairs the ledger)"
+#define NOT_DROPPED "the ledger keeps the domain until 'imagecachectl reconcile'"
+#define PARTIAL     "recorded without that disk's base files"
+
+static int run(const char *name, const char *op, Action action)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config = load_config(&error);
+    if (config == NULL)
+        return fail(name, op, FALSE, error->message,
+                    action == ACTION_DROP ? NOT_DROPPED : UNRECORDED);
+    gboolean strict = config->strict_prepare && strcmp(op, "prepare") == 0;
+
+    g_autofree char *xml = NULL;
+    gsize len = 0;
+    g_autoptr(IcDomain) domain = NULL;
+    if (!read_stdin(&xml, &len, &error) || !ic_domxml_parse(xml, len, &domain, &error))
+        return fail(name, op, strict, error->message,
+                    action == ACTION_DROP ? NOT_DROPPED : UNRECORDED);
+
+    if (action == ACTION_DROP) {
+        if (!drop(config, domain, &error))
+            return fail(name, op, FALSE, error->message, NOT_DROPPED);
+        return 0;
+    }
+
+    g_autoptr(GPtrArray) problems = NULL;
+    if (!record(config, domain, op, &problems, &error))
+        return fail(name, op, strict, error->message, UNRECORDED);
+    if (problems == NULL)
+        return 0;
+    /* What could be read is recorded; each disk that could not be is logged. */
+    int code = 0;
+    for (guint i = 0; i < problems->len; i++) {
+        if (fail(name, op, strict, g_ptr_array_index(problems, i), PARTIAL) != 0)
+            code = 1;
+    }
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    silence_stdout();
+    log_to_stderr = g_strcmp0(g_getenv("IMAGECACHE_HOOK_LOG_STDERR"), "1") == 0;
+    openlog("imagecache-hook", LOG_PID, LOG_DAEMON);
+    g_log_set_writer_func(log_writer, NULL, NULL);
+
+    if (argc < 4) {
+        hook_log(LOG_ERR, "called with %d arguments, expected 'name op subop extra'; doing nothing",
+                 argc - 1);
+        return 0;
+    }
+    const char *name = argv[1];
+    const char *op = argv[2];
+    Action action = action_for(op, argv[3]);
+    if (action == ACTION_NONE)
+        return 0;
+    int code = run(name, op, action);
+    closelog();
+    return code;
+}

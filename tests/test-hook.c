@@ -1,0 +1,600 @@
+/* test-hook.c — the real imagecache-hook binary (IMAGECACHE_HOOK) fed the domain XML libvirt
+ * passes at each operation, Nova-style XML and hostile XML; the ledger it leaves is checked. */
+#include "error.h"
+#include "imgwriter.h"
+#include "ledger.h"
+#include "testutil.h"
+#include "usage.h"
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#define BASE_FP    "1f6f3bba1a4e3a58bbfb3a0cf7c5f3a1f3a3a6d1"
+#define NOVA_FP    "2a3b3bba1a4e3a58bbfb3a0cf7c5f3a1f3a3a6d2"
+#define UUID_PREP  "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+#define UUID_START "3f2504e0-4f89-41d3-9a0c-0305e82c3302"
+#define UUID_NOVA  "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+
+typedef struct {
+    const char *hook;
+    char *root;
+    char *instances;
+    char *base_dir;
+    char *ledger_dir;
+    char *config;
+} Fixture;
+
+static void write_qcow2(const char *dir, const char *name, const char *backing)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    g_autofree char *parent = g_path_get_dirname(path);
+    g_assert_cmpint(g_mkdir_with_parents(parent, 0755), ==, 0);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_test_write_qcow2(path, 3, 1 << 20, backing, NULL, &error));
+    g_assert_no_error(error);
+}
+
+static char *write_config(Fixture *f, const char *name, const char *host, gboolean strict,
+                          const char *ledger_dir)
+{
+    g_autofree char *text =
+        g_strdup_printf("[imagecache]\ninstances_path=%s\nhost=%s\n"
+                        "ledger_dir=%s\nstrict_prepare=%s\n",
+                        f->instances, host, ledger_dir, strict ? "true" : "false");
+    return ic_test_write_file(f->root, name, text, -1);
+}
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+    f->hook = g_getenv("IMAGECACHE_HOOK");
+    f->root = ic_test_mkdtemp();
+    f->instances = g_build_filename(f->root, "instances", NULL);
+    f->base_dir = g_build_filename(f->instances, "_base", NULL);
+    f->ledger_dir = g_build_filename(f->instances, "_ledger", NULL);
+    f->config = write_config(f, "imagecache.conf", "hosta", FALSE, f->ledger_dir);
+
+    /* The images the data files name: a relative backing name, a two-level chain. */
+    write_qcow2(f->base_dir, BASE_FP, NULL);
+    write_qcow2(f->base_dir, "mid.qcow2", BASE_FP);
+    write_qcow2(f->base_dir, NOVA_FP, NULL);
+    write_qcow2(f->instances, "vm-prepare/disk", "../_base/" BASE_FP);
+    g_free(ic_test_write_file(f->instances, "vm-prepare/config.iso", "iso", -1));
+    write_qcow2(f->instances, "vm-started/disk", "../_base/mid.qcow2");
+    write_qcow2(f->instances, "vm-started/disk.local", NULL);
+    g_autofree char *nova_base = g_build_filename(f->base_dir, NOVA_FP, NULL);
+    write_qcow2(f->instances, UUID_NOVA "/disk", nova_base);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+    ic_test_rmtree(f->root);
+    g_free(f->root);
+    g_free(f->instances);
+    g_free(f->base_dir);
+    g_free(f->ledger_dir);
+    g_free(f->config);
+}
+
+static gboolean have_hook(const Fixture *f)
+{
+    if (f->hook != NULL)
+        return TRUE;
+    g_test_skip("IMAGECACHE_HOOK is not set: run through meson test");
+    return FALSE;
+}
+
+/* A data file with @INSTANCES@ replaced, written to a file for the hook's stdin. */
+static char *xml_file(Fixture *f, const char *data_name)
+{
+    g_autofree char *src = ic_test_data_path("hook", data_name);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
+    g_autoptr(GString) xml = g_string_new(text);
+    g_string_replace(xml, "@INSTANCES@", f->instances, 0);
+    g_autofree char *name = g_strconcat("stdin-", data_name, NULL);
+    return ic_test_write_file(f->root, name, xml->str, (gssize)xml->len);
+}
+
+typedef struct {
+    int status;
+    char *out;
+    char *err;
+} HookRun;
+
+static void hook_run_clear(HookRun *run)
+{
+    g_clear_pointer(&run->out, g_free);
+    g_clear_pointer(&run->err, g_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HookRun, hook_run_clear)
+
+static GSubprocessLauncher *launcher_for(const char *config, const char *stdin_path,
+                                         GSubprocessFlags flags)
+{
+    GSubprocessLauncher *launcher = g_subprocess_launcher_new(flags);
+    g_subprocess_launcher_setenv(launcher, "IMAGECACHE_CONFIG", config, TRUE);
+    g_subprocess_launcher_setenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR", "1", TRUE);
+    /* The hook must keep stdout clean even with GLib's debug output on. */
+    g_subprocess_launcher_setenv(launcher, "G_MESSAGES_DEBUG", "all", TRUE);
+    if (stdin_path != NULL)
+        g_subprocess_launcher_set_stdin_file_path(launcher, stdin_path);
+    return launcher;
+}
+
+/* Runs the hook as libvirt does: `imagecache <name> <op> <subop> -`, XML on stdin. */
+static void run_hook(Fixture *f, const char *config, const char *stdin_path, const char *op,
+                     const char *subop, HookRun *run)
+{
+    g_autoptr(GSubprocessLauncher) launcher = launcher_for(
+        config, stdin_path, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocess) proc =
+        g_subprocess_launcher_spawn(launcher, &error, f->hook, "vm", op, subop, "-", NULL);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, &run->out, &run->err, &error));
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_get_if_exited(proc));
+    run->status = g_subprocess_get_exit_status(proc);
+    if (run->err != NULL && *run->err != '\0')
+        g_test_message("hook %s %s stderr: %s", op, subop, run->err);
+}
+
+static guint count_lines(const char *text)
+{
+    guint n = 0;
+    for (const char *p = text; p != NULL && *p != '\0'; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static IcLedger *read_ledger(const char *ledger_dir)
+{
+    IcLedger *ledger = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(
+        ic_ledger_read_all(ledger_dir, g_get_real_time() / G_USEC_PER_SEC, 3600, &ledger, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(ledger->errors->len, ==, 0);
+    return ledger;
+}
+
+static const IcLedgerDomain *find_domain(const IcLedger *ledger, const char *host, const char *uuid)
+{
+    for (guint i = 0; i < ledger->hosts->len; i++) {
+        const IcLedgerHost *h = ledger->hosts->pdata[i];
+        if (strcmp(h->host, host) != 0)
+            continue;
+        for (guint j = 0; j < h->domains->len; j++) {
+            const IcLedgerDomain *d = h->domains->pdata[j];
+            if (strcmp(d->uuid, uuid) == 0)
+                return d;
+        }
+    }
+    return NULL;
+}
+
+static guint count_domains(const char *ledger_dir)
+{
+    g_autoptr(IcLedger) ledger = read_ledger(ledger_dir);
+    guint n = 0;
+    for (guint i = 0; i < ledger->hosts->len; i++)
+        n += ((IcLedgerHost *)ledger->hosts->pdata[i])->domains->len;
+    return n;
+}
+
+static char *base_path(Fixture *f, const char *name)
+{
+    return g_build_filename(f->base_dir, name, NULL);
+}
+
+static void assert_ok_silent(const HookRun *run)
+{
+    g_assert_cmpint(run->status, ==, 0);
+    g_assert_cmpstr(run->out, ==, "");
+    g_assert_cmpstr(run->err, ==, "");
+}
+
+/* ---- the operations ---- */
+
+static void test_prepare(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    assert_ok_silent(&run);
+
+    /* No <backingStore> at prepare: the chain came from the image headers. The
+     * CD-ROM and the rbd disk are not users. */
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_PREP);
+    g_assert_nonnull(d);
+    g_assert_cmpstr(d->name, ==, "ic-vm-prepare");
+    g_assert_cmpuint(d->base_files->len, ==, 1);
+    g_autofree char *expected = base_path(f, BASE_FP);
+    g_assert_cmpstr(d->base_files->pdata[0], ==, expected);
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    g_assert_cmpint(d->started, <=, now);
+    g_assert_cmpint(d->started, >, now - 60);
+    /* The usage lock exists: prepare held it. */
+    g_autofree char *lock = g_build_filename(f->ledger_dir, "usage.lock", NULL);
+    g_assert_true(ic_test_exists(lock));
+}
+
+static void test_started(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "started.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "started", "begin", &run);
+    assert_ok_silent(&run);
+
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_START);
+    g_assert_nonnull(d);
+    g_assert_cmpuint(d->base_files->len, ==, 2);
+    g_autofree char *orig = base_path(f, BASE_FP);
+    g_autofree char *mid = base_path(f, "mid.qcow2");
+    g_assert_cmpstr(d->base_files->pdata[0], ==, orig);
+    g_assert_cmpstr(d->base_files->pdata[1], ==, mid);
+
+    /* reconnect (libvirtd restarted) records the same again. */
+    g_auto(HookRun) again = {0};
+    run_hook(f, f->config, in, "reconnect", "begin", &again);
+    assert_ok_silent(&again);
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+}
+
+static void test_release(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) prepare = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &prepare);
+    assert_ok_silent(&prepare);
+
+    /* "stopped end" changes nothing; "release end" drops the domain. */
+    g_auto(HookRun) stopped = {0};
+    run_hook(f, f->config, in, "stopped", "end", &stopped);
+    assert_ok_silent(&stopped);
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+
+    g_auto(HookRun) release = {0};
+    run_hook(f, f->config, in, "release", "end", &release);
+    assert_ok_silent(&release);
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_null(find_domain(ledger, "hosta", UUID_PREP));
+    const IcLedgerHost *host = ledger->hosts->pdata[0];
+    g_autofree char *expected = base_path(f, BASE_FP);
+    g_assert_nonnull(g_hash_table_lookup(host->last_used, expected));
+}
+
+static void test_migrate_restore(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* libvirt takes stdout as replacement XML for these two: it must stay empty. */
+    const char *ops[] = {"migrate", "restore"};
+    g_autofree char *in = xml_file(f, "started.xml");
+    for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
+        g_auto(HookRun) run = {0};
+        run_hook(f, f->config, in, ops[i], "begin", &run);
+        assert_ok_silent(&run);
+        g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+        g_auto(HookRun) release = {0};
+        run_hook(f, f->config, in, "release", "end", &release);
+        assert_ok_silent(&release);
+        g_assert_cmpuint(count_domains(f->ledger_dir), ==, 0);
+    }
+    /* Even failing, nothing goes to stdout. */
+    g_autofree char *bad = xml_file(f, "malformed.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, bad, "migrate", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpstr(run.out, ==, "");
+    g_assert_cmpuint(count_lines(run.err), ==, 1);
+}
+
+static void test_nova(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "nova.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    assert_ok_silent(&run);
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_NOVA);
+    g_assert_nonnull(d);
+    g_assert_cmpuint(d->base_files->len, ==, 1);
+    g_assert_cmpuint(d->image_ids->len, ==, 2);
+    g_assert_cmpstr(d->image_ids->pdata[0], ==, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
+
+    /* The image ref counts for every variant of its fingerprint. */
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, "hosta", usage);
+    const IcUsers *users = ic_usage_lookup_image(usage, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
+    g_assert_nonnull(users);
+    g_assert_cmpuint(users->local, ==, 1);
+}
+
+static void test_quiet_ops(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* Operations the hook has no business with: exit 0, say nothing, touch nothing. */
+    const char *ops[][2] = {
+        {"stopped", "end"},  {"prepare", "end"},    {"started", "end"},   {"migrate", "end"},
+        {"attach", "begin"}, {"frobnicate", "now"}, {"release", "begin"}, {"", ""}};
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
+        g_auto(HookRun) run = {0};
+        run_hook(f, f->config, in, ops[i][0], ops[i][1], &run);
+        assert_ok_silent(&run);
+    }
+    g_assert_false(ic_test_exists(f->ledger_dir));
+}
+
+typedef struct {
+    const char *file;
+    gboolean strict;
+} HostileCase;
+
+static const HostileCase hostile_cases[] = {
+    {"malformed.xml", FALSE},
+    {"malformed.xml", TRUE},
+    {"billion-laughs.xml", FALSE},
+    {"billion-laughs.xml", TRUE},
+    {"external-entity.xml", FALSE},
+    {"external-entity.xml", TRUE},
+    {"undeclared-entity.xml", FALSE},
+    {"no-uuid.xml", FALSE},
+    {"huge", FALSE},
+    {"huge", TRUE},
+    {"many-disks", FALSE},
+    {"many-disks", TRUE},
+};
+
+static char *generated_xml(Fixture *f, const char *kind)
+{
+    g_autoptr(GString) xml = g_string_new("<domain type='qemu'><name>hostile</name>"
+                                          "<uuid>3f2504e0-4f89-41d3-9a0c-0305e82c33ff</uuid>"
+                                          "<devices>");
+    if (strcmp(kind, "huge") == 0) {
+        /* Well-formed, just over the cap: a comment of 4 MiB. */
+        g_string_append(xml, "<!--");
+        while (xml->len <= 4 * 1024 * 1024)
+            g_string_append(xml, "padding padding padding padding ");
+        g_string_append(xml, "-->");
+    } else {
+        for (int i = 0; i < 10000; i++)
+            g_string_append_printf(xml,
+                                   "<disk type='file' device='disk'>"
+                                   "<source file='%s/vm-prepare/disk'/></disk>",
+                                   f->instances);
+    }
+    g_string_append(xml, "</devices></domain>");
+    g_autofree char *name = g_strconcat("stdin-", kind, ".xml", NULL);
+    return ic_test_write_file(f->root, name, xml->str, (gssize)xml->len);
+}
+
+static void test_hostile(Fixture *f, gconstpointer data)
+{
+    const HostileCase *c = data;
+    if (!have_hook(f))
+        return;
+    g_autofree char *in =
+        g_str_has_suffix(c->file, ".xml") ? xml_file(f, c->file) : generated_xml(f, c->file);
+    g_autofree char *config = c->strict
+                                  ? write_config(f, "strict.conf", "hosta", TRUE, f->ledger_dir)
+                                  : g_strdup(f->config);
+    g_auto(HookRun) run = {0};
+    run_hook(f, config, in, "prepare", "begin", &run);
+    /* Logged once; the start goes ahead unless strict_prepare. */
+    g_assert_cmpint(run.status, ==, c->strict ? 1 : 0);
+    g_assert_cmpstr(run.out, ==, "");
+    g_assert_cmpuint(count_lines(run.err), ==, 1);
+    g_assert_true(strstr(run.err, "domain XML") != NULL || strstr(run.err, "<uuid>") != NULL);
+    g_assert_false(ic_test_exists(f->ledger_dir));
+
+    /* At other operations strictness does not apply. */
+    g_auto(HookRun) started = {0};
+    run_hook(f, config, in, "started", "begin", &started);
+    g_assert_cmpint(started.status, ==, 0);
+    g_assert_cmpuint(count_lines(started.err), ==, 1);
+}
+
+static void test_unwritable(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* A ledger dir under a regular file cannot be created, even by root. */
+    g_free(ic_test_write_file(f->root, "plain", "x", -1));
+    g_autofree char *bad_dir = g_build_filename(f->root, "plain", "ledger", NULL);
+    g_autofree char *config = write_config(f, "bad.conf", "hosta", FALSE, bad_dir);
+    g_autofree char *strict = write_config(f, "strict.conf", "hosta", TRUE, bad_dir);
+    g_autofree char *in = xml_file(f, "prepare.xml");
+
+    g_auto(HookRun) run = {0};
+    run_hook(f, config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpstr(run.out, ==, "");
+    g_assert_cmpuint(count_lines(run.err), ==, 1);
+    g_assert_nonnull(strstr(run.err, bad_dir));
+
+    g_auto(HookRun) strict_run = {0};
+    run_hook(f, strict, in, "prepare", "begin", &strict_run);
+    g_assert_cmpint(strict_run.status, ==, 1);
+    g_assert_cmpuint(count_lines(strict_run.err), ==, 1);
+    g_assert_nonnull(strstr(strict_run.err, "strict_prepare"));
+
+    /* Release with an unwritable ledger: logged, never fails. */
+    g_auto(HookRun) release = {0};
+    run_hook(f, strict, in, "release", "end", &release);
+    g_assert_cmpint(release.status, ==, 0);
+    g_assert_cmpuint(count_lines(release.err), ==, 1);
+}
+
+static void test_missing_disk(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *disk = g_build_filename(f->instances, "vm-prepare", "disk", NULL);
+    g_assert_cmpint(g_unlink(disk), ==, 0);
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpuint(count_lines(run.err), ==, 1);
+    g_assert_nonnull(strstr(run.err, disk));
+    /* The domain itself is still recorded. */
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+
+    g_autofree char *strict = write_config(f, "strict.conf", "hosta", TRUE, f->ledger_dir);
+    g_auto(HookRun) strict_run = {0};
+    run_hook(f, strict, in, "prepare", "begin", &strict_run);
+    g_assert_cmpint(strict_run.status, ==, 1);
+}
+
+static void test_bad_config(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *missing = g_build_filename(f->root, "nonexistent.conf", NULL);
+    g_autofree char *bogus =
+        ic_test_write_file(f->root, "bogus.conf", "[imagecache]\nno_such_key=1\n", -1);
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    const char *configs[] = {missing, bogus};
+    for (guint i = 0; i < G_N_ELEMENTS(configs); i++) {
+        g_auto(HookRun) run = {0};
+        run_hook(f, configs[i], in, "prepare", "begin", &run);
+        g_assert_cmpint(run.status, ==, 0);
+        g_assert_cmpuint(count_lines(run.err), ==, 1);
+    }
+}
+
+static void test_concurrent(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* 64 domains start at once on one host: every one must be in the ledger. */
+    enum { N = 64 };
+    g_autofree char *src = ic_test_data_path("hook", "prepare.xml");
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
+    GSubprocess *procs[N];
+    for (int i = 0; i < N; i++) {
+        g_autoptr(GString) xml = g_string_new(text);
+        g_string_replace(xml, "@INSTANCES@", f->instances, 0);
+        g_autofree char *uuid = g_strdup_printf("00000000-0000-4000-8000-%012d", i);
+        g_autofree char *name = g_strdup_printf("<name>vm-%d</name>", i);
+        g_string_replace(xml, UUID_PREP, uuid, 0);
+        g_string_replace(xml, "<name>ic-vm-prepare</name>", name, 0);
+        g_autofree char *file_name = g_strdup_printf("stdin-%d.xml", i);
+        g_autofree char *path = ic_test_write_file(f->root, file_name, xml->str, (gssize)xml->len);
+        g_autoptr(GSubprocessLauncher) launcher =
+            launcher_for(f->config, path, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+        g_autoptr(GError) error = NULL;
+        const char *op = i % 2 == 0 ? "prepare" : "started";
+        procs[i] =
+            g_subprocess_launcher_spawn(launcher, &error, f->hook, "vm", op, "begin", "-", NULL);
+        g_assert_no_error(error);
+    }
+    for (int i = 0; i < N; i++) {
+        g_autoptr(GError) error = NULL;
+        g_assert_true(g_subprocess_wait_check(procs[i], NULL, &error));
+        g_assert_no_error(error);
+        g_object_unref(procs[i]);
+    }
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, N);
+}
+
+static void test_two_hosts(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* Two hosts sharing instance storage (and so the ledger dir). */
+    g_autofree char *config_b = write_config(f, "b.conf", "hostb", FALSE, f->ledger_dir);
+    g_autofree char *prep = xml_file(f, "prepare.xml");
+    g_autofree char *started = xml_file(f, "started.xml");
+    g_auto(HookRun) a = {0};
+    run_hook(f, f->config, prep, "prepare", "begin", &a);
+    assert_ok_silent(&a);
+    g_auto(HookRun) b = {0};
+    run_hook(f, config_b, started, "prepare", "begin", &b);
+    assert_ok_silent(&b);
+
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_cmpuint(ledger->hosts->len, ==, 2);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, "hosta", usage);
+    g_autofree char *orig = base_path(f, BASE_FP);
+    const IcUsers *users = ic_usage_lookup_path(usage, orig);
+    g_assert_nonnull(users);
+    g_assert_cmpuint(users->local, ==, 1);
+    g_assert_cmpuint(users->remote, ==, 1);
+    g_assert_true(
+        g_ptr_array_find_with_equal_func(users->users, "ic-vm-started@hostb", g_str_equal, NULL));
+
+    /* hostb releasing its domain leaves hosta's entry alone. */
+    g_auto(HookRun) release = {0};
+    run_hook(f, config_b, started, "release", "end", &release);
+    assert_ok_silent(&release);
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+}
+
+static void test_links_glib_only(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    /* It runs inside every VM start: libvirt and libcrypto would cost ~25 ms. */
+    g_autofree char *out = NULL;
+    g_autofree char *ldd = g_find_program_in_path("ldd");
+    if (ldd == NULL) {
+        g_test_skip("no ldd");
+        return;
+    }
+    const char *argv[] = {ldd, f->hook, NULL};
+    int status = 0;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                               &out, NULL, &status, &error));
+    g_assert_no_error(error);
+    g_assert_nonnull(strstr(out, "libglib-2.0"));
+    g_assert_null(strstr(out, "libvirt"));
+    g_assert_null(strstr(out, "libcrypto"));
+    g_assert_null(strstr(out, "libgio"));
+    g_assert_null(strstr(out, "libxml2"));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+
+#define ADD(path, data, fn) g_test_add(path, Fixture, data, fixture_setup, fn, fixture_teardown)
+    ADD("/imagecache/hook/prepare", NULL, test_prepare);
+    ADD("/imagecache/hook/started", NULL, test_started);
+    ADD("/imagecache/hook/release", NULL, test_release);
+    ADD("/imagecache/hook/migrate-restore", NULL, test_migrate_restore);
+    ADD("/imagecache/hook/nova", NULL, test_nova);
+    ADD("/imagecache/hook/quiet-ops", NULL, test_quiet_ops);
+    for (gsize i = 0; i < G_N_ELEMENTS(hostile_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/imagecache/hook/hostile/%s%s", hostile_cases[i].file,
+                            hostile_cases[i].strict ? "/strict" : "");
+        ADD(path, &hostile_cases[i], test_hostile);
+    }
+    ADD("/imagecache/hook/unwritable", NULL, test_unwritable);
+    ADD("/imagecache/hook/missing-disk", NULL, test_missing_disk);
+    ADD("/imagecache/hook/bad-config", NULL, test_bad_config);
+    ADD("/imagecache/hook/concurrent", NULL, test_concurrent);
+    ADD("/imagecache/hook/two-hosts", NULL, test_two_hosts);
+    ADD("/imagecache/hook/links-glib-only", NULL, test_links_glib_only);
+#undef ADD
+
+    return g_test_run();
+}
