@@ -1,0 +1,192 @@
+/* cmd-ledger.c — `imagecachectl ledger [--json]`: every host's usage ledger as it is on disk.
+ * Damaged host files are listed (and make the exit status 1): they block every removal. */
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "ledger.h"
+
+static char *format_time(gint64 t)
+{
+    g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(t);
+    if (dt == NULL)
+        return g_strdup_printf("@%" G_GINT64_FORMAT, t);
+    return g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+static void add_string_array(JsonBuilder *b, const char *name, GPtrArray *values)
+{
+    json_builder_set_member_name(b, name);
+    json_builder_begin_array(b);
+    for (guint i = 0; i < values->len; i++)
+        json_builder_add_string_value(b, g_ptr_array_index(values, i));
+    json_builder_end_array(b);
+}
+
+static void add_domain_json(JsonBuilder *b, const IcLedgerDomain *domain)
+{
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "uuid");
+    json_builder_add_string_value(b, domain->uuid);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, domain->name);
+    json_builder_set_member_name(b, "started");
+    json_builder_add_int_value(b, domain->started);
+    add_string_array(b, "base_files", domain->base_files);
+    add_string_array(b, "image_ids", domain->image_ids);
+    json_builder_end_object(b);
+}
+
+static void add_host_json(JsonBuilder *b, const IcLedgerHost *host, const char *local_host,
+                          gint64 now)
+{
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "host");
+    json_builder_add_string_value(b, host->host);
+    json_builder_set_member_name(b, "local");
+    json_builder_add_boolean_value(b, g_strcmp0(host->host, local_host) == 0);
+    json_builder_set_member_name(b, "refreshed");
+    json_builder_add_int_value(b, host->refreshed);
+    json_builder_set_member_name(b, "age_seconds");
+    json_builder_add_int_value(b, now - host->refreshed);
+    json_builder_set_member_name(b, "stale");
+    json_builder_add_boolean_value(b, host->stale);
+    json_builder_set_member_name(b, "domains");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < host->domains->len; i++)
+        add_domain_json(b, g_ptr_array_index(host->domains, i));
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+}
+
+static char *ledger_to_json(const IcLedger *ledger, const IcConfig *config, gint64 now)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "ledger_dir");
+    json_builder_add_string_value(b, ledger->ledger_dir);
+    json_builder_set_member_name(b, "local_host");
+    json_builder_add_string_value(b, config->host);
+    json_builder_set_member_name(b, "stale_seconds");
+    json_builder_add_int_value(b, config->ledger_stale_seconds);
+    json_builder_set_member_name(b, "now");
+    json_builder_add_int_value(b, now);
+    json_builder_set_member_name(b, "hosts");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < ledger->hosts->len; i++)
+        add_host_json(b, g_ptr_array_index(ledger->hosts, i), config->host, now);
+    json_builder_end_array(b);
+    add_string_array(b, "errors", ledger->errors);
+    json_builder_end_object(b);
+
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, TRUE);
+    return json_generator_to_data(gen, NULL);
+}
+
+static void print_hosts(GString *out, const IcLedger *ledger, const char *local_host, gint64 now)
+{
+    g_string_append_printf(out, "%-24s %-21s %10s  %-6s %7s\n", "HOST", "REFRESHED", "AGE", "STATE",
+                           "DOMAINS");
+    for (guint i = 0; i < ledger->hosts->len; i++) {
+        const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
+        g_autofree char *refreshed = format_time(host->refreshed);
+        g_autofree char *name = g_strcmp0(host->host, local_host) == 0
+                                    ? g_strconcat(host->host, " (local)", NULL)
+                                    : g_strdup(host->host);
+        g_string_append_printf(out, "%-24s %-21s %9" G_GINT64_FORMAT "s  %-6s %7u\n", name,
+                               refreshed, now - host->refreshed, host->stale ? "STALE" : "fresh",
+                               host->domains->len);
+    }
+}
+
+static void print_domains(GString *out, const IcLedger *ledger)
+{
+    g_string_append_printf(out, "%-16s %-36s %-20s %-21s %s\n", "HOST", "UUID", "NAME", "STARTED",
+                           "BASE FILES / IMAGES");
+    for (guint i = 0; i < ledger->hosts->len; i++) {
+        const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
+        for (guint j = 0; j < host->domains->len; j++) {
+            const IcLedgerDomain *d = g_ptr_array_index(host->domains, j);
+            g_autofree char *started = format_time(d->started);
+            g_string_append_printf(out, "%-16s %-36s %-20s %-21s", host->host, d->uuid, d->name,
+                                   started);
+            /* One base file or image per line, the first beside the domain. */
+            guint lines = 0;
+            for (guint k = 0; k < d->base_files->len; k++, lines++)
+                g_string_append_printf(out, "%*s%s\n", lines > 0 ? 97 : 1, "",
+                                       (char *)g_ptr_array_index(d->base_files, k));
+            for (guint k = 0; k < d->image_ids->len; k++, lines++)
+                g_string_append_printf(out, "%*simage %s\n", lines > 0 ? 97 : 1, "",
+                                       (char *)g_ptr_array_index(d->image_ids, k));
+            if (lines == 0)
+                g_string_append(out, " -\n");
+        }
+    }
+}
+
+static char *ledger_to_table(const IcLedger *ledger, const IcConfig *config, gint64 now)
+{
+    GString *out = g_string_new(NULL);
+    g_string_append_printf(out, "Usage ledger '%s', this host '%s'\n\n", ledger->ledger_dir,
+                           config->host);
+    if (ledger->hosts->len == 0) {
+        g_string_append(out, "No host has recorded a domain yet.\n");
+    } else {
+        print_hosts(out, ledger, config->host, now);
+        g_string_append_c(out, '\n');
+        print_domains(out, ledger);
+    }
+    for (guint i = 0; i < ledger->hosts->len; i++) {
+        const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
+        if (host->stale)
+            g_string_append_printf(out,
+                                   "\nHost '%s' has not refreshed its ledger for %" G_GINT64_FORMAT
+                                   " s: its domains still count as users.\n",
+                                   host->host, now - host->refreshed);
+    }
+    return g_string_free(out, FALSE);
+}
+
+int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
+{
+    gboolean json = FALSE;
+    const GOptionEntry entries[] = {
+        {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+        G_OPTION_ENTRY_NULL,
+    };
+    int status = ic_cli_parse(cli, &argc, &argv, entries, "- show the usage ledger",
+                              "Shows every host's ledger: when it was refreshed, and which "
+                              "domains use which base files and images. Exit status 1 when a "
+                              "host file is damaged (nothing is removed until it is repaired).");
+    if (status != IC_EXIT_OK)
+        return status;
+    if (argc > 1) {
+        fprintf(stderr, "imagecachectl: ledger takes no arguments\n");
+        return IC_EXIT_USAGE;
+    }
+
+    const IcConfig *config = cli->config;
+    gint64 now = ic_cli_now();
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedger) ledger = NULL;
+    if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
+                            &error)) {
+        ic_cli_print_error(error);
+        return IC_EXIT_FAILED;
+    }
+
+    g_autofree char *text =
+        json ? ledger_to_json(ledger, config, now) : ledger_to_table(ledger, config, now);
+    fputs(text, stdout);
+    if (json)
+        fputc('\n', stdout);
+    for (guint i = 0; i < ledger->errors->len; i++)
+        fprintf(stderr,
+                "imagecachectl: %s: nothing is removed until it is repaired "
+                "('imagecachectl reconcile' on that host)\n",
+                (char *)g_ptr_array_index(ledger->errors, i));
+    return ledger->errors->len > 0 ? IC_EXIT_FAILED : IC_EXIT_OK;
+}
