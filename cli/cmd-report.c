@@ -4,16 +4,22 @@
 #include "cli.h"
 #include "pass.h"
 
+static void collect_usage(IcUsage *usage, gint64 now, gpointer cli)
+{
+    ic_cli_collect_usage(cli, usage, now);
+}
+
 static int run_pass(IcCli *cli, IcPassMode mode, gboolean json)
 {
     g_autoptr(GError) error = NULL;
-    g_autoptr(IcUsage) usage = ic_usage_new();
     g_autoptr(IcReport) report = NULL;
-    gint64 now = ic_cli_now();
-    IcPassOptions options = {.mode = mode};
+    IcPassOptions options = {
+        .mode = mode,
+        .witnesses = collect_usage,
+        .witnesses_data = cli,
+    };
 
-    ic_cli_collect_usage(cli, usage, now);
-    if (!ic_pass_run(cli->config, usage, &options, now, &report, &error)) {
+    if (!ic_pass_run(cli->config, NULL, &options, ic_cli_now(), &report, &error)) {
         ic_cli_print_error(error);
         return IC_EXIT_FAILED;
     }

@@ -17,17 +17,32 @@ typedef enum {
     IC_PASS_RUN,     /* write sidecars, touch in-use files, remove as configured */
 } IcPassMode;
 
+/* Adds what the caller's witnesses say (the ledger, libvirt's live domains) to
+ * @usage. The pass calls it at its start and again under the usage lock right
+ * before removing anything, so a domain that started meanwhile is seen. */
+typedef void (*IcWitnessFunc)(IcUsage *usage, gint64 now, gpointer user_data);
+
 typedef struct {
     IcPassMode mode;
     guint64 checksum_rate_limit; /* bytes/s, 0 = unlimited */
     GCancellable *cancellable;
+    IcWitnessFunc witnesses; /* NULL: only the given usage and the instances dir */
+    gpointer witnesses_data;
+    const char *proc_root;   /* NULL: "/proc" (for the held-open check) */
+
+    /* Test-only, never set in production: skip the usage lock and sleep this
+     * long before each unlink, so the race test can show what the lock prevents. */
+    gboolean test_skip_usage_lock;
+    guint test_race_window_us;
 } IcPassOptions;
 
-/* Runs a pass with @config at time @now. @usage holds what the callers'
- * witnesses found (ledger, libvirt); the pass adds the instances dir. An absent
- * base dir gives an empty report, not an error. Fails only when the pass could
- * not run at all (unreadable base dir, cancelled). */
-gboolean ic_pass_run(const IcConfig *config, IcUsage *usage, const IcPassOptions *options,
+/* Runs a pass with @config at time @now. @usage (may be NULL) holds users the
+ * caller knows directly; options->witnesses and the instances dir add the
+ * rest. Removal follows the protocol of design.md: under the exclusive usage
+ * lock the witnesses are read again, age is re-checked and a file some process
+ * holds open is kept. An absent base dir gives an empty report, not an error.
+ * Fails only when the pass could not run at all (unreadable base dir, cancelled). */
+gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,
                      gint64 now, IcReport **ret_report, GError **error);
 
 G_END_DECLS

@@ -166,6 +166,33 @@ static void users_merge(IcUsers *into, const IcUsers *from)
     }
 }
 
+static void merge_table(GHashTable *into, GHashTable *from)
+{
+    GHashTableIter iter;
+    gpointer key, users;
+    g_hash_table_iter_init(&iter, from);
+    while (g_hash_table_iter_next(&iter, &key, &users))
+        users_merge(table_get(into, key), users);
+}
+
+void ic_usage_merge(IcUsage *into, const IcUsage *from)
+{
+    if (from == NULL)
+        return;
+    merge_table(into->by_path, from->by_path);
+    merge_table(into->by_fingerprint, from->by_fingerprint);
+    GHashTableIter iter;
+    gpointer fingerprint, image_id;
+    g_hash_table_iter_init(&iter, from->image_ids);
+    while (g_hash_table_iter_next(&iter, &fingerprint, &image_id)) {
+        if (!g_hash_table_contains(into->image_ids, fingerprint))
+            g_hash_table_insert(into->image_ids, g_strdup(fingerprint), g_strdup(image_id));
+    }
+    for (guint i = 0; i < from->notes->len; i++)
+        g_ptr_array_add(into->notes, g_strdup(g_ptr_array_index(from->notes, i)));
+    into->incomplete |= from->incomplete;
+}
+
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
                            const char *fingerprint)
 {

@@ -54,6 +54,9 @@ void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, cons
  * witness that could not be read might have named any base file. */
 void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note);
 
+/* Adds everything @from knows (users, image ids, notes) to @into. */
+void ic_usage_merge(IcUsage *into, const IcUsage *from);
+
 const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path);
 const IcUsers *ic_usage_lookup_fingerprint(const IcUsage *usage, const char *fingerprint);
 const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id);
