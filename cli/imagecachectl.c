@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"report", ic_cmd_report, "Analyse the base dir and show each file's verdict; change nothing"},
     {"run", ic_cmd_run, "Verify, refresh in-use files and remove unused ones as configured"},
     {"verify", ic_cmd_verify, "Checksum the given base files against their sidecars"},
+    {"ledger", ic_cmd_ledger, "Show every host's usage ledger"},
 };
 
 static gboolean verbose;
