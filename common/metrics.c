@@ -1,0 +1,415 @@
+#include "metrics.h"
+
+#include <strings.h>
+
+#include "error.h"
+
+/* ---- values ---- */
+
+static void add_metric(IcMetricSet *set, const char *plugin_instance, const char *type,
+                       const char *type_instance, double value)
+{
+    IcMetric metric = {
+        .plugin_instance = g_strdup(plugin_instance),
+        .type = type,
+        .type_instance = type_instance,
+        .value = value,
+    };
+    g_array_append_val(set->metrics, metric);
+}
+
+static void clear_metric(gpointer data)
+{
+    IcMetric *metric = data;
+    g_free(metric->plugin_instance);
+}
+
+static void add_row_metrics(IcMetricSet *set, const IcImageRow *row)
+{
+    const char *name = row->name;
+    add_metric(set, name, "bytes", "", row->present ? (double)row->size : 0);
+    add_metric(set, name, "duration", "age", (double)row->decision.age);
+    add_metric(set, name, "count", "local_users", row->local_users);
+    add_metric(set, name, "count", "remote_users", row->remote_users);
+    add_metric(set, name, "gauge", "corrupt", row->checksum.state == IC_CHECKSUM_MISMATCH);
+    add_metric(set, name, "gauge", "in_use", row->local_users + row->remote_users > 0);
+}
+
+static void add_totals(IcMetricSet *set, const IcReport *report, const IcLedgerCounts *ledger)
+{
+    const IcTotals *t = &report->totals;
+    add_metric(set, "", "count", "images", t->images);
+    add_metric(set, "", "count", "active", t->active);
+    add_metric(set, "", "count", "removable", t->removable);
+    add_metric(set, "", "count", "too_young", t->too_young);
+    add_metric(set, "", "count", "corrupt", t->corrupt);
+    add_metric(set, "", "count", "removed", t->removed);
+    add_metric(set, "", "bytes", "total", (double)t->bytes_total);
+    add_metric(set, "", "bytes", "active", (double)t->bytes_active);
+    add_metric(set, "", "bytes", "removable", (double)t->bytes_removable);
+    add_metric(set, "", "bytes", "reclaimed", (double)t->bytes_reclaimed);
+    if (ledger != NULL && ledger->known) {
+        add_metric(set, "", "count", "ledger_hosts", ledger->hosts);
+        add_metric(set, "", "count", "ledger_stale_hosts", ledger->stale_hosts);
+    }
+    add_metric(set, "", "duration", "pass", report->duration_seconds);
+    add_metric(set, "", "timestamp", "last_pass", (double)report->now);
+}
+
+IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedgerCounts *ledger)
+{
+    IcMetricSet *set = g_atomic_rc_box_new0(IcMetricSet);
+    set->pass_time = report->now;
+    set->metrics = g_array_sized_new(FALSE, FALSE, sizeof(IcMetric), 6 * report->rows->len + 16);
+    g_array_set_clear_func(set->metrics, clear_metric);
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (row->action != IC_ACTION_REMOVED)
+            add_row_metrics(set, row);
+    }
+    add_totals(set, report, ledger);
+    return set;
+}
+
+IcMetricSet *ic_metric_set_ref(IcMetricSet *set)
+{
+    return g_atomic_rc_box_acquire(set);
+}
+
+static void clear_set(gpointer data)
+{
+    IcMetricSet *set = data;
+    g_array_unref(set->metrics);
+}
+
+void ic_metric_set_unref(IcMetricSet *set)
+{
+    if (set != NULL)
+        g_atomic_rc_box_release_full(set, clear_set);
+}
+
+const IcMetric *ic_metric_set_lookup(const IcMetricSet *set, const char *plugin_instance,
+                                     const char *type, const char *type_instance)
+{
+    for (guint i = 0; i < set->metrics->len; i++) {
+        const IcMetric *metric = &g_array_index(set->metrics, IcMetric, i);
+        if (g_str_equal(metric->plugin_instance, plugin_instance) &&
+            g_str_equal(metric->type, type) && g_str_equal(metric->type_instance, type_instance))
+            return metric;
+    }
+    return NULL;
+}
+
+/* ---- notifications ---- */
+
+const char *ic_notify_severity_to_string(IcNotifySeverity severity)
+{
+    switch (severity) {
+    case IC_NOTIFY_FAILURE:
+        return "FAILURE";
+    case IC_NOTIFY_WARNING:
+        return "WARNING";
+    case IC_NOTIFY_OKAY:
+        return "OKAY";
+    }
+    return "?";
+}
+
+void ic_notification_free(IcNotification *notification)
+{
+    if (notification == NULL)
+        return;
+    g_free(notification->file);
+    g_free(notification->message);
+    g_free(notification);
+}
+
+typedef enum {
+    CONDITION_CORRUPT = 1 << 0,
+    CONDITION_ABSENT = 1 << 1,
+    CONDITION_REMOVE_FAILED = 1 << 2,
+} Condition;
+
+struct _IcAlertState {
+    GHashTable *conditions; /* base file name -> GUINT_TO_POINTER(Condition bits), never 0 */
+};
+
+IcAlertState *ic_alert_state_new(void)
+{
+    IcAlertState *state = g_new0(IcAlertState, 1);
+    state->conditions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    return state;
+}
+
+void ic_alert_state_free(IcAlertState *state)
+{
+    if (state == NULL)
+        return;
+    g_hash_table_unref(state->conditions);
+    g_free(state);
+}
+
+/* The conditions of @row now; @previous decides what an unverified file keeps. */
+static guint row_conditions(const IcImageRow *row, guint previous)
+{
+    guint now = 0;
+    if (row->present) {
+        switch (row->checksum.state) {
+        case IC_CHECKSUM_MISMATCH:
+            now |= CONDITION_CORRUPT;
+            break;
+        case IC_CHECKSUM_ERROR:
+        case IC_CHECKSUM_NOT_CHECKED:
+            now |= previous & CONDITION_CORRUPT; /* not verified: nothing learnt */
+            break;
+        case IC_CHECKSUM_OK:
+        case IC_CHECKSUM_RECENT:
+        case IC_CHECKSUM_NO_SIDECAR:
+            break;
+        }
+    }
+    if (row->decision.verdict == IC_VERDICT_ABSENT)
+        now |= CONDITION_ABSENT;
+    if (row->action == IC_ACTION_REMOVE_FAILED)
+        now |= CONDITION_REMOVE_FAILED;
+    return now;
+}
+
+static void notify(GPtrArray *out, IcNotifySeverity severity, const char *file,
+                   const char *condition, char *message)
+{
+    IcNotification *notification = g_new0(IcNotification, 1);
+    notification->severity = severity;
+    notification->file = g_strdup(file);
+    notification->condition = condition;
+    notification->message = message;
+    g_ptr_array_add(out, notification);
+}
+
+static void notify_raised(GPtrArray *out, const char *name, const IcImageRow *row, guint raised)
+{
+    if (raised & CONDITION_CORRUPT)
+        notify(out, IC_NOTIFY_FAILURE, name, "corrupt",
+               g_strdup_printf("base file '%s' is corrupt: expected sha1 %s, actual %s; keeping "
+                               "the file",
+                               name, row->checksum.expected, row->checksum.actual));
+    if (raised & CONDITION_ABSENT) {
+        g_autofree char *users = ic_image_row_users_text(row);
+        notify(out, IC_NOTIFY_WARNING, name, "absent",
+               g_strdup_printf("base file '%s' is in use but absent; users: %s", name, users));
+    }
+    if (raised & CONDITION_REMOVE_FAILED)
+        notify(out, IC_NOTIFY_WARNING, name, "remove_failed",
+               g_strdup_printf("could not remove unused base file '%s': %s; trying again next "
+                               "pass",
+                               name, row->error ? row->error : "unknown error"));
+}
+
+/* @row is NULL when the file is no longer in the report at all. */
+static void notify_cleared(GPtrArray *out, const char *name, const IcImageRow *row, guint cleared)
+{
+    gboolean gone = row == NULL || !row->present || row->action == IC_ACTION_REMOVED;
+    if (cleared & CONDITION_CORRUPT)
+        notify(
+            out, IC_NOTIFY_OKAY, name, "corrupt",
+            gone ? g_strdup_printf("base file '%s' is gone; it was corrupt", name)
+                 : g_strdup_printf("base file '%s' is no longer corrupt: its sha1 matches", name));
+    if (cleared & CONDITION_ABSENT)
+        notify(out, IC_NOTIFY_OKAY, name, "absent",
+               gone ? g_strdup_printf("base file '%s' is absent but no longer in use", name)
+                    : g_strdup_printf("base file '%s' is present again", name));
+    if (cleared & CONDITION_REMOVE_FAILED)
+        notify(out, IC_NOTIFY_OKAY, name, "remove_failed",
+               gone ? g_strdup_printf("base file '%s' is removed now", name)
+                    : g_strdup_printf("base file '%s' is no longer due for removal", name));
+}
+
+GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)ic_notification_free);
+    g_autoptr(GHashTable) next = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+    /* Rows are sorted by name, so notifications come in file order. */
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        guint before = GPOINTER_TO_UINT(g_hash_table_lookup(state->conditions, row->name));
+        guint after = row_conditions(row, before);
+        notify_raised(out, row->name, row, after & ~before);
+        notify_cleared(out, row->name, row, before & ~after);
+        if (after != 0)
+            g_hash_table_insert(next, g_strdup(row->name), GUINT_TO_POINTER(after));
+    }
+
+    /* Files with a condition that the report no longer mentions are gone. */
+    g_autoptr(GList) vanished = NULL;
+    GHashTableIter iter;
+    gpointer key, value;
+    g_hash_table_iter_init(&iter, state->conditions);
+    while (g_hash_table_iter_next(&iter, &key, &value))
+        if (ic_report_lookup(report, key) == NULL)
+            vanished = g_list_insert_sorted(vanished, key, (GCompareFunc)strcmp);
+    for (GList *l = vanished; l != NULL; l = l->next)
+        notify_cleared(out, l->data, NULL,
+                       GPOINTER_TO_UINT(g_hash_table_lookup(state->conditions, l->data)));
+
+    g_hash_table_unref(state->conditions);
+    state->conditions = g_steal_pointer(&next);
+    return out;
+}
+
+/* ---- the <Plugin imagecache> options ---- */
+
+/* collectd option -> library key; NULL key: handled by the plugin itself. */
+static const struct {
+    const char *option;
+    const char *key;
+} option_keys[] = {
+    {"Config", NULL},
+    {"InstancesPath", "instances_path"},
+    {"BaseDirName", "base_dir_name"},
+    {"LedgerDir", "ledger_dir"},
+    {"Host", "host"},
+    {"LibvirtURI", "libvirt_uri"},
+    {"RemoveUnused", "remove_unused_base_images"},
+    {"OriginalMinimumAge", "remove_unused_original_minimum_age_seconds"},
+    {"ResizedMinimumAge", "remove_unused_resized_minimum_age_seconds"},
+    {"ChecksumBaseImages", "checksum_base_images"},
+    {"ChecksumInterval", "checksum_interval_seconds"},
+    {"LedgerStaleAge", "ledger_stale_seconds"},
+    {"PassInterval", NULL},
+    {"ChecksumRateLimit", NULL},
+};
+
+typedef struct {
+    char *option; /* as the operator spelled it */
+    const char *key;
+    char *value;
+} Override;
+
+static void override_free(Override *override)
+{
+    g_free(override->option);
+    g_free(override->value);
+    g_free(override);
+}
+
+IcPluginOptions *ic_plugin_options_new(void)
+{
+    IcPluginOptions *options = g_new0(IcPluginOptions, 1);
+    options->overrides = g_ptr_array_new_with_free_func((GDestroyNotify)override_free);
+    options->pass_interval = IC_PLUGIN_DEFAULT_PASS_INTERVAL;
+    options->checksum_rate_limit = IC_PLUGIN_DEFAULT_CHECKSUM_RATE_LIMIT;
+    return options;
+}
+
+void ic_plugin_options_free(IcPluginOptions *options)
+{
+    if (options == NULL)
+        return;
+    g_free(options->config_path);
+    g_ptr_array_unref(options->overrides);
+    g_free(options);
+}
+
+static int find_option(const char *name)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(option_keys); i++)
+        if (g_ascii_strcasecmp(name, option_keys[i].option) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *ic_plugin_option_to_key(const char *name)
+{
+    int i = find_option(name);
+    return i < 0 ? NULL : option_keys[i].key;
+}
+
+static char *known_options(void)
+{
+    GString *text = g_string_new(NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(option_keys); i++)
+        g_string_append_printf(text, "%s%s", i ? ", " : "", option_keys[i].option);
+    return g_string_free(text, FALSE);
+}
+
+static gboolean parse_unsigned(const char *name, const char *value, guint64 min, guint64 *ret,
+                               GError **error)
+{
+    if (g_ascii_string_to_unsigned(value, 10, min, G_MAXINT64, ret, NULL))
+        return TRUE;
+    g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                "collectd config: option '%s': '%s' is not a whole number >= %" G_GUINT64_FORMAT,
+                name, value, min);
+    return FALSE;
+}
+
+gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const char *value,
+                               GError **error)
+{
+    int i = find_option(name);
+    if (i < 0) {
+        g_autofree char *known = known_options();
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "collectd config: unknown option '%s' (known: %s)", name, known);
+        return FALSE;
+    }
+    const char *option = option_keys[i].option;
+    if (option_keys[i].key != NULL) {
+        Override *override = g_new0(Override, 1);
+        override->option = g_strdup(name);
+        override->key = option_keys[i].key;
+        override->value = g_strdup(value);
+        g_ptr_array_add(options->overrides, override);
+        return TRUE;
+    }
+    if (g_str_equal(option, "Config")) {
+        if (!g_path_is_absolute(value)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "collectd config: option '%s': '%s' is not an absolute path", name, value);
+            return FALSE;
+        }
+        g_free(options->config_path);
+        options->config_path = g_strdup(value);
+        return TRUE;
+    }
+    guint64 number;
+    if (g_str_equal(option, "PassInterval")) {
+        if (!parse_unsigned(name, value, 1, &number, error))
+            return FALSE;
+        options->pass_interval = (gint64)number;
+        return TRUE;
+    }
+    g_assert(g_str_equal(option, "ChecksumRateLimit"));
+    if (!parse_unsigned(name, value, 0, &number, error))
+        return FALSE;
+    options->checksum_rate_limit = number;
+    return TRUE;
+}
+
+gboolean ic_plugin_options_build_config(const IcPluginOptions *options, IcConfig **ret_config,
+                                        GError **error)
+{
+    if (options->config_path == NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "collectd config: option 'Config' is missing: name the imagecache config "
+                    "file, e.g. Config \"%s\"",
+                    IC_CONFIG_DEFAULT_PATH);
+        return FALSE;
+    }
+    g_autoptr(IcConfig) config = ic_config_new();
+    if (!ic_config_load_file(config, options->config_path, error)) {
+        g_prefix_error(error, "collectd config: option 'Config': ");
+        return FALSE;
+    }
+    for (guint i = 0; i < options->overrides->len; i++) {
+        const Override *override = g_ptr_array_index(options->overrides, i);
+        g_autofree char *origin = g_strdup_printf("collectd config: option '%s'", override->option);
+        if (!ic_config_set(config, override->key, override->value, origin, error))
+            return FALSE;
+    }
+    if (!ic_config_finish(config, error))
+        return FALSE;
+    *ret_config = g_steal_pointer(&config);
+    return TRUE;
+}
