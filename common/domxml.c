@@ -348,6 +348,15 @@ gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GErr
         return FALSE;
     }
 
+    /* GMarkup rejects invalid UTF-8 too, but GLib 2.74 then goes on parsing after a
+     * bad comment or processing instruction and may return TRUE with the error set
+     * (or set a second error over it): check the whole input first. */
+    if (!g_utf8_validate_len(xml, len, NULL)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                    "domain XML: not valid UTF-8 (or holds a NUL byte)");
+        return FALSE;
+    }
+
     g_autoptr(IcDomain) domain = g_new0(IcDomain, 1);
     domain->disks = g_ptr_array_new_with_free_func((GDestroyNotify)ic_domain_disk_free);
     domain->image_ids = g_ptr_array_new_with_free_func(g_free);
