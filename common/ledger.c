@@ -341,11 +341,16 @@ static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains,
         return format_error(error, "no [end] group: the file is truncated");
 
     gsize body_len = (gsize)(end - data);
-    const char *count = end + strlen("[end]\ndomains=");
+    /* @data need not be NUL-terminated: every read stays within @len. */
+    gsize rest = len - body_len;
+    const gsize prefix_len = strlen("[end]\ndomains=");
     guint64 domains = 0;
-    if (strncmp(end, "[end]\ndomains=", strlen("[end]\ndomains=")) != 0)
+    if (rest < prefix_len || memcmp(end, "[end]\ndomains=", prefix_len) != 0)
         return format_error(error, "the [end] group does not start with 'domains='");
-    g_autofree char *count_str = g_strndup(count, strcspn(count, "\n"));
+    const char *count = end + prefix_len;
+    const char *count_end = memchr(count, '\n', rest - prefix_len);
+    g_autofree char *count_str =
+        g_strndup(count, count_end != NULL ? (gsize)(count_end - count) : rest - prefix_len);
     if (!g_ascii_string_to_unsigned(count_str, 10, 0, IC_LEDGER_MAX_DOMAINS, &domains, NULL))
         return format_error(error, "bad domain count '%s' in [end]", count_str);
 
