@@ -9,7 +9,26 @@ static void collect_usage(IcUsage *usage, gint64 now, gpointer cli)
     ic_cli_collect_usage(cli, usage, now);
 }
 
-static int run_pass(IcCli *cli, IcPassMode mode, gboolean json)
+/* Prints why @file gets its verdict; @file is a base file name or path. */
+static int explain(const IcReport *report, const char *file)
+{
+    g_autofree char *name = g_path_get_basename(file);
+    const IcImageRow *row = ic_report_lookup(report, file);
+    if (row == NULL)
+        row = ic_report_lookup(report, name);
+    if (row == NULL) {
+        fprintf(stderr,
+                "imagecachectl: '%s' is not a base file in '%s' (base files are named <sha1>, "
+                "<sha1>_sm or <sha1>_<size>)\n",
+                file, report->base_dir);
+        return IC_EXIT_FAILED;
+    }
+    g_autofree char *text = ic_report_explain(report, row);
+    fputs(text, stdout);
+    return IC_EXIT_OK;
+}
+
+static int run_pass(IcCli *cli, IcPassMode mode, gboolean json, const char *explain_file)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(IcReport) report = NULL;
@@ -23,6 +42,8 @@ static int run_pass(IcCli *cli, IcPassMode mode, gboolean json)
         ic_cli_print_error(error);
         return IC_EXIT_FAILED;
     }
+    if (explain_file != NULL)
+        return explain(report, explain_file);
     ic_report_log_events(report);
     g_autofree char *text = json ? ic_report_to_json(report) : ic_report_to_table(report);
     fputs(text, stdout);
@@ -34,8 +55,11 @@ static int run_pass(IcCli *cli, IcPassMode mode, gboolean json)
 int ic_cmd_report(IcCli *cli, int argc, char **argv)
 {
     gboolean json = FALSE;
+    g_autofree char *explain_file = NULL;
     const GOptionEntry entries[] = {
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+        {"explain", 'e', 0, G_OPTION_ARG_FILENAME, &explain_file,
+         "Explain the verdict on one base file: each witness, age, thresholds, checksum", "FILE"},
         G_OPTION_ENTRY_NULL,
     };
     int status = ic_cli_parse(cli, &argc, &argv, entries, "- analyse the base dir",
@@ -43,7 +67,7 @@ int ic_cmd_report(IcCli *cli, int argc, char **argv)
                               "verdict. Changes nothing.");
     if (status != IC_EXIT_OK)
         return status;
-    return run_pass(cli, IC_PASS_REPORT, json);
+    return run_pass(cli, IC_PASS_REPORT, json, explain_file);
 }
 
 int ic_cmd_run(IcCli *cli, int argc, char **argv)
@@ -68,5 +92,5 @@ int ic_cmd_run(IcCli *cli, int argc, char **argv)
                 cli->config_path);
         return IC_EXIT_USAGE;
     }
-    return run_pass(cli, dry_run ? IC_PASS_DRY_RUN : IC_PASS_RUN, json);
+    return run_pass(cli, dry_run ? IC_PASS_DRY_RUN : IC_PASS_RUN, json, NULL);
 }

@@ -19,7 +19,6 @@
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(EVP_MD_CTX, EVP_MD_CTX_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(EVP_MD, EVP_MD_free)
 
-
 const char *ic_checksum_state_to_string(IcChecksumState state)
 {
     switch (state) {

@@ -11,6 +11,8 @@ typedef enum {
     KEY_PATH, /* a string that must be an absolute path */
     KEY_BOOL,
     KEY_SECONDS, /* a non-negative integer */
+    KEY_PERCENT, /* an integer 0..100 */
+    KEY_LIST,    /* a ';'-separated list of strings */
 } KeyType;
 
 typedef struct {
@@ -49,6 +51,22 @@ static const KeyDef keys[] = {
      "A host ledger not refreshed for this long is reported stale (it still counts)"},
     {"strict_prepare", KEY_BOOL, offsetof(IcConfig, strict_prepare), "false",
      "Make the hook refuse a domain start when it cannot record its usage"},
+    {"disk_high_watermark_percent", KEY_PERCENT, offsetof(IcConfig, disk_high_watermark_percent),
+     "0",
+     "Above this use of the base dir's filesystem, evict unused files least recently used "
+     "first (0: off)"},
+    {"disk_low_watermark_percent", KEY_PERCENT, offsetof(IcConfig, disk_low_watermark_percent),
+     "80", "Evicting for space stops once use is at or below this"},
+    {"minimum_age_seconds", KEY_SECONDS, offsetof(IcConfig, minimum_age_seconds), "600",
+     "Nothing unused for less than this is evicted for space"},
+    {"pinned_images", KEY_LIST, offsetof(IcConfig, pinned_images), "",
+     "Globs on file names, fingerprints or image ids that are never removed"},
+    {"collect_swap_and_ephemeral", KEY_BOOL, offsetof(IcConfig, collect_swap_and_ephemeral),
+     "false", "Also manage swap_<MB> and ephemeral_<GB>_<hash> files, with the originals' age"},
+    {"quarantine_corrupt", KEY_BOOL, offsetof(IcConfig, quarantine_corrupt), "false",
+     "Move unused corrupt base files to <base_dir>/.quarantine/ instead of leaving them"},
+    {"quarantine_retention_seconds", KEY_SECONDS, offsetof(IcConfig, quarantine_retention_seconds),
+     "604800", "Quarantined files are removed after this long"},
 };
 
 static const KeyDef *find_key(const char *name)
@@ -93,6 +111,30 @@ static gboolean set_key(IcConfig *config, const KeyDef *key, const char *raw, co
     void *field = (char *)config + key->offset;
 
     switch (key->type) {
+    case KEY_LIST: {
+        g_auto(GStrv) items = g_strsplit(value, ";", -1);
+        g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func(g_free);
+        for (char **item = items; *item != NULL; item++) {
+            g_strstrip(*item);
+            if (**item != '\0')
+                g_ptr_array_add(kept, g_strdup(*item));
+        }
+        g_ptr_array_add(kept, NULL);
+        g_strfreev(*(char ***)field);
+        *(char ***)field = (char **)g_ptr_array_free(g_steal_pointer(&kept), FALSE);
+        return TRUE;
+    }
+    case KEY_PERCENT: {
+        guint64 percent;
+        if (!g_ascii_string_to_unsigned(value, 10, 0, 100, &percent, NULL)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "%s: key '%s': '%s' is not a percentage (a whole number 0-100)", origin,
+                        key->name, value);
+            return FALSE;
+        }
+        *(gint64 *)field = (gint64)percent;
+        return TRUE;
+    }
     case KEY_PATH:
         if (!g_path_is_absolute(value)) {
             g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
@@ -148,6 +190,8 @@ static void config_clear_strings(IcConfig *config)
     for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
         if (keys[i].type == KEY_STRING || keys[i].type == KEY_PATH)
             g_free(*(char **)((char *)config + keys[i].offset));
+        else if (keys[i].type == KEY_LIST)
+            g_strfreev(*(char ***)((char *)config + keys[i].offset));
     }
 }
 
@@ -168,6 +212,9 @@ static IcConfig *config_copy(const IcConfig *config)
         if (keys[i].type == KEY_STRING || keys[i].type == KEY_PATH) {
             char **field = (char **)((char *)copy + keys[i].offset);
             *field = g_strdup(*field);
+        } else if (keys[i].type == KEY_LIST) {
+            char ***field = (char ***)((char *)copy + keys[i].offset);
+            *field = g_strdupv(*field);
         }
     }
     return copy;
@@ -235,6 +282,15 @@ gboolean ic_config_finish(IcConfig *config, GError **error)
                     config->base_dir_name);
         return FALSE;
     }
+    if (config->disk_high_watermark_percent > 0 &&
+        config->disk_low_watermark_percent >= config->disk_high_watermark_percent) {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "%s: key 'disk_low_watermark_percent': %" G_GINT64_FORMAT
+                    " must be below disk_high_watermark_percent (%" G_GINT64_FORMAT ")",
+                    origin, config->disk_low_watermark_percent,
+                    config->disk_high_watermark_percent);
+        return FALSE;
+    }
     if (config->ledger_dir == NULL)
         config->ledger_dir = g_build_filename(config->instances_path, "_ledger", NULL);
     if (config->host == NULL)
@@ -247,6 +303,19 @@ gboolean ic_config_finish(IcConfig *config, GError **error)
         return FALSE;
     }
     return TRUE;
+}
+
+const char *ic_config_pinned_by(const IcConfig *config, const char *name, const char *fingerprint,
+                                const char *image_id)
+{
+    const char *subjects[] = {name, fingerprint, image_id};
+    for (char **pattern = config->pinned_images; pattern && *pattern; pattern++) {
+        for (gsize i = 0; i < G_N_ELEMENTS(subjects); i++) {
+            if (subjects[i] != NULL && g_pattern_match_simple(*pattern, subjects[i]))
+                return *pattern;
+        }
+    }
+    return NULL;
 }
 
 char *ic_config_base_dir(const IcConfig *config)
@@ -276,9 +345,15 @@ char *ic_config_to_data(const IcConfig *config)
                                    *(const gboolean *)field ? "true" : "false");
             break;
         case KEY_SECONDS:
+        case KEY_PERCENT:
             g_string_append_printf(out, "%s=%" G_GINT64_FORMAT "\n", key->name,
                                    *(const gint64 *)field);
             break;
+        case KEY_LIST: {
+            g_autofree char *joined = g_strjoinv(";", *(char **const *)field);
+            g_string_append_printf(out, "%s=%s\n", key->name, joined);
+            break;
+        }
         }
     }
     return g_string_free(out, FALSE);

@@ -25,6 +25,15 @@ typedef struct {
     gint64 checksum_interval_seconds;
     gint64 ledger_stale_seconds;
     gboolean strict_prepare;
+
+    /* Beyond Nova: disk pressure, pinning, swap/ephemeral files, quarantine. */
+    gint64 disk_high_watermark_percent; /* 0: off */
+    gint64 disk_low_watermark_percent;
+    gint64 minimum_age_seconds; /* nothing younger is evicted for space */
+    char **pinned_images;       /* globs on file names, fingerprints or image ids */
+    gboolean collect_swap_and_ephemeral;
+    gboolean quarantine_corrupt;
+    gint64 quarantine_retention_seconds;
 } IcConfig;
 
 /* A config holding Nova's defaults; never fails. */
@@ -45,6 +54,11 @@ gboolean ic_config_set(IcConfig *config, const char *key, const char *value, con
 
 /* Checks cross-key rules and fills derived defaults (ledger_dir, host). */
 gboolean ic_config_finish(IcConfig *config, GError **error);
+
+/* The first pattern of pinned_images that matches @name, @fingerprint or
+ * @image_id (each may be NULL), or NULL. */
+const char *ic_config_pinned_by(const IcConfig *config, const char *name, const char *fingerprint,
+                                const char *image_id);
 
 /* <instances_path>/<base_dir_name>; caller frees. */
 char *ic_config_base_dir(const IcConfig *config);

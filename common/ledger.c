@@ -867,6 +867,11 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
                 ic_usage_add_image_user(usage, g_ptr_array_index(domain->image_ids, k),
                                         domain->name, host->host, local, IC_WITNESS_LEDGER);
         }
+        GHashTableIter iter;
+        gpointer path, when;
+        g_hash_table_iter_init(&iter, host->last_used);
+        while (g_hash_table_iter_next(&iter, &path, &when))
+            ic_usage_add_last_used(usage, path, *(const gint64 *)when);
     }
 }
 

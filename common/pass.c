@@ -1,5 +1,7 @@
 #include "pass.h"
 
+#include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "checksum.h"
@@ -19,6 +21,7 @@ typedef struct {
     gint64 now;
     char *base_dir;
     IcScan *scan;
+    IcScan *quarantine; /* <base_dir>/.quarantine, NULL when absent */
     IcReport *report;
     int dirfd;
 } Pass;
@@ -29,7 +32,21 @@ static IcPolicyConfig policy_config_from(const IcConfig *config)
         .remove_unused = config->remove_unused_base_images,
         .original_minimum_age = config->remove_unused_original_minimum_age_seconds,
         .resized_minimum_age = config->remove_unused_resized_minimum_age_seconds,
+        .high_watermark_percent = config->disk_high_watermark_percent,
+        .low_watermark_percent = config->disk_low_watermark_percent,
+        .space_minimum_age = config->minimum_age_seconds,
+        .quarantine_corrupt = config->quarantine_corrupt,
+        .quarantine_retention = config->quarantine_retention_seconds,
     };
+}
+
+/* The scanned file behind a row, in the base dir or in quarantine. */
+static const IcBaseFile *row_file(const Pass *pass, const IcImageRow *row)
+{
+    if (!row->in_quarantine)
+        return ic_scan_lookup(pass->scan, row->name);
+    g_autofree char *name = g_path_get_basename(row->name);
+    return pass->quarantine ? ic_scan_lookup(pass->quarantine, name) : NULL;
 }
 
 /* Directories under instances_path that are not instances. */
@@ -71,23 +88,52 @@ static void set_users(IcImageRow *row, const IcUsers *users)
         g_ptr_array_add(row->users, g_strdup(g_ptr_array_index(users->users, i)));
 }
 
-/* Decides @row from what @usage says now; the single place facts are assembled. */
-static void decide(Pass *pass, IcImageRow *row, const IcUsage *usage)
+/* What the policy is told about @row given @usage; the one place facts are
+ * assembled. A row the pass chose to evict for space keeps that choice. */
+static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage,
+                               gboolean held_open)
 {
+    const IcBaseFile *file = row_file(pass, row);
+    g_autofree char *path = g_build_filename(pass->base_dir, row->name, NULL);
     g_autoptr(IcUsers) users =
         ic_usage_users_of(usage, pass->base_dir, row->name, row->fingerprint);
-    set_users(row, users);
-    IcPolicyFacts facts = {
+    if (!row->in_quarantine)
+        set_users(row, users);
+    row->last_used = ic_usage_last_used(usage, path);
+    row->pinned_by = ic_config_pinned_by(pass->config, row->name, row->fingerprint, row->image_id);
+    return (IcPolicyFacts){
         .kind = row->kind,
         .present = row->present,
-        .mtime = row->mtime,
-        .local_users = users->local,
-        .remote_users = users->remote,
+        /* In quarantine, age counts from the move (the rename set ctime). */
+        .mtime = row->in_quarantine && file ? file->ctime : row->mtime,
+        .last_used = row->last_used,
+        .disk_bytes = file ? file->disk_bytes : 0,
+        .local_users = row->in_quarantine ? 0 : users->local,
+        .remote_users = row->in_quarantine ? 0 : users->remote,
+        .pinned = row->pinned_by != NULL,
         .usage_incomplete = usage->incomplete,
+        .held_open = held_open,
         .checksum = row->checksum.state,
+        .quarantined = row->in_quarantine,
+        .evict_for_space = g_strcmp0(row->decision.reason, "disk_pressure") == 0,
     };
+}
+
+static void decide(Pass *pass, IcImageRow *row, const IcUsage *usage, gboolean held_open)
+{
+    IcPolicyFacts facts = row_facts(pass, row, usage, held_open);
     IcPolicyConfig policy = policy_config_from(pass->config);
     row->decision = ic_policy_decide(&facts, &policy, pass->now);
+}
+
+/* What the pass plans for a decided row; carried out under the lock later. */
+static void plan_action(Pass *pass, IcImageRow *row)
+{
+    if (row->decision.verdict == IC_VERDICT_REMOVABLE)
+        row->action = IC_ACTION_WOULD_REMOVE;
+    else if (row->decision.verdict == IC_VERDICT_CORRUPT && pass->config->quarantine_corrupt &&
+             row->local_users + row->remote_users == 0 && row->pinned_by == NULL)
+        row->action = IC_ACTION_WOULD_QUARANTINE;
 }
 
 static gboolean verify_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *row, GError **error)
@@ -143,11 +189,77 @@ static gboolean process_file(Pass *pass, const IcBaseFile *file, const IcUsage *
 
     if (!verify_checksum(pass, file, row, error))
         return FALSE;
-    decide(pass, row, usage);
+    decide(pass, row, usage, FALSE);
     touch_if_in_use(pass, row);
-    if (row->decision.verdict == IC_VERDICT_REMOVABLE)
-        row->action = IC_ACTION_WOULD_REMOVE;
+    plan_action(pass, row);
     return TRUE;
+}
+
+static void process_quarantined(Pass *pass, const IcBaseFile *file, const IcUsage *usage)
+{
+    g_autofree char *name = g_build_filename(IC_QUARANTINE_DIR, file->name, NULL);
+    IcImageRow *row = ic_report_add_row(pass->report, name);
+    row->kind = file->kind;
+    row->fingerprint = g_strdup(file->fingerprint);
+    row->present = TRUE;
+    row->in_quarantine = TRUE;
+    row->size = file->size;
+    row->mtime = file->mtime;
+    row->checksum.state = IC_CHECKSUM_MISMATCH; /* why it is there */
+    decide(pass, row, usage, FALSE);
+    plan_action(pass, row);
+}
+
+static gboolean wanted(const Pass *pass, const IcBaseFile *file)
+{
+    if (file->kind == IC_KIND_SWAP || file->kind == IC_KIND_EPHEMERAL)
+        return pass->config->collect_swap_and_ephemeral;
+    return TRUE;
+}
+
+/* Disk pressure: when the filesystem is above the high watermark, the policy
+ * chooses unused files to evict, least recently used first. */
+static void apply_disk_pressure(Pass *pass, const IcUsage *usage)
+{
+    IcReport *report = pass->report;
+    struct statvfs vfs;
+    if (statvfs(pass->base_dir, &vfs) != 0 || vfs.f_blocks == 0)
+        return;
+    /* As df counts: what is reserved for root is neither used nor available. */
+    guint64 used = (guint64)(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+    guint64 available = (guint64)vfs.f_bavail * vfs.f_frsize;
+    report->disk_known = TRUE;
+    report->disk_used_bytes = used;
+    report->disk_total_bytes = used + available;
+
+    IcPolicyConfig policy = policy_config_from(pass->config);
+    IcDiskUsage disk = {.total_bytes = used + available, .used_bytes = used};
+    report->disk_pressure = policy.high_watermark_percent > 0 &&
+                            used * 100 >= (guint64)policy.high_watermark_percent * disk.total_bytes;
+    if (!report->disk_pressure)
+        return;
+
+    g_autoptr(GPtrArray) rows = g_ptr_array_new();
+    g_autoptr(GArray) facts = g_array_new(FALSE, FALSE, sizeof(IcPolicyFacts));
+    for (guint i = 0; i < report->rows->len; i++) {
+        IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (!row->present || row->in_quarantine)
+            continue;
+        IcPolicyFacts f = row_facts(pass, row, usage, FALSE);
+        g_array_append_val(facts, f);
+        g_ptr_array_add(rows, row);
+    }
+    g_autofree IcPolicyFacts **pointers = g_new(IcPolicyFacts *, facts->len);
+    for (guint i = 0; i < facts->len; i++)
+        pointers[i] = &g_array_index(facts, IcPolicyFacts, i);
+    ic_policy_select_for_space(pointers, facts->len, &policy, &disk, pass->now);
+    for (guint i = 0; i < rows->len; i++) {
+        IcImageRow *row = g_ptr_array_index(rows, i);
+        if (!pointers[i]->evict_for_space)
+            continue;
+        row->decision = ic_policy_decide(pointers[i], &policy, pass->now);
+        plan_action(pass, row);
+    }
 }
 
 static IcImageRow *add_absent_row(Pass *pass, const char *name, IcImageKind kind,
@@ -158,7 +270,7 @@ static IcImageRow *add_absent_row(Pass *pass, const char *name, IcImageKind kind
     row->fingerprint = g_strdup(fingerprint);
     row->image_id = g_strdup(g_hash_table_lookup(usage->image_ids, fingerprint));
     row->present = FALSE;
-    decide(pass, row, usage);
+    decide(pass, row, usage, FALSE);
     g_autofree char *names = ic_image_row_users_text(row);
     ic_report_add_event(pass->report, IC_EVENT_WARNING, name,
                         "%s: warning -- an absent base file is in use! users: %s", name, names);
@@ -197,47 +309,70 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
     }
 }
 
-/* Removes one row's file; the usage lock is held and @usage was read under it. */
-static void remove_row(Pass *pass, IcImageRow *row, const IcUsage *usage,
-                       const IcOpenFiles *open_files)
+/* The directory a row's file lives in: the base dir or its quarantine. */
+static int row_dirfd(const IcImageRow *row, int dirfd, int quarantine_fd)
+{
+    return row->in_quarantine ? quarantine_fd : dirfd;
+}
+
+/* Carries out one planned removal or quarantine; the usage lock is held and
+ * @usage was read under it. */
+static void act_on_row(Pass *pass, IcImageRow *row, const IcUsage *usage,
+                       const IcOpenFiles *open_files, int quarantine_fd)
 {
     g_autoptr(GError) error = NULL;
-    const IcBaseFile *file = ic_scan_lookup(pass->scan, row->name);
+    const IcBaseFile *file = row_file(pass, row);
+    g_autofree char *name = g_path_get_basename(row->name);
+    IcAction planned = row->action;
+    pid_t holder = file ? ic_open_files_holder(open_files, file->dev, file->ino) : 0;
 
-    decide(pass, row, usage);
-    if (row->decision.verdict != IC_VERDICT_REMOVABLE) {
+    decide(pass, row, usage, holder != 0);
+    row->action = IC_ACTION_NONE;
+    plan_action(pass, row);
+    if (row->action != planned) {
+        if (holder != 0)
+            ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name,
+                                "%s: unused by every witness but held open by process %d, "
+                                "keeping it",
+                                row->name, (int)holder);
+        else
+            ic_report_add_event(pass->report, IC_EVENT_INFO, row->name,
+                                "%s: no longer to be moved when re-checked (%s), keeping it",
+                                row->name, row->decision.reason);
         row->action = IC_ACTION_NONE;
-        ic_report_add_event(pass->report, IC_EVENT_INFO, row->name,
-                            "%s: no longer removable when re-checked (%s), keeping it", row->name,
-                            row->decision.reason);
         touch_if_in_use(pass, row);
         return;
     }
-    pid_t holder = ic_open_files_holder(open_files, file->dev, file->ino);
-    if (holder != 0) {
-        row->decision.verdict = IC_VERDICT_KEPT;
-        row->decision.reason = "held_open";
+    if (file == NULL) {
         row->action = IC_ACTION_NONE;
-        ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name,
-                            "%s: unused by every witness but held open by process %d, keeping it",
-                            row->name, (int)holder);
         return;
     }
     if (pass->options->test_race_window_us > 0)
         g_usleep(pass->options->test_race_window_us);
 
-    IcRemoveExpect expect = {
-        .dev = file->dev, .ino = file->ino, .min_age = row->decision.threshold};
-    if (ic_remove_base_file(pass->dirfd, row->name, &expect, pass->now, &error)) {
-        row->action = IC_ACTION_REMOVED;
-        ic_report_add_event(pass->report, IC_EVENT_INFO, row->name, "%s: removed (%s)", row->name,
+    IcRemoveExpect expect = {.dev = file->dev, .ino = file->ino};
+    gboolean ok;
+    if (planned == IC_ACTION_WOULD_QUARANTINE) {
+        ok = ic_remove_quarantine(pass->dirfd, name, &expect, &error);
+    } else {
+        /* Quarantine age counts from the move; the mtime re-check is for base files. */
+        expect.min_age = row->in_quarantine ? 0 : row->decision.threshold;
+        ok = ic_remove_base_file(row_dirfd(row, pass->dirfd, quarantine_fd), name, &expect,
+                                 pass->now, &error);
+    }
+    if (ok) {
+        row->action =
+            planned == IC_ACTION_WOULD_QUARANTINE ? IC_ACTION_QUARANTINED : IC_ACTION_REMOVED;
+        ic_report_add_event(pass->report, IC_EVENT_INFO, row->name, "%s: %s (%s)", row->name,
+                            row->action == IC_ACTION_QUARANTINED ? "quarantined" : "removed",
                             row->decision.reason);
         return;
     }
     row->action = IC_ACTION_REMOVE_FAILED;
     row->error = g_strdup(error->message);
-    ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name, "Failed to remove %s: %s",
-                        row->name, error->message);
+    ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name, "Failed to %s %s: %s",
+                        planned == IC_ACTION_WOULD_QUARANTINE ? "quarantine" : "remove", row->name,
+                        error->message);
 }
 
 /* Keeps every planned removal, saying why. */
@@ -246,8 +381,10 @@ static void cancel_removals(Pass *pass, GPtrArray *rows, const char *why)
     for (guint i = 0; i < rows->len; i++) {
         IcImageRow *row = g_ptr_array_index(rows, i);
         row->action = IC_ACTION_NONE;
-        row->decision.verdict = IC_VERDICT_KEPT;
-        row->decision.reason = "usage_unknown";
+        if (row->decision.verdict == IC_VERDICT_REMOVABLE) {
+            row->decision.verdict = IC_VERDICT_KEPT;
+            row->decision.reason = "usage_unknown";
+        }
     }
     ic_report_add_event(pass->report, IC_EVENT_WARNING, NULL, "nothing removed: %s", why);
 }
@@ -261,7 +398,7 @@ static gboolean remove_phase(Pass *pass, GError **error)
     g_autoptr(GPtrArray) rows = g_ptr_array_new();
     for (guint i = 0; i < pass->report->rows->len; i++) {
         IcImageRow *row = g_ptr_array_index(pass->report->rows, i);
-        if (row->action == IC_ACTION_WOULD_REMOVE)
+        if (row->action == IC_ACTION_WOULD_REMOVE || row->action == IC_ACTION_WOULD_QUARANTINE)
             g_ptr_array_add(rows, row);
     }
     if (rows->len == 0 || pass->options->mode != IC_PASS_RUN)
@@ -288,8 +425,10 @@ static gboolean remove_phase(Pass *pass, GError **error)
         cancel_removals(pass, rows, why);
         return TRUE;
     }
+    ic_autofd quarantine_fd =
+        openat(pass->dirfd, IC_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     for (guint i = 0; i < rows->len; i++)
-        remove_row(pass, g_ptr_array_index(rows, i), usage, open_files);
+        act_on_row(pass, g_ptr_array_index(rows, i), usage, open_files, quarantine_fd);
     return TRUE;
 }
 
@@ -304,11 +443,22 @@ static gboolean pass_body(Pass *pass, GError **error)
     if (!ic_remove_open_base_dir(pass->base_dir, &pass->dirfd, error))
         return FALSE;
     for (guint i = 0; i < pass->scan->files->len; i++) {
-        if (!process_file(pass, g_ptr_array_index(pass->scan->files, i), usage, error))
+        const IcBaseFile *file = g_ptr_array_index(pass->scan->files, i);
+        if (wanted(pass, file) && !process_file(pass, file, usage, error))
             return FALSE;
     }
+    g_autofree char *quarantine_dir = g_build_filename(pass->base_dir, IC_QUARANTINE_DIR, NULL);
+    g_autoptr(IcScan) quarantine = NULL;
+    if (!ic_scan_base_dir(quarantine_dir, &quarantine, error))
+        return FALSE;
+    pass->quarantine = quarantine;
+    for (guint i = 0; i < quarantine->files->len; i++)
+        process_quarantined(pass, g_ptr_array_index(quarantine->files, i), usage);
     add_absent_rows(pass, usage);
-    return remove_phase(pass, error);
+    apply_disk_pressure(pass, usage);
+    gboolean ok = remove_phase(pass, error);
+    pass->quarantine = NULL;
+    return ok;
 }
 
 gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,

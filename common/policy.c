@@ -1,5 +1,7 @@
 #include "policy.h"
 
+#include <stdlib.h>
+
 const char *ic_verdict_to_string(IcVerdict verdict)
 {
     switch (verdict) {
@@ -15,6 +17,8 @@ const char *ic_verdict_to_string(IcVerdict verdict)
         return "absent";
     case IC_VERDICT_KEPT:
         return "kept";
+    case IC_VERDICT_QUARANTINED:
+        return "quarantined";
     }
     return "unknown";
 }
@@ -26,33 +30,111 @@ static IcPolicyDecision decision(IcVerdict verdict, const char *reason, gint64 a
         .verdict = verdict, .reason = reason, .age = age, .threshold = threshold};
 }
 
+static gint64 threshold_for(const IcPolicyFacts *facts, const IcPolicyConfig *config)
+{
+    switch (facts->kind) {
+    case IC_KIND_RESIZED:
+    case IC_KIND_SMALL:
+        return config->resized_minimum_age;
+    default:
+        return config->original_minimum_age;
+    }
+}
+
+/* Time unused: since the later of the last release and the mtime (which the
+ * pass refreshes while a file is in use). A clock step backwards must not
+ * make a file look older than it is. */
+static gint64 age_of(const IcPolicyFacts *facts, gint64 now)
+{
+    return MAX(now - MAX(facts->mtime, facts->last_used), 0);
+}
+
+static IcPolicyDecision decide_quarantined(const IcPolicyFacts *facts, const IcPolicyConfig *config,
+                                           gint64 now)
+{
+    gint64 age = MAX(now - facts->mtime, 0);
+    if (age >= config->quarantine_retention && !facts->held_open)
+        return decision(IC_VERDICT_REMOVABLE, "quarantine_expired", age,
+                        config->quarantine_retention);
+    return decision(IC_VERDICT_QUARANTINED, "quarantined", age, config->quarantine_retention);
+}
+
 /* The rules, strongest first: a file users name is never removable; a corrupt
- * file is kept for inspection; then age, then whether removal may happen. */
+ * file is kept for inspection; pinned and held-open files stay; then age,
+ * disk pressure, and whether removal may happen at all. */
 IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConfig *config,
                                   gint64 now)
 {
-    gint64 threshold = facts->kind == IC_KIND_ORIGINAL ? config->original_minimum_age
-                                                       : config->resized_minimum_age;
+    gint64 threshold = threshold_for(facts, config);
     gboolean local = facts->local_users > 0;
     gboolean remote = facts->remote_users > 0;
 
+    if (facts->quarantined)
+        return decide_quarantined(facts, config, now);
     if (!facts->present)
         return decision(IC_VERDICT_ABSENT, local ? "in_use_local" : "in_use_remote", 0, threshold);
 
-    /* A clock step backwards must not make a file look older than it is. */
-    gint64 age = MAX(now - facts->mtime, 0);
-
+    gint64 age = age_of(facts, now);
     if (facts->checksum == IC_CHECKSUM_MISMATCH)
         return decision(IC_VERDICT_CORRUPT, "corrupt", age, threshold);
     if (local)
         return decision(IC_VERDICT_ACTIVE, "in_use_local", age, threshold);
     if (remote)
         return decision(IC_VERDICT_ACTIVE, "in_use_remote", age, threshold);
-    if (age < threshold)
+    if (facts->pinned)
+        return decision(IC_VERDICT_KEPT, "pinned", age, threshold);
+    if (facts->held_open)
+        return decision(IC_VERDICT_KEPT, "held_open", age, threshold);
+    if (age < threshold) {
+        if (facts->evict_for_space && age >= config->space_minimum_age &&
+            !facts->usage_incomplete && config->remove_unused)
+            return decision(IC_VERDICT_REMOVABLE, "disk_pressure", age, config->space_minimum_age);
         return decision(IC_VERDICT_TOO_YOUNG, "too_young", age, threshold);
+    }
     if (facts->usage_incomplete)
         return decision(IC_VERDICT_KEPT, "usage_unknown", age, threshold);
     if (!config->remove_unused)
         return decision(IC_VERDICT_KEPT, "removal_disabled", age, threshold);
     return decision(IC_VERDICT_REMOVABLE, "unused", age, threshold);
+}
+
+static int compare_least_recently_used(const void *a, const void *b)
+{
+    const IcPolicyFacts *fa = *(IcPolicyFacts *const *)a;
+    const IcPolicyFacts *fb = *(IcPolicyFacts *const *)b;
+    gint64 used_a = MAX(fa->mtime, fa->last_used);
+    gint64 used_b = MAX(fb->mtime, fb->last_used);
+    return used_a < used_b ? -1 : used_a > used_b;
+}
+
+guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
+                                 const IcPolicyConfig *config, const IcDiskUsage *disk, gint64 now)
+{
+    if (config->high_watermark_percent <= 0 || disk->total_bytes == 0)
+        return 0;
+    if (disk->used_bytes * 100 < (guint64)config->high_watermark_percent * disk->total_bytes)
+        return 0;
+
+    guint64 target = disk->total_bytes * (guint64)config->low_watermark_percent / 100;
+    guint64 projected = disk->used_bytes;
+    g_autoptr(GPtrArray) candidates = g_ptr_array_new();
+    for (guint i = 0; i < n_facts; i++) {
+        IcPolicyFacts *f = facts[i];
+        f->evict_for_space = FALSE;
+        IcPolicyDecision d = ic_policy_decide(f, config, now);
+        if (d.verdict == IC_VERDICT_REMOVABLE)
+            projected -= MIN(projected, (guint64)MAX(f->disk_bytes, 0));
+        else if (d.verdict == IC_VERDICT_TOO_YOUNG && d.age >= config->space_minimum_age)
+            g_ptr_array_add(candidates, f);
+    }
+
+    qsort(candidates->pdata, candidates->len, sizeof(gpointer), compare_least_recently_used);
+    guint chosen = 0;
+    for (guint i = 0; i < candidates->len && projected > target; i++) {
+        IcPolicyFacts *f = g_ptr_array_index(candidates, i);
+        f->evict_for_space = TRUE;
+        projected -= MIN(projected, (guint64)MAX(f->disk_bytes, 0));
+        chosen++;
+    }
+    return chosen;
 }

@@ -10,41 +10,72 @@
 G_BEGIN_DECLS
 
 typedef enum {
-    IC_VERDICT_ACTIVE = 0,  /* in use: kept, mtime refreshed */
-    IC_VERDICT_REMOVABLE,   /* unused for longer than its threshold */
-    IC_VERDICT_TOO_YOUNG,   /* unused, but not for long enough yet */
-    IC_VERDICT_CORRUPT,     /* checksum mismatch: kept and reported */
-    IC_VERDICT_ABSENT,      /* in use locally, but the file is not there */
-    IC_VERDICT_KEPT,        /* unused and old, but kept (removal off, usage incomplete) */
+    IC_VERDICT_ACTIVE = 0, /* in use: kept, mtime refreshed */
+    IC_VERDICT_REMOVABLE,  /* unused for longer than its threshold, or evicted for space */
+    IC_VERDICT_TOO_YOUNG,  /* unused, but not for long enough yet */
+    IC_VERDICT_CORRUPT,    /* checksum mismatch: kept (or quarantined) and reported */
+    IC_VERDICT_ABSENT,     /* in use, but the file is not there */
+    IC_VERDICT_KEPT, /* unused and old, but kept: pinned, removal off, usage unknown, held open */
+    IC_VERDICT_QUARANTINED, /* a corrupt file in <base_dir>/.quarantine/ */
 } IcVerdict;
 
 const char *ic_verdict_to_string(IcVerdict verdict);
 
 typedef struct {
     gboolean remove_unused;
-    gint64 original_minimum_age;
-    gint64 resized_minimum_age; /* also for _sm files */
+    gint64 original_minimum_age;   /* also for swap and ephemeral files */
+    gint64 resized_minimum_age;    /* also for _sm files */
+    gint64 high_watermark_percent; /* 0: no eviction for space */
+    gint64 low_watermark_percent;
+    gint64 space_minimum_age; /* the floor below which nothing is evicted for space */
+    gboolean quarantine_corrupt;
+    gint64 quarantine_retention;
 } IcPolicyConfig;
 
 /* What the policy knows of one base file. */
 typedef struct {
     IcImageKind kind;
-    gboolean present;         /* FALSE for a file users name but the scan did not find */
+    gboolean present; /* FALSE for a file users name but the scan did not find */
     gint64 mtime;
+    gint64 last_used;  /* when a domain last released it (ledger), 0: unknown */
+    gint64 disk_bytes; /* what removing it frees */
     guint local_users;
     guint remote_users;
+    gboolean pinned;
     gboolean usage_incomplete; /* a witness could not be read: never remove */
+    gboolean held_open;        /* a process has it open: never remove */
     IcChecksumState checksum;
+    gboolean quarantined;     /* it sits in the quarantine dir; mtime is when it went there */
+    gboolean evict_for_space; /* chosen by ic_policy_select_for_space */
 } IcPolicyFacts;
 
 typedef struct {
     IcVerdict verdict;
-    const char *reason;  /* static string: in_use_local, in_use_remote, unused, too_young, … */
-    gint64 age;          /* now - mtime, 0 when absent */
-    gint64 threshold;    /* the minimum age that applied */
+    const char *reason; /* static string: see ic_policy_decide */
+    gint64 age;         /* time unused: now - max(mtime, last_used), 0 when absent */
+    gint64 threshold;   /* the minimum age that applied */
 } IcPolicyDecision;
 
+/* The verdict on one file. Reasons, strongest rule first: "in_use_local",
+ * "in_use_remote" (ACTIVE, or ABSENT when not present); "corrupt" (CORRUPT,
+ * REMOVABLE-by-quarantine is the pass's business); "pinned", "held_open"
+ * (KEPT); "too_young"; "usage_unknown", "removal_disabled" (KEPT);
+ * "disk_pressure" or "unused" (REMOVABLE); for quarantined files
+ * "quarantined" or "quarantine_expired". */
 IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConfig *config,
                                   gint64 now);
+
+typedef struct {
+    guint64 total_bytes; /* 0: unknown, no eviction for space */
+    guint64 used_bytes;
+} IcDiskUsage;
+
+/* Disk pressure, kubelet-style: when @disk is at or above the high watermark,
+ * marks evict_for_space on unused files (too young for the age rule but past
+ * the floor, not pinned, not corrupt), least recently used first, until the
+ * files already removable plus those chosen bring use to the low watermark.
+ * Returns how many were chosen. Pure. */
+guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
+                                 const IcPolicyConfig *config, const IcDiskUsage *disk, gint64 now);
 
 G_END_DECLS

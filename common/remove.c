@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "fileutil.h"
 #include "scan.h"
 
 gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **error)
@@ -55,8 +57,9 @@ static gboolean remove_sidecars(int dirfd, const char *name, GError **error)
     return TRUE;
 }
 
-gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
-                             GError **error)
+/* The refusals shared by removal and quarantine: grammar, type, identity. */
+static gboolean check_removable(int dirfd, const char *name, const IcRemoveExpect *expect,
+                                struct stat *ret_st, GError **error)
 {
     if (ic_scan_classify_name(name, NULL) == IC_KIND_IGNORED) {
         g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
@@ -72,12 +75,22 @@ gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *
                     "'%s' is not a regular file, refusing to remove it", name);
         return FALSE;
     }
+    if (expect != NULL && (st.st_dev != expect->dev || st.st_ino != expect->ino)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "'%s' was replaced since it was scanned, keeping it", name);
+        return FALSE;
+    }
+    *ret_st = st;
+    return check_sidecars(dirfd, name, error);
+}
+
+gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
+                             GError **error)
+{
+    struct stat st;
+    if (!check_removable(dirfd, name, expect, &st, error))
+        return FALSE;
     if (expect != NULL) {
-        if (st.st_dev != expect->dev || st.st_ino != expect->ino) {
-            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
-                        "'%s' was replaced since it was scanned, keeping it", name);
-            return FALSE;
-        }
         if (now - st.st_mtim.tv_sec < expect->min_age) {
             g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
                         "'%s' was used since it was scanned (age %" G_GINT64_FORMAT
@@ -87,11 +100,32 @@ gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *
         }
     }
 
-    if (!check_sidecars(dirfd, name, error))
-        return FALSE;
     if (unlinkat(dirfd, name, 0) < 0)
         return ic_error_set_errno(error, errno, "removing base file", name);
     return remove_sidecars(dirfd, name, error);
+}
+
+gboolean ic_remove_quarantine(int dirfd, const char *name, const IcRemoveExpect *expect,
+                              GError **error)
+{
+    struct stat st;
+    if (!check_removable(dirfd, name, expect, &st, error))
+        return FALSE;
+    if (mkdirat(dirfd, IC_QUARANTINE_DIR, 0700) < 0 && errno != EEXIST)
+        return ic_error_set_errno(error, errno, "creating", IC_QUARANTINE_DIR);
+    ic_autofd qfd =
+        openat(dirfd, IC_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (qfd < 0)
+        return ic_error_set_errno(error, errno, "opening", IC_QUARANTINE_DIR);
+    /* Sidecars first: the image is what matters, and it moves last. */
+    for (const char *const *suffix = ic_sidecar_suffixes; *suffix != NULL; suffix++) {
+        g_autofree char *sidecar = g_strconcat(name, *suffix, NULL);
+        if (renameat(dirfd, sidecar, qfd, sidecar) < 0 && errno != ENOENT)
+            return ic_error_set_errno(error, errno, "quarantining sidecar", sidecar);
+    }
+    if (renameat(dirfd, name, qfd, name) < 0)
+        return ic_error_set_errno(error, errno, "quarantining base file", name);
+    return TRUE;
 }
 
 gboolean ic_remove_touch(int dirfd, const char *name, gint64 now, GError **error)

@@ -15,7 +15,7 @@ gboolean ic_remove_open_base_dir(const char *base_dir, int *ret_dirfd, GError **
 typedef struct {
     dev_t dev;
     ino_t ino;
-    gint64 min_age;  /* re-checked against the mtime found now */
+    gint64 min_age; /* re-checked against the mtime found now */
 } IcRemoveExpect;
 
 /* Unlinks base file @name in @dirfd and then its sidecars. Refuses (IC_ERROR_UNSAFE)
@@ -24,6 +24,14 @@ typedef struct {
  * @expect->min_age at @now. A missing file fails with IC_ERROR_NOT_FOUND. */
 gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
                              GError **error);
+
+#define IC_QUARANTINE_DIR ".quarantine"
+
+/* Moves base file @name and its sidecars into <dirfd>/.quarantine/ (created
+ * 0700 when missing; same filesystem, so a rename), under the same refusals
+ * as ic_remove_base_file except the age check. */
+gboolean ic_remove_quarantine(int dirfd, const char *name, const IcRemoveExpect *expect,
+                              GError **error);
 
 /* Sets the mtime of @name to @now (without following symlinks), so that age
  * means "unused for". */

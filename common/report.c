@@ -18,6 +18,10 @@ const char *ic_action_to_string(IcAction action)
         return "would_remove";
     case IC_ACTION_REMOVE_FAILED:
         return "remove_failed";
+    case IC_ACTION_QUARANTINED:
+        return "quarantined";
+    case IC_ACTION_WOULD_QUARANTINE:
+        return "would_quarantine";
     }
     return "unknown";
 }
@@ -150,14 +154,52 @@ void ic_report_finish(IcReport *report)
         case IC_VERDICT_KEPT:
             t->kept++;
             break;
+        case IC_VERDICT_QUARANTINED:
+            t->quarantined++;
+            t->bytes_quarantined += size;
+            break;
         }
-        if (row->action == IC_ACTION_REMOVED) {
+        if (row->pinned_by != NULL)
+            t->pinned++;
+        if (row->action == IC_ACTION_QUARANTINED) {
+            t->quarantined++;
+            t->bytes_quarantined += size;
+        } else if (row->action == IC_ACTION_REMOVED) {
             t->removed++;
             t->bytes_reclaimed += size;
         } else if (row->action == IC_ACTION_REMOVE_FAILED) {
             t->remove_failed++;
         }
     }
+}
+
+void ic_report_removed_by_reason(const IcReport *report, const char *reason, guint *ret_count,
+                                 guint64 *ret_bytes)
+{
+    guint count = 0;
+    guint64 bytes = 0;
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (row->action == IC_ACTION_REMOVED && g_str_equal(row->decision.reason, reason)) {
+            count++;
+            bytes += (guint64)MAX(row->size, 0);
+        }
+    }
+    *ret_count = count;
+    *ret_bytes = bytes;
+}
+
+GPtrArray *ic_report_removal_reasons(const IcReport *report)
+{
+    GPtrArray *reasons = g_ptr_array_new();
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (row->action != IC_ACTION_REMOVED)
+            continue;
+        if (!g_ptr_array_find_with_equal_func(reasons, row->decision.reason, g_str_equal, NULL))
+            g_ptr_array_add(reasons, (gpointer)row->decision.reason);
+    }
+    return reasons;
 }
 
 void ic_report_log_events(const IcReport *report)
@@ -204,6 +246,17 @@ static char *describe_row(const IcImageRow *row)
         g_string_append_printf(text, "checksum mismatch: expected %s, got %s",
                                row->checksum.expected ? row->checksum.expected : "?",
                                row->checksum.actual ? row->checksum.actual : "?");
+    else if (g_str_equal(reason, "pinned"))
+        g_string_append_printf(text, "pinned by '%s'", row->pinned_by ? row->pinned_by : "?");
+    else if (g_str_equal(reason, "held_open"))
+        g_string_append(text, "unused by every witness, but a process holds it open");
+    else if (g_str_equal(reason, "disk_pressure"))
+        g_string_append(text, "evicted for space (disk above the high watermark, least recently "
+                              "used first)");
+    else if (g_str_equal(reason, "quarantined"))
+        g_string_append_printf(text, "corrupt, in quarantine until %s old", threshold);
+    else if (g_str_equal(reason, "quarantine_expired"))
+        g_string_append_printf(text, "corrupt, in quarantine for longer than %s", threshold);
     else if (g_str_equal(reason, "too_young"))
         g_string_append_printf(text, "unused, kept until unused for %s", threshold);
     else if (g_str_equal(reason, "unused"))
@@ -292,12 +345,21 @@ char *ic_report_to_table(const IcReport *report)
     g_autofree char *reclaimed = format_size((gint64)t->bytes_reclaimed);
     g_string_append_printf(out,
                            "\n%u base files (%s): %u active, %u removable (%s), %u too young, "
-                           "%u corrupt, %u kept, %u in use but absent\n",
+                           "%u corrupt, %u kept (%u pinned), %u in use but absent, "
+                           "%u quarantined\n",
                            t->images, total, t->active, t->removable, removable, t->too_young,
-                           t->corrupt, t->kept, t->absent);
+                           t->corrupt, t->kept, t->pinned, t->absent, t->quarantined);
     g_string_append_printf(out, "%u removed (%s reclaimed), %u removals failed\n", t->removed,
                            reclaimed, t->remove_failed);
     g_string_append(out, "USERS is local+remote. A file in use is never removed.\n");
+    if (report->disk_known) {
+        g_autofree char *disk_used = format_size((gint64)report->disk_used_bytes);
+        g_autofree char *disk_total = format_size((gint64)report->disk_total_bytes);
+        g_string_append_printf(out, "Filesystem: %s of %s used (%.1f%%)%s\n", disk_used, disk_total,
+                               100.0 * (double)report->disk_used_bytes /
+                                   (double)MAX(report->disk_total_bytes, 1),
+                               report->disk_pressure ? ", above the high watermark" : "");
+    }
 
     for (guint i = 0; i < report->skipped->len; i++) {
         const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
@@ -306,6 +368,64 @@ char *ic_report_to_table(const IcReport *report)
     }
     for (guint i = 0; i < report->notes->len; i++)
         g_string_append_printf(out, "note: %s\n", (char *)g_ptr_array_index(report->notes, i));
+    return g_string_free(out, FALSE);
+}
+
+static void explain_witnesses(GString *out, const IcImageRow *row)
+{
+    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
+        if (bit == IC_WITNESS_STATIC && !(row->witnesses & bit))
+            continue;
+        g_string_append_printf(out, "  %-14s %s\n", ic_witness_to_string((IcWitness)bit),
+                               row->witnesses & bit ? "names a user" : "names no user");
+    }
+}
+
+char *ic_report_explain(const IcReport *report, const IcImageRow *row)
+{
+    GString *out = g_string_new(NULL);
+    g_autofree char *why = describe_row(row);
+    g_autofree char *users = ic_image_row_users_text(row);
+    g_autofree char *age = format_age(row->decision.age);
+    g_autofree char *threshold = format_age(row->decision.threshold);
+
+    g_string_append_printf(out, "%s/%s\n", report->base_dir, row->name);
+    g_string_append_printf(out, "verdict:  %s (%s)\n  %s\n",
+                           ic_verdict_to_string(row->decision.verdict), row->decision.reason, why);
+    g_string_append_printf(out, "action:   %s\n", ic_action_to_string(row->action));
+    g_string_append_printf(out, "kind:     %s%s%s\n", ic_image_kind_to_string(row->kind),
+                           row->image_id ? ", image id " : "", row->image_id ? row->image_id : "");
+    if (row->present)
+        g_string_append_printf(out, "size:     %" G_GINT64_FORMAT " bytes\n", row->size);
+    else
+        g_string_append(out, "size:     - (the file is not in the base dir)\n");
+    g_string_append_printf(out, "users:    %u local, %u remote%s%s\n", row->local_users,
+                           row->remote_users, *users ? ": " : "", users);
+    g_string_append(out, "witnesses:\n");
+    explain_witnesses(out, row);
+    for (guint i = 0; i < report->notes->len; i++)
+        g_string_append_printf(out, "  note: %s\n", (char *)g_ptr_array_index(report->notes, i));
+    g_string_append_printf(out, "age:      unused for %s (mtime %" G_GINT64_FORMAT, age,
+                           row->mtime);
+    if (row->last_used > 0)
+        g_string_append_printf(out, ", last released %" G_GINT64_FORMAT, row->last_used);
+    g_string_append_printf(out, "); minimum age for this verdict %s\n", threshold);
+    g_string_append_printf(out, "checksum: %s", ic_checksum_state_to_string(row->checksum.state));
+    if (row->checksum.expected != NULL)
+        g_string_append_printf(out, ", sidecar %s", row->checksum.expected);
+    if (row->checksum.actual != NULL)
+        g_string_append_printf(out, ", computed %s", row->checksum.actual);
+    if (row->checksum.error != NULL)
+        g_string_append_printf(out, ", %s", row->checksum.error);
+    g_string_append_c(out, '\n');
+    g_string_append_printf(out, "pinned:   %s\n", row->pinned_by ? row->pinned_by : "no");
+    if (report->disk_known)
+        g_string_append_printf(out, "disk:     %.1f%% used%s\n",
+                               100.0 * (double)report->disk_used_bytes /
+                                   (double)MAX(report->disk_total_bytes, 1),
+                               report->disk_pressure ? ", above the high watermark" : "");
+    if (row->error != NULL)
+        g_string_append_printf(out, "error:    %s\n", row->error);
     return g_string_free(out, FALSE);
 }
 
@@ -348,6 +468,8 @@ static void json_add_row(JsonBuilder *b, const IcImageRow *row)
     json_member_int(b, "mtime", row->mtime);
     json_member_int(b, "age_seconds", row->decision.age);
     json_member_int(b, "min_age_seconds", row->decision.threshold);
+    json_member_int(b, "last_used", row->last_used);
+    json_member_string(b, "pinned_by", row->pinned_by);
     json_member_int(b, "local_users", row->local_users);
     json_member_int(b, "remote_users", row->remote_users);
     json_add_string_array(b, "users", row->users);
@@ -380,6 +502,9 @@ static void json_add_totals(JsonBuilder *b, const IcTotals *t)
     json_member_int(b, "corrupt", t->corrupt);
     json_member_int(b, "absent", t->absent);
     json_member_int(b, "kept", t->kept);
+    json_member_int(b, "pinned", t->pinned);
+    json_member_int(b, "quarantined", t->quarantined);
+    json_member_int(b, "bytes_quarantined", (gint64)t->bytes_quarantined);
     json_member_int(b, "removed", t->removed);
     json_member_int(b, "remove_failed", t->remove_failed);
     json_member_int(b, "bytes_total", (gint64)t->bytes_total);

@@ -12,20 +12,23 @@ G_BEGIN_DECLS
 
 typedef enum {
     IC_ACTION_NONE = 0,
-    IC_ACTION_TOUCHED,       /* in use: mtime refreshed */
+    IC_ACTION_TOUCHED, /* in use: mtime refreshed */
     IC_ACTION_REMOVED,
-    IC_ACTION_WOULD_REMOVE,  /* dry run or report */
+    IC_ACTION_WOULD_REMOVE, /* dry run or report */
     IC_ACTION_REMOVE_FAILED,
+    IC_ACTION_QUARANTINED,      /* a corrupt unused file moved to <base_dir>/.quarantine/ */
+    IC_ACTION_WOULD_QUARANTINE, /* dry run or report */
 } IcAction;
 
 const char *ic_action_to_string(IcAction action);
 
 typedef struct {
-    char *name;
+    char *name; /* file name in the base dir; ".quarantine/<name>" for quarantined files */
     IcImageKind kind;
     char *fingerprint;
-    char *image_id;  /* where a witness knew it, else NULL */
+    char *image_id; /* where a witness knew it, else NULL */
     gboolean present;
+    gboolean in_quarantine;
     gint64 size;
     gint64 mtime;
     guint local_users;
@@ -33,6 +36,8 @@ typedef struct {
     GPtrArray *users; /* char* */
     guint witnesses;  /* IcWitness bits */
     IcChecksumResult checksum;
+    gint64 last_used;      /* when a domain last released it, 0 unknown */
+    const char *pinned_by; /* the pinned_images pattern that matched, or NULL */
     IcPolicyDecision decision;
     IcAction action;
     char *error; /* why the action failed, NULL otherwise */
@@ -58,6 +63,9 @@ typedef struct {
     guint corrupt;
     guint absent;
     guint kept;
+    guint pinned;
+    guint quarantined;
+    guint64 bytes_quarantined;
     guint removed;
     guint remove_failed;
     guint64 bytes_total;
@@ -71,13 +79,17 @@ typedef struct {
     gboolean base_dir_exists;
     char *host;
     gint64 now;
-    gboolean dry_run;        /* actions were only planned */
-    GPtrArray *rows;         /* IcImageRow*, sorted by name */
-    GPtrArray *skipped;      /* IcSkippedEntry* from the scan */
-    GPtrArray *events;       /* IcEvent*, in order */
-    GPtrArray *notes;        /* char*, from the witnesses */
+    gboolean dry_run;   /* actions were only planned */
+    GPtrArray *rows;    /* IcImageRow*, sorted by name */
+    GPtrArray *skipped; /* IcSkippedEntry* from the scan */
+    GPtrArray *events;  /* IcEvent*, in order */
+    GPtrArray *notes;   /* char*, from the witnesses */
     IcTotals totals;
     double duration_seconds;
+    gboolean disk_known; /* statvfs of the base dir's filesystem succeeded */
+    guint64 disk_total_bytes;
+    guint64 disk_used_bytes;
+    gboolean disk_pressure; /* use was at or above the high watermark */
 } IcReport;
 
 IcReport *ic_report_new(const char *base_dir, const char *host, gint64 now);
@@ -94,6 +106,17 @@ void ic_report_add_event(IcReport *report, IcEventLevel level, const char *file,
 
 /* Sorts rows and recomputes the totals from them. */
 void ic_report_finish(IcReport *report);
+
+/* Rows removed in this pass for @reason: how many and how many bytes. */
+void ic_report_removed_by_reason(const IcReport *report, const char *reason, guint *ret_count,
+                                 guint64 *ret_bytes);
+
+/* The distinct reasons of the rows removed in this pass (static strings). */
+GPtrArray *ic_report_removal_reasons(const IcReport *report);
+
+/* Why @row gets its verdict, in full: each witness's answer, age and
+ * thresholds, checksum state, pinning, disk pressure. For `report --explain`. */
+char *ic_report_explain(const IcReport *report, const IcImageRow *row);
 
 /* Logs every event once through g_log in the "imagecache" domain
  * (warnings as G_LOG_LEVEL_WARNING…): the edges call this, the library never logs. */

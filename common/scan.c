@@ -21,6 +21,10 @@ const char *ic_image_kind_to_string(IcImageKind kind)
         return "small";
     case IC_KIND_RESIZED:
         return "resized";
+    case IC_KIND_SWAP:
+        return "swap";
+    case IC_KIND_EPHEMERAL:
+        return "ephemeral";
     case IC_KIND_IGNORED:
         break;
     }
@@ -47,10 +51,44 @@ static gboolean is_all_digits(const char *s)
     return TRUE;
 }
 
+static gboolean is_lower_alnum(const char *s, gsize max_len)
+{
+    gsize len = 0;
+    for (; *s != '\0'; s++, len++) {
+        if (!g_ascii_isdigit(*s) && !(*s >= 'a' && *s <= 'z'))
+            return FALSE;
+    }
+    return len > 0 && len <= max_len;
+}
+
+/* swap_<MB> and ephemeral_<GB>_<ext>, as later Nova names them. */
+static IcImageKind classify_volatile(const char *name)
+{
+    if (g_str_has_prefix(name, "swap_"))
+        return is_all_digits(name + 5) && strlen(name + 5) <= 20 ? IC_KIND_SWAP : IC_KIND_IGNORED;
+    if (!g_str_has_prefix(name, "ephemeral_"))
+        return IC_KIND_IGNORED;
+    const char *size = name + strlen("ephemeral_");
+    const char *sep = strchr(size, '_');
+    if (sep == NULL || sep == size || sep - size > 20)
+        return IC_KIND_IGNORED;
+    for (const char *p = size; p < sep; p++) {
+        if (!g_ascii_isdigit(*p))
+            return IC_KIND_IGNORED;
+    }
+    return is_lower_alnum(sep + 1, 64) ? IC_KIND_EPHEMERAL : IC_KIND_IGNORED;
+}
+
 /* The grammar is strict on purpose: a name that merely looks like a base file
  * (upper-case hex, 39 digits, "_5G") is ignored and so never removed. */
 IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint)
 {
+    IcImageKind volatile_kind = classify_volatile(name);
+    if (volatile_kind != IC_KIND_IGNORED) {
+        if (ret_fingerprint != NULL)
+            *ret_fingerprint = NULL;
+        return volatile_kind;
+    }
     if (strnlen(name, IC_FINGERPRINT_LEN + 1) < IC_FINGERPRINT_LEN)
         return IC_KIND_IGNORED;
 
@@ -166,7 +204,9 @@ static void scan_entry(IcScan *scan, int dirfd, const char *name, IcImageKind ki
     file->kind = kind;
     file->fingerprint = fingerprint;
     file->size = st.st_size;
+    file->disk_bytes = (gint64)st.st_blocks * 512;
     file->mtime = st.st_mtim.tv_sec;
+    file->ctime = st.st_ctim.tv_sec;
     file->dev = st.st_dev;
     file->ino = st.st_ino;
     g_ptr_array_add(scan->files, file);
@@ -187,6 +227,8 @@ static void index_variants(IcScan *scan)
 {
     for (guint i = 0; i < scan->files->len; i++) {
         IcBaseFile *file = g_ptr_array_index(scan->files, i);
+        if (file->fingerprint == NULL)
+            continue; /* swap and ephemeral files belong to no image */
         GPtrArray *list = g_hash_table_lookup(scan->variants, file->fingerprint);
         if (list == NULL) {
             list = g_ptr_array_new();

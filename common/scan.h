@@ -14,6 +14,8 @@ typedef enum {
     IC_KIND_ORIGINAL,    /* <sha1> */
     IC_KIND_SMALL,       /* <sha1>_sm */
     IC_KIND_RESIZED,     /* <sha1>_<N> */
+    IC_KIND_SWAP,        /* swap_<MB>: managed only with collect_swap_and_ephemeral */
+    IC_KIND_EPHEMERAL,   /* ephemeral_<GB>_<ext>: likewise */
 } IcImageKind;
 
 const char *ic_image_kind_to_string(IcImageKind kind);
@@ -22,8 +24,9 @@ const char *ic_image_kind_to_string(IcImageKind kind);
  * ("<name>.sha1", "<name>.info"): removal takes them with the image. */
 extern const char *const ic_sidecar_suffixes[];
 
-/* Classifies a directory entry name. For base file names, *ret_fingerprint
- * (if non-NULL) receives the 40-char image fingerprint. Pure. */
+/* Classifies a directory entry name. For image base file names,
+ * *ret_fingerprint (if non-NULL) receives the 40-char image fingerprint; swap
+ * and ephemeral files have none (NULL). Pure. */
 IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint);
 
 /* TRUE for lowercase 40-hex-digit strings. */
@@ -37,7 +40,9 @@ typedef struct {
     IcImageKind kind;
     char *fingerprint;
     gint64 size;
-    gint64 mtime; /* seconds since the epoch */
+    gint64 disk_bytes; /* allocated on disk (st_blocks), what eviction frees */
+    gint64 mtime;      /* seconds since the epoch */
+    gint64 ctime;
     dev_t dev;
     ino_t ino;
 } IcBaseFile;
@@ -51,10 +56,10 @@ typedef struct {
 
 typedef struct {
     char *base_dir;
-    gboolean exists;    /* FALSE: the base dir is absent and the pass has nothing to do */
-    GPtrArray *files;   /* IcBaseFile*, sorted by name */
-    GPtrArray *skipped; /* IcSkippedEntry*, sorted by name */
-    guint ignored;      /* entries with names outside the grammar */
+    gboolean exists;      /* FALSE: the base dir is absent and the pass has nothing to do */
+    GPtrArray *files;     /* IcBaseFile*, sorted by name */
+    GPtrArray *skipped;   /* IcSkippedEntry*, sorted by name */
+    guint ignored;        /* entries with names outside the grammar */
     GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
 } IcScan;
 

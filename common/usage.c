@@ -52,6 +52,7 @@ IcUsage *ic_usage_new(void)
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
     usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
+    usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     return usage;
 }
 
@@ -63,6 +64,7 @@ void ic_usage_free(IcUsage *usage)
     g_hash_table_unref(usage->by_fingerprint);
     g_hash_table_unref(usage->image_ids);
     g_ptr_array_unref(usage->notes);
+    g_hash_table_unref(usage->last_used);
     g_free(usage);
 }
 
@@ -166,6 +168,22 @@ static void users_merge(IcUsers *into, const IcUsers *from)
     }
 }
 
+void ic_usage_add_last_used(IcUsage *usage, const char *path, gint64 when)
+{
+    gint64 *known = g_hash_table_lookup(usage->last_used, path);
+    if (known != NULL) {
+        *known = MAX(*known, when);
+        return;
+    }
+    g_hash_table_insert(usage->last_used, g_strdup(path), g_memdup2(&when, sizeof(when)));
+}
+
+gint64 ic_usage_last_used(const IcUsage *usage, const char *path)
+{
+    const gint64 *known = g_hash_table_lookup(usage->last_used, path);
+    return known ? *known : 0;
+}
+
 static void merge_table(GHashTable *into, GHashTable *from)
 {
     GHashTableIter iter;
@@ -191,6 +209,10 @@ void ic_usage_merge(IcUsage *into, const IcUsage *from)
     for (guint i = 0; i < from->notes->len; i++)
         g_ptr_array_add(into->notes, g_strdup(g_ptr_array_index(from->notes, i)));
     into->incomplete |= from->incomplete;
+    gpointer path, when;
+    g_hash_table_iter_init(&iter, from->last_used);
+    while (g_hash_table_iter_next(&iter, &path, &when))
+        ic_usage_add_last_used(into, path, *(gint64 *)when);
 }
 
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,

@@ -16,11 +16,11 @@ typedef enum {
 const char *ic_witness_to_string(IcWitness witness);
 
 typedef struct {
-    guint local;        /* users on this host */
-    guint remote;       /* users on other hosts sharing the storage */
-    GPtrArray *users;   /* char*: "name" for local users, "name@host" for remote ones; unique */
-    guint witnesses;    /* IcWitness bits of every witness that named a user */
-    GHashTable *seen;   /* the labels in @users, for constant-time de-duplication */
+    guint local;      /* users on this host */
+    guint remote;     /* users on other hosts sharing the storage */
+    GPtrArray *users; /* char*: "name" for local users, "name@host" for remote ones; unique */
+    guint witnesses;  /* IcWitness bits of every witness that named a user */
+    GHashTable *seen; /* the labels in @users, for constant-time de-duplication */
 } IcUsers;
 
 typedef struct {
@@ -29,6 +29,7 @@ typedef struct {
     GHashTable *image_ids;      /* fingerprint -> image id, where known (for messages) */
     GPtrArray *notes;           /* char*: what a witness could not tell (unreachable, stale) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
+    GHashTable *last_used;      /* base file path -> gint64* when a domain last released it */
 } IcUsage;
 
 IcUsage *ic_usage_new(void);
@@ -53,6 +54,12 @@ void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, cons
 /* A note for the report; @blocks_removal marks the usage incomplete, because a
  * witness that could not be read might have named any base file. */
 void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note);
+
+/* Remembers that a domain released @path at @when (keeps the latest). */
+void ic_usage_add_last_used(IcUsage *usage, const char *path, gint64 when);
+
+/* When a domain last released @path, or 0 when no witness knows. */
+gint64 ic_usage_last_used(const IcUsage *usage, const char *path);
 
 /* Adds everything @from knows (users, image ids, notes) to @into. */
 void ic_usage_merge(IcUsage *into, const IcUsage *from);

@@ -51,7 +51,6 @@ cat > "$demo/imagecache.conf" <<CONF
 instances_path=$demo/instances
 host=demo-host
 checksum_base_images=true
-libvirt_uri=test:///default
 CONF
 
 echo "== the demo cache: base files are named by the SHA-1 of their image id"

@@ -77,6 +77,63 @@ static const PolicyCase cases[] = {
      TRUE,
      IC_VERDICT_ABSENT,
      "in_use_remote"},
+    {"pinned_keeps", {ORIGINAL(10 * DAY), .pinned = TRUE}, TRUE, IC_VERDICT_KEPT, "pinned"},
+    {"in_use_beats_pinned",
+     {ORIGINAL(10 * DAY), .pinned = TRUE, .local_users = 1},
+     TRUE,
+     IC_VERDICT_ACTIVE,
+     "in_use_local"},
+    {"corrupt_beats_pinned",
+     {ORIGINAL(10 * DAY), .pinned = TRUE, .checksum = IC_CHECKSUM_MISMATCH},
+     TRUE,
+     IC_VERDICT_CORRUPT,
+     "corrupt"},
+    {"held_open_keeps",
+     {ORIGINAL(10 * DAY), .held_open = TRUE},
+     TRUE,
+     IC_VERDICT_KEPT,
+     "held_open"},
+    /* used yesterday, downloaded last year: not old */
+    {"last_used_counts",
+     {ORIGINAL(365 * DAY), .last_used = NOW - HOUR},
+     TRUE,
+     IC_VERDICT_TOO_YOUNG,
+     "too_young"},
+    {"last_used_old_enough",
+     {ORIGINAL(365 * DAY), .last_used = NOW - 2 * DAY},
+     TRUE,
+     IC_VERDICT_REMOVABLE,
+     "unused"},
+    {"swap_uses_original_age",
+     {.kind = IC_KIND_SWAP, .present = TRUE, .mtime = NOW - 2 * HOUR},
+     TRUE,
+     IC_VERDICT_TOO_YOUNG,
+     "too_young"},
+    {"ephemeral_old",
+     {.kind = IC_KIND_EPHEMERAL, .present = TRUE, .mtime = NOW - 2 * DAY},
+     TRUE,
+     IC_VERDICT_REMOVABLE,
+     "unused"},
+    {"chosen_for_space",
+     {RESIZED(HOUR - 1), .evict_for_space = TRUE},
+     TRUE,
+     IC_VERDICT_REMOVABLE,
+     "disk_pressure"},
+    {"chosen_for_space_but_in_use",
+     {RESIZED(HOUR - 1), .evict_for_space = TRUE, .remote_users = 1},
+     TRUE,
+     IC_VERDICT_ACTIVE,
+     "in_use_remote"},
+    {"chosen_for_space_below_floor",
+     {RESIZED(60), .evict_for_space = TRUE},
+     TRUE,
+     IC_VERDICT_TOO_YOUNG,
+     "too_young"},
+    {"chosen_for_space_removal_off",
+     {RESIZED(HOUR - 1), .evict_for_space = TRUE},
+     FALSE,
+     IC_VERDICT_TOO_YOUNG,
+     "too_young"},
     /* mtime in the future (clock stepped back): age 0, never old */
     {"future_mtime",
      {.kind = IC_KIND_RESIZED, .present = TRUE, .mtime = NOW + DAY},
@@ -92,13 +149,127 @@ static void test_case(gconstpointer data)
         .remove_unused = tc->remove_unused,
         .original_minimum_age = DAY,
         .resized_minimum_age = HOUR,
+        .space_minimum_age = 600,
     };
     IcPolicyDecision decision = ic_policy_decide(&tc->facts, &config, NOW);
     g_assert_cmpstr(ic_verdict_to_string(decision.verdict), ==, ic_verdict_to_string(tc->verdict));
     g_assert_cmpstr(decision.reason, ==, tc->reason);
-    g_assert_cmpint(decision.threshold, ==, tc->facts.kind == IC_KIND_ORIGINAL ? DAY : HOUR);
+    gboolean short_lived = tc->facts.kind == IC_KIND_RESIZED || tc->facts.kind == IC_KIND_SMALL;
+    if (g_str_equal(tc->reason, "disk_pressure"))
+        g_assert_cmpint(decision.threshold, ==, 600);
+    else
+        g_assert_cmpint(decision.threshold, ==, short_lived ? HOUR : DAY);
     if (tc->facts.present)
-        g_assert_cmpint(decision.age, ==, MAX(NOW - tc->facts.mtime, 0));
+        g_assert_cmpint(decision.age, ==, MAX(NOW - MAX(tc->facts.mtime, tc->facts.last_used), 0));
+}
+
+static void test_quarantine(void)
+{
+    IcPolicyConfig config = {.remove_unused = TRUE, .quarantine_retention = 7 * DAY};
+    IcPolicyFacts facts = {.kind = IC_KIND_ORIGINAL,
+                           .present = TRUE,
+                           .quarantined = TRUE,
+                           .checksum = IC_CHECKSUM_MISMATCH,
+                           .mtime = NOW - DAY};
+    IcPolicyDecision d = ic_policy_decide(&facts, &config, NOW);
+    g_assert_cmpint(d.verdict, ==, IC_VERDICT_QUARANTINED);
+    g_assert_cmpstr(d.reason, ==, "quarantined");
+    facts.mtime = NOW - 7 * DAY;
+    d = ic_policy_decide(&facts, &config, NOW);
+    g_assert_cmpint(d.verdict, ==, IC_VERDICT_REMOVABLE);
+    g_assert_cmpstr(d.reason, ==, "quarantine_expired");
+}
+
+/* ---- disk pressure: a fake disk of 1000 bytes ---- */
+
+typedef struct {
+    const char *name;
+    guint64 used; /* of 1000 */
+    IcPolicyFacts files[5];
+    guint n_files;
+    const char *chosen; /* one letter per file: x chosen, . not */
+} PressureCase;
+
+#define UNUSED(age, bytes)                                                                         \
+    {                                                                                              \
+        .kind = IC_KIND_RESIZED, .present = TRUE, .mtime = NOW - (age), .disk_bytes = (bytes)      \
+    }
+
+static const PressureCase pressure_cases[] = {
+    /* 90 % used, evict LRU-first down to 80 %: the two oldest suffice */
+    {"lru_down_to_low_mark", 900, {UNUSED(3000, 60), UNUSED(1000, 60), UNUSED(2000, 60)}, 3, "x.x"},
+    {"below_high_mark", 840, {UNUSED(3000, 60), UNUSED(1000, 60)}, 2, ".."},
+    {"at_high_mark", 850, {UNUSED(3000, 60), UNUSED(1000, 60)}, 2, "x."},
+    /* pinned beats disk pressure: the next oldest goes instead */
+    {"pinned_beats_pressure",
+     900,
+     {{.kind = IC_KIND_RESIZED,
+       .present = TRUE,
+       .mtime = NOW - 3000,
+       .disk_bytes = 60,
+       .pinned = TRUE},
+      UNUSED(2000, 60),
+      UNUSED(1000, 60)},
+     3,
+     ".xx"},
+    /* in use beats everything */
+    {"in_use_beats_pressure",
+     990,
+     {{.kind = IC_KIND_RESIZED,
+       .present = TRUE,
+       .mtime = NOW - 3000,
+       .disk_bytes = 500,
+       .local_users = 1},
+      UNUSED(2000, 10)},
+     2,
+     ".x"},
+    /* nothing younger than the floor (600 s) goes, even short of the low mark */
+    {"minimum_age_floor", 990, {UNUSED(599, 500), UNUSED(700, 10)}, 2, ".x"},
+    /* a file already removable by age counts towards the target */
+    {"removable_counts_first", 900, {UNUSED(2 * HOUR, 100), UNUSED(3000, 60)}, 2, ".."},
+    {"corrupt_never_chosen",
+     990,
+     {{.kind = IC_KIND_RESIZED,
+       .present = TRUE,
+       .mtime = NOW - 3000,
+       .disk_bytes = 500,
+       .checksum = IC_CHECKSUM_MISMATCH}},
+     1,
+     "."},
+};
+
+static void test_pressure(gconstpointer data)
+{
+    const PressureCase *tc = data;
+    IcPolicyConfig config = {
+        .remove_unused = TRUE,
+        .original_minimum_age = DAY,
+        .resized_minimum_age = HOUR,
+        .high_watermark_percent = 85,
+        .low_watermark_percent = 80,
+        .space_minimum_age = 600,
+    };
+    IcDiskUsage disk = {.total_bytes = 1000, .used_bytes = tc->used};
+    IcPolicyFacts files[5];
+    IcPolicyFacts *pointers[5];
+    for (guint i = 0; i < tc->n_files; i++) {
+        files[i] = tc->files[i];
+        pointers[i] = &files[i];
+    }
+    guint chosen = ic_policy_select_for_space(pointers, tc->n_files, &config, &disk, NOW);
+    GString *got = g_string_new(NULL);
+    guint marked = 0;
+    for (guint i = 0; i < tc->n_files; i++) {
+        g_string_append_c(got, files[i].evict_for_space ? 'x' : '.');
+        marked += files[i].evict_for_space;
+        /* and the chosen ones are what the policy then removes */
+        IcPolicyDecision d = ic_policy_decide(&files[i], &config, NOW);
+        if (files[i].evict_for_space)
+            g_assert_cmpstr(d.reason, ==, "disk_pressure");
+    }
+    g_assert_cmpstr(got->str, ==, tc->chosen);
+    g_assert_cmpuint(chosen, ==, marked);
+    g_string_free(got, TRUE);
 }
 
 int main(int argc, char **argv)
@@ -107,6 +278,12 @@ int main(int argc, char **argv)
     for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/imagecache/policy/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_case);
+    }
+    g_test_add_func("/imagecache/policy/quarantine", test_quarantine);
+    for (gsize i = 0; i < G_N_ELEMENTS(pressure_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/imagecache/policy/pressure/%s", pressure_cases[i].name);
+        g_test_add_data_func(path, &pressure_cases[i], test_pressure);
     }
     return g_test_run();
 }

@@ -33,7 +33,14 @@ static const NameCase name_cases[] = {
     {"g97222e91fc4241f49a7f520d1dcf446751129b3", IC_KIND_IGNORED},
     {"00000001", IC_KIND_IGNORED},
     {"ephemeral_0_20_None", IC_KIND_IGNORED},
-    {"swap_512", IC_KIND_IGNORED},
+    {"swap_512", IC_KIND_SWAP},
+    {"swap_", IC_KIND_IGNORED},
+    {"swap_1G", IC_KIND_IGNORED},
+    {"ephemeral_20_40d1d2c", IC_KIND_EPHEMERAL},
+    {"ephemeral_0_default", IC_KIND_EPHEMERAL},
+    {"ephemeral_20_", IC_KIND_IGNORED},
+    {"ephemeral__abc", IC_KIND_IGNORED},
+    {"ephemeral_20_ABC", IC_KIND_IGNORED},
     {"", IC_KIND_IGNORED},
     {".", IC_KIND_IGNORED},
     {FP "\n", IC_KIND_IGNORED},
@@ -46,7 +53,7 @@ static void test_classify(gconstpointer data)
     g_autofree char *fingerprint = NULL;
     IcImageKind kind = ic_scan_classify_name(tc->name, &fingerprint);
     g_assert_cmpint(kind, ==, tc->kind);
-    if (kind == IC_KIND_IGNORED)
+    if (kind == IC_KIND_IGNORED || kind == IC_KIND_SWAP || kind == IC_KIND_EPHEMERAL)
         g_assert_null(fingerprint);
     else
         g_assert_cmpstr(fingerprint, ==, FP);
