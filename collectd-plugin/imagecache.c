@@ -1,0 +1,328 @@
+/* imagecache.c — the collectd read plugin: a worker thread runs the pass every
+ * PassInterval; the read callback dispatches the latest values; notifications
+ * on corrupt, absent-in-use and unremovable base files. Glue only: the rules
+ * live in common/ (pass, metrics). */
+#include <gio/gio.h>
+#include <glib.h>
+
+#include "error.h"
+#include "ledger.h"
+#include "metrics.h"
+#include "pass.h"
+#ifdef IC_HAVE_LIBVIRT
+#include "virt.h"
+#endif
+
+/* collectd's headers, from -isystem dirs: they are not -pedantic clean. */
+#include "collectd/core/daemon/plugin.h"
+
+#define PLUGIN_NAME "imagecache"
+#define LOG_PREFIX  "imagecache plugin: "
+
+/* Options gathered by the config callback (collectd calls it before init):
+ * "name", "value" pairs, checked in init, where a failure unloads the plugin. */
+static GPtrArray *config_items;
+static char *config_problem; /* first option whose value could not be read */
+
+/* Set up by init, read-only afterwards (the worker uses them). */
+static IcConfig *config;
+static IcPluginOptions *options;
+static guint log_handler_id;
+
+/* The worker and what it shares with the read callback, under @lock. */
+static GMutex lock;
+static GCond wakeup;
+static gboolean stopping;
+static gboolean worker_running;
+static pthread_t worker_thread;
+static GCancellable *cancellable;
+static IcMetricSet *snapshot;      /* the latest pass's values, NULL until the first */
+static gboolean snapshot_reported; /* its dispatch time was logged */
+
+/* ---- logging ---- */
+
+static void forward_log(const char *domain, GLogLevelFlags level, const char *message,
+                        gpointer data)
+{
+    int severity = LOG_INFO;
+    if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+        severity = LOG_ERR;
+    else if (level & G_LOG_LEVEL_WARNING)
+        severity = LOG_WARNING;
+    else if (level & G_LOG_LEVEL_DEBUG)
+        return; /* the library's detail; collectd's DEBUG is compiled out anyway */
+    plugin_log(severity, LOG_PREFIX "%s", message);
+}
+
+/* ---- config ---- */
+
+/* The value of a one-value option as text, the way ic_config_set reads it. */
+static char *option_value_text(const oconfig_item_t *item)
+{
+    if (item->values_num != 1 || item->children_num != 0)
+        return NULL;
+    const oconfig_value_t *value = &item->values[0];
+    switch (value->type) {
+    case OCONFIG_TYPE_STRING:
+        return g_strdup(value->value.string);
+    case OCONFIG_TYPE_BOOLEAN:
+        return g_strdup(value->value.boolean ? "true" : "false");
+    case OCONFIG_TYPE_NUMBER:
+        /* %.17g keeps 1.5 as "1.5" (refused where a whole number is due). */
+        return g_strdup_printf("%.17g", value->value.number);
+    }
+    return NULL;
+}
+
+static int imagecache_config(oconfig_item_t *block)
+{
+    if (config_items == NULL)
+        config_items = g_ptr_array_new_with_free_func(g_free);
+    for (int i = 0; i < block->children_num; i++) {
+        const oconfig_item_t *item = &block->children[i];
+        char *text = option_value_text(item);
+        if (text == NULL) {
+            if (config_problem == NULL)
+                config_problem = g_strdup_printf("option '%s' takes exactly one value", item->key);
+            continue;
+        }
+        g_ptr_array_add(config_items, g_strdup(item->key));
+        g_ptr_array_add(config_items, text);
+    }
+    return 0; /* errors are reported by init, which unloads the plugin */
+}
+
+static gboolean load_options(GError **error)
+{
+    if (config_problem != NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG, "collectd config: %s", config_problem);
+        return FALSE;
+    }
+    options = ic_plugin_options_new();
+    for (guint i = 0; config_items != NULL && i + 1 < config_items->len; i += 2)
+        if (!ic_plugin_options_set(options, config_items->pdata[i], config_items->pdata[i + 1],
+                                   error))
+            return FALSE;
+    return ic_plugin_options_build_config(options, &config, error);
+}
+
+/* ---- the worker ---- */
+
+typedef struct {
+    IcLedgerCounts ledger;
+} PassWitnesses;
+
+/* The witnesses besides the instances dir (which the pass reads itself): the
+ * usage ledger of every host and this host's live domains. The pass calls
+ * this at its start and again under the usage lock before it removes. */
+static void collect_usage(IcUsage *usage, gint64 now, gpointer data)
+{
+    PassWitnesses *witnesses = data;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedger) ledger = NULL;
+
+    witnesses->ledger = (IcLedgerCounts){.known = FALSE};
+    if (ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
+                           &error)) {
+        ic_ledger_add_usage(ledger, config->host, usage);
+        witnesses->ledger.known = ledger->errors->len == 0;
+        witnesses->ledger.hosts = ledger->hosts->len;
+        for (guint i = 0; i < ledger->hosts->len; i++)
+            witnesses->ledger.stale_hosts += ((const IcLedgerHost *)ledger->hosts->pdata[i])->stale;
+    } else {
+        g_autofree char *note =
+            g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
+                            config->ledger_dir, error->message);
+        ic_usage_add_note(usage, TRUE, note);
+        g_clear_error(&error);
+    }
+#ifdef IC_HAVE_LIBVIRT
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    if (!ic_virt_add_usage(config->libvirt_uri, base_dir, config->host, usage, &error)) {
+        g_autofree char *note = g_strdup_printf("live domains not consulted: %s", error->message);
+        ic_usage_add_note(usage, FALSE, note);
+    }
+#else
+    ic_usage_add_note(usage, FALSE, "live domains not consulted: built without libvirt");
+#endif
+}
+
+static void dispatch_notification(const IcNotification *alert)
+{
+    static const int severities[] = {
+        [IC_NOTIFY_FAILURE] = NOTIF_FAILURE,
+        [IC_NOTIFY_WARNING] = NOTIF_WARNING,
+        [IC_NOTIFY_OKAY] = NOTIF_OKAY,
+    };
+    notification_t n = {.severity = severities[alert->severity], .time = cdtime()};
+    g_strlcpy(n.message, alert->message, sizeof(n.message));
+    g_strlcpy(n.host, hostname_g, sizeof(n.host));
+    g_strlcpy(n.plugin, PLUGIN_NAME, sizeof(n.plugin));
+    g_strlcpy(n.plugin_instance, alert->file, sizeof(n.plugin_instance));
+    g_strlcpy(n.type, "gauge", sizeof(n.type));
+    g_strlcpy(n.type_instance, alert->condition, sizeof(n.type_instance));
+    plugin_dispatch_notification(&n);
+}
+
+/* One pass; FALSE when cancelled (shutdown). */
+static gboolean run_pass(IcAlertState *alerts)
+{
+    PassWitnesses witnesses = {{0}};
+    IcPassOptions pass_options = {
+        .mode = IC_PASS_RUN,
+        .checksum_rate_limit = options->checksum_rate_limit,
+        .cancellable = cancellable,
+        .witnesses = collect_usage,
+        .witnesses_data = &witnesses,
+    };
+    g_autoptr(IcReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+    if (!ic_pass_run(config, NULL, &pass_options, now, &report, &error)) {
+        if (g_error_matches(error, IC_ERROR, IC_ERROR_CANCELLED))
+            return FALSE;
+        ERROR(LOG_PREFIX "pass over '%s/%s' failed: %s; trying again in %" G_GINT64_FORMAT " s",
+              config->instances_path, config->base_dir_name, error->message,
+              options->pass_interval);
+        return TRUE;
+    }
+    ic_report_log_events(report);
+
+    IcMetricSet *values = ic_metric_set_new_from_report(report, &witnesses.ledger);
+    g_mutex_lock(&lock);
+    IcMetricSet *old = g_steal_pointer(&snapshot);
+    snapshot = values;
+    snapshot_reported = FALSE;
+    g_mutex_unlock(&lock);
+    ic_metric_set_unref(old);
+
+    g_autoptr(GPtrArray) alerts_raised = ic_alert_state_update(alerts, report);
+    for (guint i = 0; i < alerts_raised->len; i++)
+        dispatch_notification(g_ptr_array_index(alerts_raised, i));
+
+    const IcTotals *t = &report->totals;
+    INFO(LOG_PREFIX
+         "pass took %.1f s: %u images, %u active, %u corrupt, %u removed (%" G_GUINT64_FORMAT
+         " bytes reclaimed), %u kept too young",
+         report->duration_seconds, t->images, t->active, t->corrupt, t->removed, t->bytes_reclaimed,
+         t->too_young);
+    return TRUE;
+}
+
+static void *worker_main(void *arg)
+{
+    g_autoptr(IcAlertState) alerts = ic_alert_state_new(); /* the worker's alone */
+
+    g_mutex_lock(&lock);
+    while (!stopping) {
+        g_mutex_unlock(&lock);
+        gint64 next = g_get_monotonic_time() + options->pass_interval * G_USEC_PER_SEC;
+        gboolean go_on = run_pass(alerts);
+        g_mutex_lock(&lock);
+        if (!go_on)
+            break;
+        while (!stopping && g_cond_wait_until(&wakeup, &lock, next))
+            ; /* spurious wake-ups: wait on until the deadline or shutdown */
+    }
+    g_mutex_unlock(&lock);
+    return NULL;
+}
+
+/* ---- callbacks ---- */
+
+static int imagecache_init(void)
+{
+    g_autoptr(GError) error = NULL;
+
+    log_handler_id = g_log_set_handler("imagecache", G_LOG_LEVEL_MASK, forward_log, NULL);
+    if (!load_options(&error)) {
+        ERROR(LOG_PREFIX "%s; the plugin is not started", error->message);
+        return -1;
+    }
+    cancellable = g_cancellable_new();
+    stopping = FALSE;
+    int status = plugin_thread_create(&worker_thread, worker_main, NULL, "imagecache");
+    if (status != 0) {
+        ERROR(LOG_PREFIX "could not start the worker thread: %s", g_strerror(status));
+        return -1;
+    }
+    worker_running = TRUE;
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    INFO(LOG_PREFIX "checking '%s' every %" G_GINT64_FORMAT " s (config '%s', removal %s, "
+                    "checksums %s, hashing at most %" G_GUINT64_FORMAT " bytes/s)",
+         base_dir, options->pass_interval, options->config_path,
+         config->remove_unused_base_images ? "on" : "off",
+         config->checksum_base_images ? "on" : "off", options->checksum_rate_limit);
+    return 0;
+}
+
+static void submit(const IcMetric *metric, cdtime_t interval)
+{
+    value_t value = {.gauge = metric->value};
+    value_list_t vl = VALUE_LIST_INIT;
+    vl.values = &value;
+    vl.values_len = 1;
+    vl.interval = interval;
+    g_strlcpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
+    g_strlcpy(vl.plugin_instance, metric->plugin_instance, sizeof(vl.plugin_instance));
+    g_strlcpy(vl.type, metric->type, sizeof(vl.type));
+    g_strlcpy(vl.type_instance, metric->type_instance, sizeof(vl.type_instance));
+    plugin_dispatch_values(&vl);
+}
+
+/* Dispatches the latest pass's values and returns: the pass runs elsewhere.
+ * They are sent every read interval, with that interval, so a graph has a
+ * point per interval and a removed image's values, absent from the next
+ * snapshot, expire from collectd's cache after Timeout intervals. */
+static int imagecache_read(void)
+{
+    g_mutex_lock(&lock);
+    IcMetricSet *values = snapshot ? ic_metric_set_ref(snapshot) : NULL;
+    gboolean report_time = values != NULL && !snapshot_reported;
+    snapshot_reported = TRUE;
+    g_mutex_unlock(&lock);
+    if (values == NULL)
+        return 0; /* the first pass is still running */
+
+    cdtime_t started = cdtime();
+    cdtime_t interval = plugin_get_interval();
+    for (guint i = 0; i < values->metrics->len; i++)
+        submit(&g_array_index(values->metrics, IcMetric, i), interval);
+    if (report_time)
+        INFO(LOG_PREFIX "dispatched %u values in %.3f ms", values->metrics->len,
+             CDTIME_T_TO_DOUBLE(cdtime() - started) * 1000.0);
+    ic_metric_set_unref(values);
+    return 0;
+}
+
+static int imagecache_shutdown(void)
+{
+    if (worker_running) {
+        g_mutex_lock(&lock);
+        stopping = TRUE;
+        g_cond_broadcast(&wakeup);
+        g_mutex_unlock(&lock);
+        g_cancellable_cancel(cancellable); /* stops hashing mid-file */
+        pthread_join(worker_thread, NULL);
+        worker_running = FALSE;
+    }
+    g_clear_pointer(&snapshot, ic_metric_set_unref);
+    g_clear_object(&cancellable);
+    g_clear_pointer(&config, ic_config_free);
+    g_clear_pointer(&options, ic_plugin_options_free);
+    g_clear_pointer(&config_items, g_ptr_array_unref);
+    g_clear_pointer(&config_problem, g_free);
+    if (log_handler_id != 0)
+        g_log_remove_handler("imagecache", log_handler_id);
+    log_handler_id = 0;
+    return 0;
+}
+
+__attribute__((visibility("default"))) void module_register(void)
+{
+    plugin_register_complex_config(PLUGIN_NAME, imagecache_config);
+    plugin_register_init(PLUGIN_NAME, imagecache_init);
+    plugin_register_read(PLUGIN_NAME, imagecache_read);
+    plugin_register_shutdown(PLUGIN_NAME, imagecache_shutdown);
+}
