@@ -74,6 +74,13 @@ static GPtrArray *previous_domains(const IcConfig *config, gint64 now, IcLedger 
     return domains;
 }
 
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    const IcLedgerDomain *da = *(IcLedgerDomain *const *)a;
+    const IcLedgerDomain *db = *(IcLedgerDomain *const *)b;
+    return g_strcmp0(da->name, db->name);
+}
+
 /* Prints what the rebuild adds, drops and changes; returns how many lines. */
 static guint print_changes(GPtrArray *before, GPtrArray *after)
 {
@@ -121,6 +128,7 @@ static int reconcile(IcCli *cli, gboolean dry_run)
 
     g_autoptr(IcLedger) previous = NULL;
     GPtrArray *before = previous_domains(config, now, &previous);
+    g_ptr_array_sort(entries, compare_names);
     guint changes = print_changes(before, entries);
 
     if (!dry_run &&
