@@ -88,6 +88,12 @@ static void set_users(IcImageRow *row, const IcUsers *users)
         g_ptr_array_add(row->users, g_strdup(g_ptr_array_index(users->users, i)));
 }
 
+/* The image id a witness knew for @fingerprint (NULL for swap/ephemeral files). */
+static char *image_id_of(const IcUsage *usage, const char *fingerprint)
+{
+    return fingerprint ? g_strdup(g_hash_table_lookup(usage->image_ids, fingerprint)) : NULL;
+}
+
 /* What the policy is told about @row given @usage; the one place facts are
  * assembled. A row the pass chose to evict for space keeps that choice. */
 static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage,
@@ -182,7 +188,7 @@ static gboolean process_file(Pass *pass, const IcBaseFile *file, const IcUsage *
     IcImageRow *row = ic_report_add_row(pass->report, file->name);
     row->kind = file->kind;
     row->fingerprint = g_strdup(file->fingerprint);
-    row->image_id = g_strdup(g_hash_table_lookup(usage->image_ids, file->fingerprint));
+    row->image_id = image_id_of(usage, file->fingerprint);
     row->present = TRUE;
     row->size = file->size;
     row->mtime = file->mtime;
@@ -268,7 +274,7 @@ static IcImageRow *add_absent_row(Pass *pass, const char *name, IcImageKind kind
     IcImageRow *row = ic_report_add_row(pass->report, name);
     row->kind = kind;
     row->fingerprint = g_strdup(fingerprint);
-    row->image_id = g_strdup(g_hash_table_lookup(usage->image_ids, fingerprint));
+    row->image_id = image_id_of(usage, fingerprint);
     row->present = FALSE;
     decide(pass, row, usage, FALSE);
     g_autofree char *names = ic_image_row_users_text(row);

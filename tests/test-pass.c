@@ -1,0 +1,240 @@
+/* The pass with the rules beyond Nova, on real files: pinning, quarantine, swap and
+ * ephemeral files, last-use ages from the ledger, and disk pressure on a real
+ * size-limited tmpfs. */
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "ledger.h"
+#include "pass.h"
+#include "remove.h"
+#include "testutil.h"
+
+#define NOW  ((gint64)1700000000)
+#define HOUR ((gint64)3600)
+#define DAY  ((gint64)86400)
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static IcConfig *tree_config(const IcTestTree *tree, const char *extra)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *text = g_strdup_printf("[imagecache]\ninstances_path=%s\nhost=testhost\n%s",
+                                            tree->root, extra ? extra : "");
+    g_autofree char *path = ic_test_write_file(tree->root, "imagecache.conf", text, -1);
+    IcConfig *config = ic_config_new();
+    g_assert_true(ic_config_load_file(config, path, &error));
+    g_assert_no_error(error);
+    g_assert_true(ic_config_finish(config, &error));
+    g_assert_no_error(error);
+    return config;
+}
+
+static IcReport *run_pass(const IcConfig *config, IcPassMode mode, gint64 now)
+{
+    g_autoptr(GError) error = NULL;
+    IcReport *report = NULL;
+    IcPassOptions options = {.mode = mode};
+    g_assert_true(ic_pass_run(config, NULL, &options, now, &report, &error));
+    g_assert_no_error(error);
+    return report;
+}
+
+static char *make_base(const IcTestTree *tree, const char *name, const char *data, gint64 mtime)
+{
+    char *path = ic_test_write_file(tree->base_dir, name, data, -1);
+    ic_test_set_mtime(path, mtime);
+    return path;
+}
+
+static const char *reason_of(const IcReport *report, const char *name)
+{
+    const IcImageRow *row = ic_report_lookup(report, name);
+    g_assert_nonnull(row);
+    return row->decision.reason;
+}
+
+static void test_pinned(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree, "pinned_images=" FP_A ";golden-*\n");
+    g_autofree char *a = make_base(tree, FP_A, "a", NOW - 10 * DAY);
+    g_autofree char *b = make_base(tree, FP_B, "b", NOW - 10 * DAY);
+
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_cmpstr(reason_of(report, FP_A), ==, "pinned");
+    g_assert_cmpstr(ic_report_lookup(report, FP_A)->pinned_by, ==, FP_A);
+    g_assert_cmpstr(reason_of(report, FP_B), ==, "unused");
+    g_assert_true(ic_test_exists(a));
+    g_assert_false(ic_test_exists(b));
+    g_assert_cmpuint(report->totals.pinned, ==, 1);
+}
+
+static void test_quarantine(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "checksum_base_images=true\nquarantine_corrupt=true\n"
+                          "quarantine_retention_seconds=100\n");
+    g_autofree char *a = make_base(tree, FP_A, "rotten", NOW - 10 * DAY);
+    g_free(ic_test_write_file(tree->base_dir, FP_A ".sha1",
+                              "0000000000000000000000000000000000000000", -1));
+
+    g_autoptr(IcReport) first = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_cmpint(ic_report_lookup(first, FP_A)->action, ==, IC_ACTION_QUARANTINED);
+    g_assert_cmpuint(first->totals.quarantined, ==, 1);
+    g_autofree char *moved = g_build_filename(tree->base_dir, IC_QUARANTINE_DIR, FP_A, NULL);
+    g_autofree char *moved_sidecar =
+        g_build_filename(tree->base_dir, IC_QUARANTINE_DIR, FP_A ".sha1", NULL);
+    g_assert_false(ic_test_exists(a));
+    g_assert_true(ic_test_exists(moved));
+    g_assert_true(ic_test_exists(moved_sidecar));
+
+    /* The next pass reports it in quarantine and leaves it until the retention passes;
+     * the quarantine clock is the move (ctime), so "now" is the real time here. */
+    gint64 moved_at = g_get_real_time() / G_USEC_PER_SEC;
+    g_autoptr(IcReport) second = run_pass(config, IC_PASS_RUN, moved_at);
+    const IcImageRow *row = ic_report_lookup(second, IC_QUARANTINE_DIR "/" FP_A);
+    g_assert_nonnull(row);
+    g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_QUARANTINED);
+    g_assert_true(ic_test_exists(moved));
+
+    g_autoptr(IcReport) third = run_pass(config, IC_PASS_RUN, moved_at + 200);
+    g_assert_cmpstr(reason_of(third, IC_QUARANTINE_DIR "/" FP_A), ==, "quarantine_expired");
+    g_assert_false(ic_test_exists(moved));
+    g_assert_false(ic_test_exists(moved_sidecar));
+}
+
+static void test_quarantine_keeps_in_use(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "checksum_base_images=true\nquarantine_corrupt=true\n");
+    g_autofree char *a = make_base(tree, FP_A, "rotten", NOW - 10 * DAY);
+    g_free(ic_test_write_file(tree->base_dir, FP_A ".sha1",
+                              "0000000000000000000000000000000000000000", -1));
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_usage_add_path_user(usage, a, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    g_assert_cmpint(ic_report_lookup(report, FP_A)->decision.verdict, ==, IC_VERDICT_CORRUPT);
+    g_assert_cmpint(ic_report_lookup(report, FP_A)->action, ==, IC_ACTION_TOUCHED);
+    g_assert_true(ic_test_exists(a));
+}
+
+static void test_swap_and_ephemeral(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *swap = make_base(tree, "swap_512", "s", NOW - 2 * DAY);
+    g_autofree char *eph = make_base(tree, "ephemeral_20_40d1d2c", "e", NOW - 2 * DAY);
+
+    g_autoptr(IcConfig) off = tree_config(tree, NULL);
+    g_autoptr(IcReport) ignored = run_pass(off, IC_PASS_RUN, NOW);
+    g_assert_cmpuint(ignored->rows->len, ==, 0);
+    g_assert_true(ic_test_exists(swap));
+    g_assert_true(ic_test_exists(eph));
+
+    g_autoptr(IcConfig) on = tree_config(tree, "collect_swap_and_ephemeral=true\n");
+    g_autoptr(IcReport) young = run_pass(on, IC_PASS_RUN, NOW - DAY - HOUR);
+    g_assert_cmpstr(reason_of(young, "swap_512"), ==, "too_young"); /* originals' 24 h */
+    g_autoptr(IcReport) collected = run_pass(on, IC_PASS_RUN, NOW);
+    g_assert_cmpuint(collected->totals.removed, ==, 2);
+    g_assert_false(ic_test_exists(swap));
+    g_assert_false(ic_test_exists(eph));
+}
+
+/* Downloaded last year, used until an hour ago: not old. */
+static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autofree char *a = make_base(tree, FP_A, "a", NOW - 365 * DAY);
+    g_autoptr(IcLedgerDomain) domain =
+        ic_ledger_domain_new("11111111-2222-3333-4444-555555555555", "vm1");
+    g_ptr_array_add(domain->base_files, g_strdup(a));
+    g_assert_true(
+        ic_ledger_record_domain(config->ledger_dir, "testhost", domain, NOW - DAY, &error));
+    g_assert_true(
+        ic_ledger_drop_domain(config->ledger_dir, "testhost", domain->uuid, NOW - HOUR, &error));
+    g_assert_no_error(error);
+
+    g_autoptr(IcLedger) ledger = NULL;
+    g_assert_true(ic_ledger_read_all(config->ledger_dir, NOW, DAY, &ledger, &error));
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, "testhost", usage);
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    const IcImageRow *row = ic_report_lookup(report, FP_A);
+    g_assert_cmpstr(row->decision.reason, ==, "too_young");
+    g_assert_cmpint(row->decision.age, ==, HOUR);
+    g_assert_cmpint(row->last_used, ==, NOW - HOUR);
+    g_assert_true(ic_test_exists(a));
+}
+
+/* A 4 MiB tmpfs filled past the high watermark: eviction in LRU order down to
+ * the low mark, and no further. */
+static void test_disk_pressure_tmpfs(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *mnt = g_build_filename(tree->root, "small", NULL);
+    g_assert_cmpint(g_mkdir(mnt, 0755), ==, 0);
+    if (mount("imagecache-test", mnt, "tmpfs", 0, "size=4m") != 0) {
+        g_test_skip("cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    IcTestTree small = {.root = mnt, .base_dir = g_build_filename(mnt, "_base", NULL)};
+    g_assert_cmpint(g_mkdir(small.base_dir, 0755), ==, 0);
+    g_autoptr(IcConfig) config =
+        tree_config(&small, "disk_high_watermark_percent=70\ndisk_low_watermark_percent=40\n"
+                            "minimum_age_seconds=600\n");
+
+    /* Six 512 KiB originals, unused for 1 to 6 hours: too young for the 24 h rule. */
+    g_autofree char *blob = g_malloc0(512 * 1024);
+    memset(blob, 'x', 512 * 1024);
+    char names[6][41];
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    for (int i = 0; i < 6; i++) {
+        g_snprintf(names[i], sizeof(names[i]), "%040d", i);
+        g_autofree char *path = g_build_filename(small.base_dir, names[i], NULL);
+        g_assert_true(g_file_set_contents(path, blob, 512 * 1024, NULL));
+        ic_test_set_mtime(path, now - (6 - i) * HOUR); /* names[0] is the least recent */
+    }
+
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, now);
+    g_assert_true(report->disk_known);
+    g_assert_true(report->disk_pressure);
+    /* 3 MiB of 4 MiB (75 %) -> at most 40 % (1.6 MiB): the three oldest go. */
+    for (int i = 0; i < 6; i++) {
+        g_autofree char *path = g_build_filename(small.base_dir, names[i], NULL);
+        const IcImageRow *row = ic_report_lookup(report, names[i]);
+        g_test_message("%s: %s %s", names[i], row->decision.reason,
+                       ic_action_to_string(row->action));
+        if (i < 3) {
+            g_assert_cmpstr(row->decision.reason, ==, "disk_pressure");
+            g_assert_false(ic_test_exists(path));
+        } else {
+            g_assert_cmpstr(row->decision.reason, ==, "too_young");
+            g_assert_true(ic_test_exists(path));
+        }
+    }
+    g_autoptr(IcReport) after = run_pass(config, IC_PASS_RUN, now);
+    g_assert_false(after->disk_pressure);
+    g_assert_cmpuint(after->totals.removed, ==, 0);
+
+    g_free(small.base_dir);
+    g_assert_cmpint(umount(mnt), ==, 0);
+}
+
+#define ADD(path, func)                                                                            \
+    g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    ADD("/imagecache/pass/pinned", test_pinned);
+    ADD("/imagecache/pass/quarantine", test_quarantine);
+    ADD("/imagecache/pass/quarantine_keeps_in_use", test_quarantine_keeps_in_use);
+    ADD("/imagecache/pass/swap_and_ephemeral", test_swap_and_ephemeral);
+    ADD("/imagecache/pass/last_used_from_ledger", test_last_used_from_ledger);
+    ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
+    return g_test_run();
+}
