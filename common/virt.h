@@ -12,7 +12,7 @@ G_BEGIN_DECLS
  * read-only connection; *ret_domains receives each one's live XML parsed by
  * ic_domxml_parse (IcDomain*). An unreachable libvirt fails with
  * "cannot connect to libvirt at '@uri': <libvirt's message>"; a domain whose
- * XML cannot be read or parsed fails the listing (IC_ERROR_FORMAT); a domain
+ * XML cannot be read (IC_ERROR_FAILED) or parsed (IC_ERROR_FORMAT) fails the listing; a domain
  * that stops while it is listed is left out. libvirt's own error printing is
  * silenced for the process. */
 gboolean ic_virt_list_domains(const char *uri, GPtrArray **ret_domains, GError **error);
