@@ -254,7 +254,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 # ---- collectd ----
 
 class Collectd:
-    def __init__(self, root, name, plugin_dir, imagecache_block, extra="", interval=1):
+    def __init__(self, root, name, plugin_dir, imagecache_block, extra="", interval=1,
+                 section=None):
+        """@section replaces the LoadPlugin/Plugin lines built from @imagecache_block."""
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir, mode=0o755)
         self.logfile = os.path.join(self.dir, "collectd.log")
@@ -288,11 +290,8 @@ LoadPlugin unixsock
 </Plugin>
 {extra}
 PluginDir "{plugin_dir}"
-LoadPlugin imagecache
-<Plugin imagecache>
-{imagecache_block}
-</Plugin>
 """)
+            f.write(section or f"LoadPlugin imagecache\n<Plugin imagecache>\n{imagecache_block}</Plugin>\n")
         self.proc = None
 
     def start(self):
@@ -526,6 +525,29 @@ def check_bad_option(root, plugin_dir):
           "an unknown option fails init with a message naming it", d.log()[-600:])
 
 
+def check_snippet(root, plugin_dir):
+    """contrib/collectd/imagecache.conf, every option uncommented, starts the plugin."""
+    cache = Cache(os.path.join(root, "snippet"))
+    values = {"Config": cache.config, "InstancesPath": cache.instances, "Host": HOST,
+              "LedgerDir": os.path.join(cache.instances, "_ledger"),
+              "LibvirtURI": cache.libvirt_uri}
+    lines = []
+    for line in read(os.path.join(SOURCE_ROOT, "contrib", "collectd", "imagecache.conf")).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and stripped[1:2].isupper():
+            line = "  " + stripped[1:]
+        option = line.split()[0] if line.split() else ""
+        if option in values:
+            line = f'  {option} "{values[option]}"'
+        lines.append(line)
+    d = Collectd(root, "snippet-collectd", plugin_dir, "", section="\n".join(lines) + "\n")
+    d.start()
+    started = wait_for(lambda: "imagecache plugin: pass took" in d.log(), 10)
+    d.stop()
+    check(started and "Initialization of plugin" not in d.log(), "contrib/collectd/imagecache.conf loads and runs",
+          d.log()[-600:])
+
+
 def check_prompt_shutdown(root, plugin_dir):
     cache_root = os.path.join(root, "slow")
     base = os.path.join(cache_root, "instances", "_base")
@@ -565,6 +587,7 @@ def main():
     try:
         main_run(root, plugin_dir)
         check_bad_option(root, plugin_dir)
+        check_snippet(root, plugin_dir)
         check_prompt_shutdown(root, plugin_dir)
     finally:
         for proc in processes:
