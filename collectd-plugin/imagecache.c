@@ -37,7 +37,7 @@ static gboolean worker_running;
 static pthread_t worker_thread;
 static GCancellable *cancellable;
 static IcMetricSet *snapshot;      /* the latest pass's values, NULL until the first */
-static gboolean snapshot_reported; /* its dispatch time was logged */
+static gboolean snapshot_reported; /* its first cycle was logged */
 
 /* ---- logging ---- */
 
@@ -271,28 +271,64 @@ static void submit(const IcMetric *metric, cdtime_t interval)
     plugin_dispatch_values(&vl);
 }
 
-/* Dispatches the latest pass's values and returns: the pass runs elsewhere.
- * They are sent every read interval, with that interval, so a graph has a
- * point per interval and a removed image's values, absent from the next
- * snapshot, expire from collectd's cache after Timeout intervals. */
-static int imagecache_read(void)
+/* The read callback's own state (collectd never runs one read callback twice
+ * at once): the values being sent this cycle and how far it got. A cycle sends
+ * every value of one snapshot; it spans several reads when the cache is so
+ * large that sending it all would take more than READ_BUDGET of the interval. */
+#define READ_BUDGET 0.25                 /* of the read interval */
+static IcMetricSet *cycle;               /* NULL between cycles */
+static guint cycle_next;                 /* index of the next value to send */
+static cdtime_t cycle_interval;          /* interval × reads the cycle takes */
+static double seconds_per_value = 20e-6; /* measured, as a moving average */
+
+static void start_cycle(cdtime_t interval)
 {
     g_mutex_lock(&lock);
-    IcMetricSet *values = snapshot ? ic_metric_set_ref(snapshot) : NULL;
-    gboolean report_time = values != NULL && !snapshot_reported;
+    cycle = snapshot ? ic_metric_set_ref(snapshot) : NULL;
+    gboolean first_of_snapshot = cycle != NULL && !snapshot_reported;
     snapshot_reported = TRUE;
     g_mutex_unlock(&lock);
-    if (values == NULL)
-        return 0; /* the first pass is still running */
+    if (cycle == NULL)
+        return; /* the first pass is still running */
+
+    guint per_read =
+        (guint)MAX(64.0, READ_BUDGET * CDTIME_T_TO_DOUBLE(interval) / seconds_per_value);
+    guint reads = MAX(1u, (cycle->metrics->len + per_read - 1) / per_read);
+    cycle_next = 0;
+    cycle_interval = interval * reads;
+    if (first_of_snapshot)
+        INFO(LOG_PREFIX "sending %u values every %.1f s (%u read%s of %.1f us per value)",
+             cycle->metrics->len, CDTIME_T_TO_DOUBLE(cycle_interval), reads, reads > 1 ? "s" : "",
+             seconds_per_value * 1e6);
+}
+
+/* Sends the latest pass's values and returns: the pass runs in the worker.
+ * Each value is re-sent every cycle (one read interval unless the cache is
+ * huge) with the cycle's length as its interval, so a graph gets a point per
+ * interval, and the values of an image the pass removed, absent from the next
+ * snapshot, expire from collectd's cache after Timeout cycles. A read never
+ * takes more than about READ_BUDGET of the interval, whatever the cache size. */
+static int imagecache_read(void)
+{
+    cdtime_t interval = plugin_get_interval();
+    if (cycle == NULL)
+        start_cycle(interval);
+    if (cycle == NULL)
+        return 0;
 
     cdtime_t started = cdtime();
-    cdtime_t interval = plugin_get_interval();
-    for (guint i = 0; i < values->metrics->len; i++)
-        submit(&g_array_index(values->metrics, IcMetric, i), interval);
-    if (report_time)
-        INFO(LOG_PREFIX "dispatched %u values in %.3f ms", values->metrics->len,
-             CDTIME_T_TO_DOUBLE(cdtime() - started) * 1000.0);
-    ic_metric_set_unref(values);
+    cdtime_t deadline = started + (cdtime_t)(READ_BUDGET * (double)interval);
+    guint first = cycle_next;
+    while (cycle_next < cycle->metrics->len) {
+        submit(&g_array_index(cycle->metrics, IcMetric, cycle_next), cycle_interval);
+        cycle_next++;
+        if (cycle_next % 64 == 0 && cdtime() > deadline)
+            break;
+    }
+    double took = CDTIME_T_TO_DOUBLE(cdtime() - started);
+    seconds_per_value = 0.5 * seconds_per_value + 0.5 * took / (cycle_next - first);
+    if (cycle_next >= cycle->metrics->len)
+        g_clear_pointer(&cycle, ic_metric_set_unref);
     return 0;
 }
 
@@ -308,6 +344,7 @@ static int imagecache_shutdown(void)
         worker_running = FALSE;
     }
     g_clear_pointer(&snapshot, ic_metric_set_unref);
+    g_clear_pointer(&cycle, ic_metric_set_unref);
     g_clear_object(&cancellable);
     g_clear_pointer(&config, ic_config_free);
     g_clear_pointer(&options, ic_plugin_options_free);
