@@ -164,8 +164,26 @@ static void dispatch_notification(const IcNotification *alert)
     plugin_dispatch_notification(&n);
 }
 
+/* The witnesses' notes (a ledger unreadable or stale, libvirt unreachable),
+ * logged when they change rather than every pass. */
+static void log_notes(const IcReport *report, char **last_notes)
+{
+    GString *text = g_string_new(NULL);
+    for (guint i = 0; i < report->notes->len; i++)
+        g_string_append_printf(text, "%s%s", i ? "; " : "", (char *)report->notes->pdata[i]);
+    g_autofree char *notes = g_string_free(text, FALSE);
+    if (g_strcmp0(notes, *last_notes) == 0)
+        return;
+    if (report->notes->len > 0)
+        NOTICE(LOG_PREFIX "%s", notes);
+    else if (*last_notes != NULL)
+        NOTICE(LOG_PREFIX "every usage witness answered again");
+    g_free(*last_notes);
+    *last_notes = g_steal_pointer(&notes);
+}
+
 /* One pass; FALSE when cancelled (shutdown). */
-static gboolean run_pass(IcAlertState *alerts)
+static gboolean run_pass(IcAlertState *alerts, char **last_notes)
 {
     PassWitnesses witnesses = {{0}};
     IcPassOptions pass_options = {
@@ -188,6 +206,7 @@ static gboolean run_pass(IcAlertState *alerts)
         return TRUE;
     }
     ic_report_log_events(report);
+    log_notes(report, last_notes);
 
     IcMetricSet *values = ic_metric_set_new_from_report(report, &witnesses.ledger);
     g_mutex_lock(&lock);
@@ -213,12 +232,13 @@ static gboolean run_pass(IcAlertState *alerts)
 static void *worker_main(void *arg)
 {
     g_autoptr(IcAlertState) alerts = ic_alert_state_new(); /* the worker's alone */
+    g_autofree char *last_notes = NULL;
 
     g_mutex_lock(&lock);
     while (!stopping) {
         g_mutex_unlock(&lock);
         gint64 next = g_get_monotonic_time() + options->pass_interval * G_USEC_PER_SEC;
-        gboolean go_on = run_pass(alerts);
+        gboolean go_on = run_pass(alerts, &last_notes);
         g_mutex_lock(&lock);
         if (!go_on)
             break;

@@ -487,7 +487,7 @@ def run_checks(d, cache, graphite, influx, notify_file):
     check("took" not in "\n".join(l for l in text.splitlines() if "read-function" in l)
           and "read-function of plugin `imagecache'" not in text,
           "(e) no slow read warning in collectd's log")
-    dispatch = [l for l in text.splitlines() if "dispatched" in l and "values in" in l]
+    dispatch = [l for l in text.splitlines() if "imagecache plugin: sending" in l]
     if dispatch:
         log("INFO: " + dispatch[0].split("imagecache plugin: ", 1)[-1])
     errors = [l for l in text.splitlines() if "[error]" in l and "imagecache" in l]
@@ -531,8 +531,11 @@ def check_snippet(root, plugin_dir):
     values = {"Config": cache.config, "InstancesPath": cache.instances, "Host": HOST,
               "LedgerDir": os.path.join(cache.instances, "_ledger"),
               "LibvirtURI": cache.libvirt_uri}
+    snippet = read(os.path.join(SOURCE_ROOT, "contrib", "collectd", "imagecache.conf"))
+    if not check(snippet, "contrib/collectd/imagecache.conf exists"):
+        return
     lines = []
-    for line in read(os.path.join(SOURCE_ROOT, "contrib", "collectd", "imagecache.conf")).splitlines():
+    for line in snippet.splitlines():
         stripped = line.strip()
         if stripped.startswith("#") and stripped[1:2].isupper():
             line = "  " + stripped[1:]
