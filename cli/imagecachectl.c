@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"run", ic_cmd_run, "Verify, refresh in-use files and remove unused ones as configured"},
     {"verify", ic_cmd_verify, "Checksum the given base files against their sidecars"},
     {"ledger", ic_cmd_ledger, "Show every host's usage ledger"},
+    {"reconcile", ic_cmd_reconcile, "Rebuild this host's ledger from libvirt's live domains"},
 };
 
 static gboolean verbose;

@@ -438,6 +438,25 @@ static gboolean remove_phase(Pass *pass, GError **error)
     return TRUE;
 }
 
+/* A writer killed mid-write leaves "<file>.info.tmp.XXXXXXXX"; the next run
+ * removes those old enough that no live writer can own them. */
+#define STALE_TEMP_SECONDS 3600
+
+static void remove_stale_temps(Pass *pass)
+{
+    if (pass->options->mode != IC_PASS_RUN)
+        return;
+    for (guint i = 0; i < pass->scan->temps->len; i++) {
+        const IcBaseFile *temp = g_ptr_array_index(pass->scan->temps, i);
+        if (pass->now - temp->mtime < STALE_TEMP_SECONDS)
+            continue;
+        if (unlinkat(pass->dirfd, temp->name, 0) == 0)
+            ic_report_add_event(pass->report, IC_EVENT_INFO, temp->name,
+                                "%s: removed a temp file an interrupted sidecar write left",
+                                temp->name);
+    }
+}
+
 static gboolean pass_body(Pass *pass, GError **error)
 {
     g_autoptr(IcUsage) usage = NULL;
@@ -448,6 +467,7 @@ static gboolean pass_body(Pass *pass, GError **error)
         g_ptr_array_add(pass->report->notes, g_strdup(g_ptr_array_index(usage->notes, i)));
     if (!ic_remove_open_base_dir(pass->base_dir, &pass->dirfd, error))
         return FALSE;
+    remove_stale_temps(pass);
     for (guint i = 0; i < pass->scan->files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(pass->scan->files, i);
         if (wanted(pass, file) && !process_file(pass, file, usage, error))

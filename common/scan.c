@@ -114,6 +114,25 @@ IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint)
     return kind;
 }
 
+gboolean ic_scan_is_sidecar_temp(const char *name)
+{
+    const char *tmp = g_strrstr(name, ".tmp.");
+    if (tmp == NULL || strlen(tmp + 5) != 8)
+        return FALSE;
+    for (const char *p = tmp + 5; *p != '\0'; p++) {
+        if (!g_ascii_isxdigit(*p))
+            return FALSE;
+    }
+    g_autofree char *target = g_strndup(name, (gsize)(tmp - name));
+    for (const char *const *suffix = ic_sidecar_suffixes; *suffix != NULL; suffix++) {
+        if (!g_str_has_suffix(target, *suffix))
+            continue;
+        target[strlen(target) - strlen(*suffix)] = '\0';
+        return ic_scan_classify_name(target, NULL) != IC_KIND_IGNORED;
+    }
+    return FALSE;
+}
+
 char *ic_fingerprint_of_image_id(const char *image_id)
 {
     return g_compute_checksum_for_string(G_CHECKSUM_SHA1, image_id, -1);
@@ -141,6 +160,7 @@ void ic_scan_free(IcScan *scan)
     g_clear_pointer(&scan->files, g_ptr_array_unref);
     g_clear_pointer(&scan->skipped, g_ptr_array_unref);
     g_clear_pointer(&scan->variants, g_hash_table_unref);
+    g_clear_pointer(&scan->temps, g_ptr_array_unref);
     g_free(scan);
 }
 
@@ -243,6 +263,20 @@ static void index_variants(IcScan *scan)
         g_ptr_array_sort(list, compare_variants);
 }
 
+static void scan_temp(IcScan *scan, int dirfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return;
+    IcBaseFile *file = g_new0(IcBaseFile, 1);
+    file->name = g_strdup(name);
+    file->size = st.st_size;
+    file->mtime = st.st_mtim.tv_sec;
+    file->dev = st.st_dev;
+    file->ino = st.st_ino;
+    g_ptr_array_add(scan->temps, file);
+}
+
 gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **error)
 {
     g_autoptr(IcScan) scan = g_new0(IcScan, 1);
@@ -251,6 +285,7 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
     scan->skipped = g_ptr_array_new_with_free_func((GDestroyNotify)skipped_entry_free);
     scan->variants =
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
+    scan->temps = g_ptr_array_new_with_free_func((GDestroyNotify)base_file_free);
 
     int dirfd = open(base_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dirfd < 0) {
@@ -281,7 +316,9 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
     while ((entry = readdir(dir)) != NULL) {
         char *fingerprint = NULL;
         IcImageKind kind = ic_scan_classify_name(entry->d_name, &fingerprint);
-        if (kind == IC_KIND_IGNORED) {
+        if (kind == IC_KIND_IGNORED && ic_scan_is_sidecar_temp(entry->d_name)) {
+            scan_temp(scan, dirfd, entry->d_name);
+        } else if (kind == IC_KIND_IGNORED) {
             if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, ".."))
                 scan->ignored++;
         } else {

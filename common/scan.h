@@ -29,6 +29,10 @@ extern const char *const ic_sidecar_suffixes[];
  * and ephemeral files have none (NULL). Pure. */
 IcImageKind ic_scan_classify_name(const char *name, char **ret_fingerprint);
 
+/* TRUE for "<base file>.<sidecar suffix>.tmp.<8 hex>", the temp name of an
+ * atomic sidecar write (ic_file_write_atomic_at). */
+gboolean ic_scan_is_sidecar_temp(const char *name);
+
 /* TRUE for lowercase 40-hex-digit strings. */
 gboolean ic_fingerprint_is_valid(const char *s);
 
@@ -61,6 +65,7 @@ typedef struct {
     GPtrArray *skipped;   /* IcSkippedEntry*, sorted by name */
     guint ignored;        /* entries with names outside the grammar */
     GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
+    GPtrArray *temps;   /* IcBaseFile*: sidecar temp files an interrupted writer left */
 } IcScan;
 
 void ic_scan_free(IcScan *scan);

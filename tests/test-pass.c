@@ -142,6 +142,19 @@ static void test_swap_and_ephemeral(IcTestTree *tree, gconstpointer data)
     g_assert_false(ic_test_exists(eph));
 }
 
+/* A killed sidecar writer's temp file is removed once old; a fresh one may
+ * belong to a live writer and stays. */
+static void test_stale_sidecar_temps(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autofree char *old = make_base(tree, FP_A ".info.tmp.0000abcd", "{\"sh", NOW - 2 * HOUR);
+    g_autofree char *fresh = make_base(tree, FP_A ".info.tmp.0000abce", "{\"sh", NOW - 60);
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_false(ic_test_exists(old));
+    g_assert_true(ic_test_exists(fresh));
+    g_assert_cmpuint(report->rows->len, ==, 0);
+}
+
 /* Downloaded last year, used until an hour ago: not old. */
 static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
 {
@@ -235,6 +248,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/quarantine_keeps_in_use", test_quarantine_keeps_in_use);
     ADD("/imagecache/pass/swap_and_ephemeral", test_swap_and_ephemeral);
     ADD("/imagecache/pass/last_used_from_ledger", test_last_used_from_ledger);
+    ADD("/imagecache/pass/stale_sidecar_temps", test_stale_sidecar_temps);
     ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
     return g_test_run();
 }

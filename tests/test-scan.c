@@ -59,6 +59,17 @@ static void test_classify(gconstpointer data)
         g_assert_cmpstr(fingerprint, ==, FP);
 }
 
+static void test_sidecar_temp_names(void)
+{
+    g_assert_true(ic_scan_is_sidecar_temp(FP ".info.tmp.0a1b2c3d"));
+    g_assert_true(ic_scan_is_sidecar_temp(FP "_10.sha1.tmp.ffffffff"));
+    g_assert_false(ic_scan_is_sidecar_temp(FP ".info.tmp.0a1b2c3"));  /* 7 digits */
+    g_assert_false(ic_scan_is_sidecar_temp(FP ".info.tmp.0a1b2c3g")); /* not hex */
+    g_assert_false(ic_scan_is_sidecar_temp(FP ".txt.tmp.0a1b2c3d"));  /* not a sidecar */
+    g_assert_false(ic_scan_is_sidecar_temp("foo.info.tmp.0a1b2c3d")); /* not a base file */
+    g_assert_false(ic_scan_is_sidecar_temp(FP ".tmp.0a1b2c3d"));
+}
+
 static void test_fingerprint_of_image_id(void)
 {
     g_autofree char *fp = ic_fingerprint_of_image_id("42");
@@ -149,6 +160,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(path, &name_cases[i], test_classify);
     }
     g_test_add_func("/imagecache/scan/fingerprint_of_image_id", test_fingerprint_of_image_id);
+    g_test_add_func("/imagecache/scan/sidecar_temp_names", test_sidecar_temp_names);
     g_test_add("/imagecache/scan/odd_entries", IcTestTree, NULL, ic_test_tree_setup,
                test_odd_entries, ic_test_tree_teardown);
     g_test_add("/imagecache/scan/base_dir_symlink_refused", IcTestTree, NULL, ic_test_tree_setup,
