@@ -1,0 +1,3 @@
+#!/bin/sh
+# Placeholder until contrib/debian lands: skip.
+exit 77
