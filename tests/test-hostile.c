@@ -1,0 +1,165 @@
+/* test-hostile.c — a hostile base dir: entries that change between scan and removal,
+ * links where sidecars should be, hard links. Each rule is "keep the file and report",
+ * never follow out of the base dir, never delete anything outside the grammar. */
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "pass.h"
+#include "remove.h"
+#include "scan.h"
+#include "testutil.h"
+
+#define FP  "cccccccccccccccccccccccccccccccccccccccc"
+#define NOW ((gint64)1700000000)
+
+static IcRemoveExpect expect_for(const char *path)
+{
+    GStatBuf st;
+    g_assert_cmpint(g_lstat(path, &st), ==, 0);
+    return (IcRemoveExpect){.dev = st.st_dev, .ino = st.st_ino, .min_age = 0};
+}
+
+static int open_base(const IcTestTree *tree)
+{
+    g_autoptr(GError) error = NULL;
+    int dirfd = -1;
+    g_assert_true(ic_remove_open_base_dir(tree->base_dir, &dirfd, &error));
+    return dirfd;
+}
+
+/* Replaced after the scan (a new download under the same name): kept. */
+static void test_replaced_between_scan_and_removal(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = ic_test_write_file(tree->base_dir, FP, "old", -1);
+    IcRemoveExpect expect = expect_for(path);
+    g_autofree char *fresh = ic_test_write_file(tree->base_dir, FP ".new", "new", -1);
+    g_assert_cmpint(g_rename(fresh, path), ==, 0);
+
+    int dirfd = open_base(tree);
+    g_assert_false(ic_remove_base_file(dirfd, FP, &expect, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_true(ic_test_exists(path));
+    close(dirfd);
+}
+
+/* Gone after the scan: an error for that file, nothing else touched. */
+static void test_vanished_between_scan_and_removal(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = ic_test_write_file(tree->base_dir, FP, "x", -1);
+    IcRemoveExpect expect = expect_for(path);
+    g_assert_cmpint(g_unlink(path), ==, 0);
+    int dirfd = open_base(tree);
+    g_assert_false(ic_remove_base_file(dirfd, FP, &expect, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_NOT_FOUND);
+    close(dirfd);
+}
+
+/* Swapped for a symlink to a file outside the base dir: neither the link
+ * nor its target is removed. */
+static void test_became_symlink(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = ic_test_write_file(tree->base_dir, FP, "x", -1);
+    g_autofree char *outside = ic_test_write_file(tree->root, "precious", "keep me", -1);
+    IcRemoveExpect expect = expect_for(path);
+    g_assert_cmpint(g_unlink(path), ==, 0);
+    g_assert_cmpint(symlink(outside, path), ==, 0);
+
+    int dirfd = open_base(tree);
+    g_assert_false(ic_remove_base_file(dirfd, FP, &expect, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_true(ic_test_exists(path));
+    g_assert_true(ic_test_exists(outside));
+    close(dirfd);
+}
+
+/* A symlink where a sidecar should be: the image is kept, the link's target
+ * untouched. */
+static void test_sidecar_symlink(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = ic_test_write_file(tree->base_dir, FP "_10", "x", -1);
+    g_autofree char *outside = ic_test_write_file(tree->root, "passwd", "root:x:0:0", -1);
+    g_autofree char *sidecar = g_build_filename(tree->base_dir, FP "_10.sha1", NULL);
+    g_assert_cmpint(symlink(outside, sidecar), ==, 0);
+
+    int dirfd = open_base(tree);
+    g_assert_false(ic_remove_base_file(dirfd, FP "_10", NULL, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_true(ic_test_exists(path));
+    g_assert_true(ic_test_exists(sidecar));
+    g_assert_true(ic_test_exists(outside));
+    close(dirfd);
+}
+
+/* Names outside the grammar are refused even when asked directly. */
+static void test_refuses_names_outside_grammar(IcTestTree *tree, gconstpointer data)
+{
+    static const char *const names[] = {
+        "../precious", "ephemeral_0_20_None", "00000001", FP ".sha1", ".", ""};
+    g_autofree char *outside = ic_test_write_file(tree->root, "precious", "keep me", -1);
+    int dirfd = open_base(tree);
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autoptr(GError) error = NULL;
+        g_assert_false(ic_remove_base_file(dirfd, names[i], NULL, NOW, &error));
+        g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    }
+    g_assert_true(ic_test_exists(outside));
+    close(dirfd);
+}
+
+/* A hard link: removing the unused name leaves the used one's data intact. */
+static void test_hard_link(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *used = ic_test_write_file(tree->base_dir, FP, "shared data", -1);
+    g_autofree char *unused = g_build_filename(tree->base_dir, FP "_sm", NULL);
+    g_assert_cmpint(link(used, unused), ==, 0);
+    ic_test_set_mtime(used, NOW - 30 * 86400);
+
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_free(config->instances_path);
+    config->instances_path = g_strdup(tree->root);
+    g_assert_true(ic_config_finish(config, &error));
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_usage_add_path_user(usage, used, "vm1", config->host, TRUE, IC_WITNESS_STATIC);
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    /* The unused name was scanned old, but the touch of the used name refreshed
+     * the shared inode: the re-check before unlinking sees it young and keeps it. */
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    const IcImageRow *row = ic_report_lookup(report, FP "_sm");
+    g_assert_cmpint(row->action, ==, IC_ACTION_REMOVE_FAILED);
+    g_assert_nonnull(strstr(row->error, "used since it was scanned"));
+    g_assert_true(ic_test_exists(unused));
+    g_autofree char *contents = NULL;
+    g_assert_true(g_file_get_contents(used, &contents, NULL, NULL));
+    g_assert_cmpstr(contents, ==, "shared data");
+
+    /* Once the used name is gone from every witness, both names age together. */
+    g_clear_pointer(&report, ic_report_free);
+    g_assert_true(ic_pass_run(config, NULL, &options, NOW + 2 * 86400, &report, &error));
+    g_assert_cmpuint(report->totals.removed, ==, 2);
+}
+
+#define ADD(path, func)                                                                            \
+    g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    ADD("/imagecache/hostile/replaced_between_scan_and_removal",
+        test_replaced_between_scan_and_removal);
+    ADD("/imagecache/hostile/vanished_between_scan_and_removal",
+        test_vanished_between_scan_and_removal);
+    ADD("/imagecache/hostile/became_symlink", test_became_symlink);
+    ADD("/imagecache/hostile/sidecar_symlink", test_sidecar_symlink);
+    ADD("/imagecache/hostile/refuses_names_outside_grammar", test_refuses_names_outside_grammar);
+    ADD("/imagecache/hostile/hard_link", test_hard_link);
+    return g_test_run();
+}
