@@ -9,10 +9,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define HASH_BUFFER_SIZE (1024 * 1024)
 #define HASH_MIN_CHUNK   (64 * 1024)
 #define SLEEP_SLICE_USEC (100 * 1000)
+#define DROP_ALIGN       (2 * 1024 * 1024) /* the largest page-cache folio on x86-64 */
 #define SIDECAR_MAX_SIZE (64 * 1024)
 #define SIDECAR_TEXT_MAX 128
 
@@ -105,6 +108,60 @@ static char *digest_to_hex(const unsigned char *digest, unsigned int len)
     return out;
 }
 
+/* Which pages of [@offset, @offset + @len) (@offset page-aligned) are in the page
+ * cache, one byte per page into @vec (bit 0 set: resident), through mincore(2) on
+ * a short-lived mapping. The kernel tells only callers that own the file or may
+ * write it (root does): otherwise, or when the mapping fails, every page reads as
+ * absent, so hashing drops the file's pages behind it as it always did. */
+static void page_residency(int fd, guint64 offset, gsize len, unsigned char *vec, gsize pages)
+{
+    memset(vec, 0, pages);
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)offset);
+    if (map == MAP_FAILED)
+        return;
+    if (mincore(map, len, vec) < 0)
+        memset(vec, 0, pages);
+    munmap(map, len);
+}
+
+/* Gives back to the page cache what the reader brought in, and only that: pages
+ * that were cached before we read them are someone else's (a guest reading its
+ * backing file) and stay. Runs of our pages are dropped behind the reader; an
+ * open run is dropped up to a DROP_ALIGN boundary, so a large folio straddling
+ * two chunks is dropped whole once the run ends (DONTNEED skips partial folios). */
+typedef struct {
+    int fd;
+    guint64 run_start; /* start of the current run of pages we brought in */
+    gboolean in_run;
+} Dropper;
+
+static void dropper_page(Dropper *d, guint64 page_offset, gboolean was_resident)
+{
+    if (!was_resident && !d->in_run) {
+        d->run_start = page_offset;
+        d->in_run = TRUE;
+    } else if (was_resident && d->in_run) {
+        (void)posix_fadvise(d->fd, (off_t)d->run_start, (off_t)(page_offset - d->run_start),
+                            POSIX_FADV_DONTNEED);
+        d->in_run = FALSE;
+    }
+}
+
+static void dropper_flush(Dropper *d, guint64 upto, gboolean at_end)
+{
+    if (!d->in_run)
+        return;
+    guint64 end = at_end ? 0 : upto - upto % DROP_ALIGN; /* 0 length: to the end of file */
+    if (!at_end && end <= d->run_start)
+        return;
+    (void)posix_fadvise(d->fd, (off_t)d->run_start, (off_t)(at_end ? 0 : end - d->run_start),
+                        POSIX_FADV_DONTNEED);
+    if (at_end)
+        d->in_run = FALSE;
+    else
+        d->run_start = end;
+}
+
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
                           GCancellable *cancellable, char **ret_sha1_hex, GError **error)
 {
@@ -114,7 +171,9 @@ gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_
     ic_autofd fd = ic_file_open_regular_at(dirfd, name, NULL, error);
     if (fd < 0)
         return FALSE;
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    /* No readahead: it would cache pages ahead of the reader, which would then
+     * look like someone else's. Each read asks for a whole chunk instead. */
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 
     g_autoptr(EVP_MD) md = EVP_MD_fetch(NULL, "SHA1", NULL);
     g_autoptr(EVP_MD_CTX) ctx = EVP_MD_CTX_new();
@@ -122,16 +181,28 @@ gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_
         return set_crypto_error(error, "starting SHA-1");
 
     /* At low rates, read smaller pieces so the throttle is smooth, not bursty. */
+    const gsize page = (gsize)sysconf(_SC_PAGESIZE);
     gsize chunk = HASH_BUFFER_SIZE;
     if (rate_limit_bytes_per_sec > 0)
         chunk = (gsize)CLAMP(rate_limit_bytes_per_sec / 10, HASH_MIN_CHUNK, HASH_BUFFER_SIZE);
+    chunk -= chunk % page;
     g_autofree unsigned char *buf = g_malloc(chunk);
+    /* Residency of the pages from scanned_to to the end of the next read. */
+    const gsize max_pages = chunk / page + 2;
+    g_autofree unsigned char *vec = g_malloc(max_pages);
+    Dropper dropper = {.fd = fd};
+    guint64 scanned_to = 0; /* page-aligned: pages below were classified */
 
     gint64 start = g_get_monotonic_time();
     guint64 total = 0;
     for (;;) {
         if (!check_cancelled(cancellable, name, error))
             return FALSE;
+        guint64 window_end = total + chunk;
+        window_end += (page - window_end % page) % page;
+        gsize pages = (gsize)((window_end - scanned_to) / page);
+        page_residency(fd, scanned_to, pages * page, vec, pages);
+
         gsize n;
         if (!ic_file_read_some(fd, buf, chunk, name, &n, error))
             return FALSE;
@@ -139,9 +210,13 @@ gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_
             break;
         if (!EVP_DigestUpdate(ctx, buf, n))
             return set_crypto_error(error, "hashing");
-        /* Drop what we read from the page cache: it is the guests' to keep. */
-        (void)posix_fadvise(fd, (off_t)total, (off_t)n, POSIX_FADV_DONTNEED);
         total += n;
+
+        /* Drop what we read from the page cache: the cache is the guests' to keep. */
+        guint64 read_end = total + (page - total % page) % page;
+        for (gsize i = 0; scanned_to < read_end && i < pages; i++, scanned_to += page)
+            dropper_page(&dropper, scanned_to, vec[i] & 1);
+        dropper_flush(&dropper, scanned_to, FALSE);
 
         if (rate_limit_bytes_per_sec > 0) {
             gint64 due =
@@ -150,6 +225,7 @@ gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_
                 return FALSE;
         }
     }
+    dropper_flush(&dropper, scanned_to, TRUE);
 
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;

@@ -55,8 +55,10 @@ gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1
 
 /* Streams the file through SHA-1 in constant memory. @rate_limit_bytes_per_sec
  * (0 = unlimited) throttles the reading; @cancellable stops it mid-file with
- * IC_ERROR_CANCELLED. The file is read with POSIX_FADV_DONTNEED behind the
- * reader so hashing does not evict the guests' page cache. */
+ * IC_ERROR_CANCELLED. Hashing leaves the page cache as it found it: the pages it
+ * brings in are dropped behind the reader (POSIX_FADV_DONTNEED), the pages that
+ * were cached before (a guest reading the file) stay; so a pass neither evicts
+ * the guests' cache nor keeps what it read. */
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
                           GCancellable *cancellable, char **ret_sha1_hex, GError **error);
 
