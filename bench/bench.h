@@ -16,6 +16,7 @@ typedef struct {
     const char *empty_glib; /* an empty program linked to GLib */
     const char *self;       /* this binary, re-run for child measurements */
     char *workdir;          /* scratch space, removed at the end */
+    const char *trees;      /* where case 2 keeps its big trees between runs; NULL: workdir */
     GHashTable *cases;      /* case numbers to run (as strings); NULL: all */
 } BenchOptions;
 
@@ -101,11 +102,12 @@ typedef struct {
     guint domains_per_host;
 } BenchTree;
 
-/* The case-2 tree: @base_files sparse raw base files (1 GiB apparent size, mtime
+/* The case-2 tree (@reuse: the files exist from an earlier run, only the ledger
+ * and config are written again): @base_files sparse raw base files (1 GiB apparent size, mtime
  * two days ago) of which 80 % are used by @disks instance disks (qcow2, backing
  * file by absolute path) and the ledger of @hosts x @domains_per_host domains. */
 BenchTree *gen_tree(const char *root, guint base_files, guint disks, guint hosts,
-                    guint domains_per_host);
+                    guint domains_per_host, gboolean reuse);
 void bench_tree_free(BenchTree *tree);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BenchTree, bench_tree_free)
 

@@ -82,6 +82,31 @@ static void measure(const BenchTree *tree, guint reps, Samples *wall, Samples *r
     }
 }
 
+/* A tree from --trees when one was made before (its stamp file says it is
+ * complete), else a fresh one: in --trees, kept; in the workdir, removed after. */
+static BenchTree *get_tree(const char *label, guint base, guint disks, guint hosts, guint per_host,
+                           char **ret_remove)
+{
+    g_autofree char *name =
+        g_strdup_printf("pass-%s-%u-%u-%ux%u", label, base, disks, hosts, per_host);
+    g_autofree char *dir =
+        bench_opts.trees ? g_build_filename(bench_opts.trees, name, NULL) : bench_dir(name);
+    g_autofree char *stamp = g_build_filename(dir, "complete", NULL);
+    gboolean reuse = bench_opts.trees != NULL && g_file_test(stamp, G_FILE_TEST_EXISTS);
+    if (bench_opts.trees != NULL && !reuse) {
+        bench_rmtree(dir); /* a partial tree from an interrupted run */
+        g_mkdir_with_parents(dir, 0755);
+    }
+    double t0 = now_s();
+    BenchTree *tree = gen_tree(dir, base, disks, hosts, per_host, reuse);
+    fprintf(stderr, "  (%s tree %s in %.1f s: %s)\n", label, reuse ? "reused" : "generated",
+            now_s() - t0, dir);
+    if (!reuse && bench_opts.trees != NULL && !g_file_set_contents(stamp, "", 0, NULL))
+        bench_die("cannot write %s", stamp);
+    *ret_remove = bench_opts.trees ? NULL : g_steal_pointer(&dir);
+    return tree;
+}
+
 void case_pass(void)
 {
     const guint base = bench_opts.quick ? 200 : 10000;
@@ -103,12 +128,11 @@ void case_pass(void)
     g_autoptr(Samples) rss1 = samples_new();
     guint rows = 0;
     {
-        g_autofree char *dir = bench_dir("pass-1x");
-        double t0 = now_s();
-        g_autoptr(BenchTree) tree = gen_tree(dir, base, disks, hosts, per_host);
-        fprintf(stderr, "  (1x tree generated in %.1f s)\n", now_s() - t0);
+        g_autofree char *remove = NULL;
+        g_autoptr(BenchTree) tree = get_tree("1x", base, disks, hosts, per_host, &remove);
         measure(tree, reps, wall1, rss1, &rows);
-        bench_rmtree(dir);
+        if (remove != NULL)
+            bench_rmtree(remove);
     }
     g_autofree char *size1 =
         g_strdup_printf("%u base, %u disks, ledger %ux%u", base, disks, hosts, per_host);
@@ -126,12 +150,13 @@ void case_pass(void)
     g_autoptr(Samples) wallk = samples_new();
     g_autoptr(Samples) rssk = samples_new();
     {
-        g_autofree char *dir = bench_dir("pass-kx");
-        double t0 = now_s();
-        g_autoptr(BenchTree) tree = gen_tree(dir, base * k, disks * k, hosts * k, per_host);
-        fprintf(stderr, "  (%ux tree generated in %.1f s)\n", k, now_s() - t0);
+        g_autofree char *label = g_strdup_printf("%ux", k);
+        g_autofree char *remove = NULL;
+        g_autoptr(BenchTree) tree =
+            get_tree(label, base * k, disks * k, hosts * k, per_host, &remove);
         measure(tree, bench_opts.quick ? 1 : 3, wallk, rssk, &rows);
-        bench_rmtree(dir);
+        if (remove != NULL)
+            bench_rmtree(remove);
     }
     g_autofree char *sizek = g_strdup_printf("%ux: %u base, %u disks, ledger %ux%u", k, base * k,
                                              disks * k, hosts * k, per_host);

@@ -127,7 +127,7 @@ char *gen_config(const char *dir, const char *instances, const char *ledger_dir,
 }
 
 BenchTree *gen_tree(const char *root, guint base_files, guint disks, guint hosts,
-                    guint domains_per_host)
+                    guint domains_per_host, gboolean reuse)
 {
     BenchTree *tree = g_new0(BenchTree, 1);
     tree->instances = g_build_filename(root, "instances", NULL);
@@ -147,6 +147,8 @@ BenchTree *gen_tree(const char *root, guint base_files, guint disks, guint hosts
     for (guint i = 0; i < base_files; i++) {
         char *name = base_name(i);
         g_ptr_array_add(names, name);
+        if (reuse)
+            continue;
         g_autofree char *path = g_build_filename(tree->base_dir, name, NULL);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0 || ftruncate(fd, 1LL << 30) < 0 || futimens(fd, times) < 0)
@@ -156,7 +158,7 @@ BenchTree *gen_tree(const char *root, guint base_files, guint disks, guint hosts
 
     /* 80 % of the base files have instance disks; the rest are unused. */
     guint used = MAX(base_files * 8 / 10, 1);
-    for (guint i = 0; i < disks; i++) {
+    for (guint i = 0; i < disks && !reuse; i++) {
         g_autofree char *dir = g_strdup_printf("%s/inst-%07u", tree->instances, i);
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
             bench_die("mkdir %s: %s", dir, g_strerror(errno));
@@ -166,8 +168,8 @@ BenchTree *gen_tree(const char *root, guint base_files, guint disks, guint hosts
         gen_qcow2_sparse(disk, backing, "raw");
     }
 
-    /* The ledger: host0000 is this host; each domain names one base file (by
-     * path) and its image id, spread over all base files. */
+    /* The ledger, rewritten on reuse so no host is stale: host0000 is this host; each domain names
+     * one base file (by path) and its image id, spread over all base files. */
     for (guint h = 0; h < hosts; h++) {
         g_autofree char *host = g_strdup_printf("host%04u", h);
         g_autoptr(GPtrArray) domains =
