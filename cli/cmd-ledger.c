@@ -1,9 +1,9 @@
 /* cmd-ledger.c — `imagecachectl ledger [--json]`: every host's usage ledger as it is on disk.
  * Damaged host files are listed (and make the exit status 1): they block every removal. */
-#include <json-glib/json-glib.h>
 #include <stdio.h>
 
 #include "cli.h"
+#include "jsonout.h"
 #include "ledger.h"
 
 static char *format_time(gint64 t)
@@ -14,26 +14,14 @@ static char *format_time(gint64 t)
     return g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
 }
 
-static void add_string_array(JsonBuilder *b, const char *name, GPtrArray *values)
-{
-    json_builder_set_member_name(b, name);
-    json_builder_begin_array(b);
-    for (guint i = 0; i < values->len; i++)
-        json_builder_add_string_value(b, g_ptr_array_index(values, i));
-    json_builder_end_array(b);
-}
-
 static void add_domain_json(JsonBuilder *b, const IcLedgerDomain *domain)
 {
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "uuid");
-    json_builder_add_string_value(b, domain->uuid);
-    json_builder_set_member_name(b, "name");
-    json_builder_add_string_value(b, domain->name);
-    json_builder_set_member_name(b, "started");
-    json_builder_add_int_value(b, domain->started);
-    add_string_array(b, "base_files", domain->base_files);
-    add_string_array(b, "image_ids", domain->image_ids);
+    ic_json_member_string(b, "uuid", domain->uuid);
+    ic_json_member_string(b, "name", domain->name);
+    ic_json_member_int(b, "started", domain->started);
+    ic_json_member_strings(b, "base_files", domain->base_files);
+    ic_json_member_strings(b, "image_ids", domain->image_ids);
     json_builder_end_object(b);
 }
 
@@ -41,16 +29,11 @@ static void add_host_json(JsonBuilder *b, const IcLedgerHost *host, const char *
                           gint64 now)
 {
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "host");
-    json_builder_add_string_value(b, host->host);
-    json_builder_set_member_name(b, "local");
-    json_builder_add_boolean_value(b, g_strcmp0(host->host, local_host) == 0);
-    json_builder_set_member_name(b, "refreshed");
-    json_builder_add_int_value(b, host->refreshed);
-    json_builder_set_member_name(b, "age_seconds");
-    json_builder_add_int_value(b, now - host->refreshed);
-    json_builder_set_member_name(b, "stale");
-    json_builder_add_boolean_value(b, host->stale);
+    ic_json_member_string(b, "host", host->host);
+    ic_json_member_bool(b, "local", g_strcmp0(host->host, local_host) == 0);
+    ic_json_member_int(b, "refreshed", host->refreshed);
+    ic_json_member_int(b, "age_seconds", now - host->refreshed);
+    ic_json_member_bool(b, "stale", host->stale);
     json_builder_set_member_name(b, "domains");
     json_builder_begin_array(b);
     for (guint i = 0; i < host->domains->len; i++)
@@ -63,27 +46,19 @@ static char *ledger_to_json(const IcLedger *ledger, const IcConfig *config, gint
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "ledger_dir");
-    json_builder_add_string_value(b, ledger->ledger_dir);
-    json_builder_set_member_name(b, "local_host");
-    json_builder_add_string_value(b, config->host);
-    json_builder_set_member_name(b, "stale_seconds");
-    json_builder_add_int_value(b, config->ledger_stale_seconds);
-    json_builder_set_member_name(b, "now");
-    json_builder_add_int_value(b, now);
+    ic_json_member_string(b, "ledger_dir", ledger->ledger_dir);
+    ic_json_member_string(b, "local_host", config->host);
+    ic_json_member_int(b, "stale_seconds", config->ledger_stale_seconds);
+    ic_json_member_int(b, "now", now);
     json_builder_set_member_name(b, "hosts");
     json_builder_begin_array(b);
     for (guint i = 0; i < ledger->hosts->len; i++)
         add_host_json(b, g_ptr_array_index(ledger->hosts, i), config->host, now);
     json_builder_end_array(b);
-    add_string_array(b, "errors", ledger->errors);
+    ic_json_member_strings(b, "errors", ledger->errors);
     json_builder_end_object(b);
 
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    return json_generator_to_data(gen, NULL);
+    return ic_json_to_data(b);
 }
 
 static void print_hosts(GString *out, const IcLedger *ledger, const char *local_host, gint64 now)

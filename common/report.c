@@ -1,8 +1,8 @@
 #include "report.h"
 
-#include <json-glib/json-glib.h>
 #include <string.h>
 
+#include "jsonout.h"
 #include "usage.h"
 
 const char *ic_action_to_string(IcAction action)
@@ -431,48 +431,23 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
 
 /* ---- JSON output ---- */
 
-static void json_member_string(JsonBuilder *b, const char *name, const char *value)
-{
-    json_builder_set_member_name(b, name);
-    if (value == NULL)
-        json_builder_add_null_value(b);
-    else
-        json_builder_add_string_value(b, value);
-}
-
-static void json_member_int(JsonBuilder *b, const char *name, gint64 value)
-{
-    json_builder_set_member_name(b, name);
-    json_builder_add_int_value(b, value);
-}
-
-static void json_add_string_array(JsonBuilder *b, const char *name, GPtrArray *strings)
-{
-    json_builder_set_member_name(b, name);
-    json_builder_begin_array(b);
-    for (guint i = 0; i < strings->len; i++)
-        json_builder_add_string_value(b, g_ptr_array_index(strings, i));
-    json_builder_end_array(b);
-}
-
 static void json_add_row(JsonBuilder *b, const IcImageRow *row)
 {
     json_builder_begin_object(b);
-    json_member_string(b, "name", row->name);
-    json_member_string(b, "kind", ic_image_kind_to_string(row->kind));
-    json_member_string(b, "fingerprint", row->fingerprint);
-    json_member_string(b, "image_id", row->image_id);
-    json_builder_set_member_name(b, "present");
-    json_builder_add_boolean_value(b, row->present);
-    json_member_int(b, "size", row->present ? row->size : 0);
-    json_member_int(b, "mtime", row->mtime);
-    json_member_int(b, "age_seconds", row->decision.age);
-    json_member_int(b, "min_age_seconds", row->decision.threshold);
-    json_member_int(b, "last_used", row->last_used);
-    json_member_string(b, "pinned_by", row->pinned_by);
-    json_member_int(b, "local_users", row->local_users);
-    json_member_int(b, "remote_users", row->remote_users);
-    json_add_string_array(b, "users", row->users);
+    ic_json_member_string(b, "name", row->name);
+    ic_json_member_string(b, "kind", ic_image_kind_to_string(row->kind));
+    ic_json_member_string(b, "fingerprint", row->fingerprint);
+    ic_json_member_string(b, "image_id", row->image_id);
+    ic_json_member_bool(b, "present", row->present);
+    ic_json_member_int(b, "size", row->present ? row->size : 0);
+    ic_json_member_int(b, "mtime", row->mtime);
+    ic_json_member_int(b, "age_seconds", row->decision.age);
+    ic_json_member_int(b, "min_age_seconds", row->decision.threshold);
+    ic_json_member_int(b, "last_used", row->last_used);
+    ic_json_member_string(b, "pinned_by", row->pinned_by);
+    ic_json_member_int(b, "local_users", row->local_users);
+    ic_json_member_int(b, "remote_users", row->remote_users);
+    ic_json_member_strings(b, "users", row->users);
     json_builder_set_member_name(b, "witnesses");
     json_builder_begin_array(b);
     for (guint bit = 1; bit <= IC_WITNESS_STATIC; bit <<= 1) {
@@ -480,14 +455,14 @@ static void json_add_row(JsonBuilder *b, const IcImageRow *row)
             json_builder_add_string_value(b, ic_witness_to_string((IcWitness)bit));
     }
     json_builder_end_array(b);
-    json_member_string(b, "checksum", ic_checksum_state_to_string(row->checksum.state));
-    json_member_string(b, "checksum_expected", row->checksum.expected);
-    json_member_string(b, "checksum_actual", row->checksum.actual);
-    json_member_string(b, "checksum_error", row->checksum.error);
-    json_member_string(b, "verdict", ic_verdict_to_string(row->decision.verdict));
-    json_member_string(b, "reason", row->decision.reason);
-    json_member_string(b, "action", ic_action_to_string(row->action));
-    json_member_string(b, "error", row->error);
+    ic_json_member_string(b, "checksum", ic_checksum_state_to_string(row->checksum.state));
+    ic_json_member_string(b, "checksum_expected", row->checksum.expected);
+    ic_json_member_string(b, "checksum_actual", row->checksum.actual);
+    ic_json_member_string(b, "checksum_error", row->checksum.error);
+    ic_json_member_string(b, "verdict", ic_verdict_to_string(row->decision.verdict));
+    ic_json_member_string(b, "reason", row->decision.reason);
+    ic_json_member_string(b, "action", ic_action_to_string(row->action));
+    ic_json_member_string(b, "error", row->error);
     json_builder_end_object(b);
 }
 
@@ -495,22 +470,22 @@ static void json_add_totals(JsonBuilder *b, const IcTotals *t)
 {
     json_builder_set_member_name(b, "totals");
     json_builder_begin_object(b);
-    json_member_int(b, "images", t->images);
-    json_member_int(b, "active", t->active);
-    json_member_int(b, "removable", t->removable);
-    json_member_int(b, "too_young", t->too_young);
-    json_member_int(b, "corrupt", t->corrupt);
-    json_member_int(b, "absent", t->absent);
-    json_member_int(b, "kept", t->kept);
-    json_member_int(b, "pinned", t->pinned);
-    json_member_int(b, "quarantined", t->quarantined);
-    json_member_int(b, "bytes_quarantined", (gint64)t->bytes_quarantined);
-    json_member_int(b, "removed", t->removed);
-    json_member_int(b, "remove_failed", t->remove_failed);
-    json_member_int(b, "bytes_total", (gint64)t->bytes_total);
-    json_member_int(b, "bytes_active", (gint64)t->bytes_active);
-    json_member_int(b, "bytes_removable", (gint64)t->bytes_removable);
-    json_member_int(b, "bytes_reclaimed", (gint64)t->bytes_reclaimed);
+    ic_json_member_int(b, "images", t->images);
+    ic_json_member_int(b, "active", t->active);
+    ic_json_member_int(b, "removable", t->removable);
+    ic_json_member_int(b, "too_young", t->too_young);
+    ic_json_member_int(b, "corrupt", t->corrupt);
+    ic_json_member_int(b, "absent", t->absent);
+    ic_json_member_int(b, "kept", t->kept);
+    ic_json_member_int(b, "pinned", t->pinned);
+    ic_json_member_int(b, "quarantined", t->quarantined);
+    ic_json_member_int(b, "bytes_quarantined", (gint64)t->bytes_quarantined);
+    ic_json_member_int(b, "removed", t->removed);
+    ic_json_member_int(b, "remove_failed", t->remove_failed);
+    ic_json_member_int(b, "bytes_total", (gint64)t->bytes_total);
+    ic_json_member_int(b, "bytes_active", (gint64)t->bytes_active);
+    ic_json_member_int(b, "bytes_removable", (gint64)t->bytes_removable);
+    ic_json_member_int(b, "bytes_reclaimed", (gint64)t->bytes_reclaimed);
     json_builder_end_object(b);
 }
 
@@ -531,15 +506,12 @@ char *ic_report_to_json(const IcReport *report)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
-    json_member_string(b, "base_dir", report->base_dir);
-    json_builder_set_member_name(b, "base_dir_exists");
-    json_builder_add_boolean_value(b, report->base_dir_exists);
-    json_member_string(b, "host", report->host);
-    json_member_int(b, "now", report->now);
-    json_builder_set_member_name(b, "dry_run");
-    json_builder_add_boolean_value(b, report->dry_run);
-    json_builder_set_member_name(b, "duration_seconds");
-    json_builder_add_double_value(b, report->duration_seconds);
+    ic_json_member_string(b, "base_dir", report->base_dir);
+    ic_json_member_bool(b, "base_dir_exists", report->base_dir_exists);
+    ic_json_member_string(b, "host", report->host);
+    ic_json_member_int(b, "now", report->now);
+    ic_json_member_bool(b, "dry_run", report->dry_run);
+    ic_json_member_double(b, "duration_seconds", report->duration_seconds);
 
     json_builder_set_member_name(b, "images");
     json_builder_begin_array(b);
@@ -553,8 +525,8 @@ char *ic_report_to_json(const IcReport *report)
     for (guint i = 0; i < report->skipped->len; i++) {
         const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
         json_builder_begin_object(b);
-        json_member_string(b, "name", entry->name);
-        json_member_string(b, "why", entry->why);
+        ic_json_member_string(b, "name", entry->name);
+        ic_json_member_string(b, "why", entry->why);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -564,18 +536,14 @@ char *ic_report_to_json(const IcReport *report)
     for (guint i = 0; i < report->events->len; i++) {
         const IcEvent *event = g_ptr_array_index(report->events, i);
         json_builder_begin_object(b);
-        json_member_string(b, "level", event_level_to_string(event->level));
-        json_member_string(b, "file", event->file);
-        json_member_string(b, "message", event->message);
+        ic_json_member_string(b, "level", event_level_to_string(event->level));
+        ic_json_member_string(b, "file", event->file);
+        ic_json_member_string(b, "message", event->message);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_add_string_array(b, "notes", report->notes);
+    ic_json_member_strings(b, "notes", report->notes);
     json_builder_end_object(b);
 
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    json_generator_set_pretty(gen, TRUE);
-    json_generator_set_root(gen, root);
-    return json_generator_to_data(gen, NULL);
+    return ic_json_to_data(b);
 }
