@@ -128,7 +128,9 @@ guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
             g_ptr_array_add(candidates, f);
     }
 
-    qsort(candidates->pdata, candidates->len, sizeof(gpointer), compare_least_recently_used);
+    /* An empty GPtrArray's pdata is NULL, and qsort(NULL, 0, ...) is undefined. */
+    if (candidates->len > 0)
+        qsort(candidates->pdata, candidates->len, sizeof(gpointer), compare_least_recently_used);
     guint chosen = 0;
     for (guint i = 0; i < candidates->len && projected > target; i++) {
         IcPolicyFacts *f = g_ptr_array_index(candidates, i);
