@@ -340,6 +340,9 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
 
 const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name)
 {
+    /* An empty GPtrArray's pdata is NULL, and bsearch(…, NULL, 0, …) is undefined. */
+    if (scan->files->len == 0)
+        return NULL;
     IcBaseFile key = {.name = (char *)name};
     const IcBaseFile *key_ptr = &key;
     IcBaseFile **found =
