@@ -202,8 +202,8 @@ static void test_damaged_in_read_all(Fixture *f, gconstpointer data)
     g_assert_no_error(error);
 
     g_autofree char *bad = NULL;
-    g_assert_true(
-        g_file_get_contents(ic_test_data_path("ledger", "truncated.ledger"), &bad, NULL, NULL));
+    g_autofree char *bad_path = ic_test_data_path("ledger", "truncated.ledger");
+    g_assert_true(g_file_get_contents(bad_path, &bad, NULL, NULL));
     g_free(ic_test_write_file(f->ledger_dir, "hostb.ledger", bad, -1));
     /* A file whose name and contents disagree on the host. */
     g_autofree char *a_text = NULL;
