@@ -11,9 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* What ic_probe_image reads first, and the most it will read to reach a backing name:
- * QEMU keeps the name in the first cluster, and qcow2 clusters are at most 2 MiB. */
-#define PROBE_READ_SIZE (64 * 1024)
+/* What ic_probe_image reads first (one page: header, extensions and backing name
+ * all fit in it for images qemu-img writes), and the most it will read to reach a
+ * backing name: QEMU keeps the name in the first cluster, and qcow2 clusters are
+ * at most 2 MiB. A pass probes every instance disk and base file, so a 64 KiB
+ * first read cost 2.6 GB of copying over 40,000 images. */
+#define PROBE_READ_SIZE 4096
 #define PROBE_READ_MAX  (2 * 1024 * 1024)
 
 #define QCOW2_MAGIC            "QFI\xfb"
