@@ -368,7 +368,7 @@ int main(int argc, char **argv)
 
     gboolean quick = FALSE;
     char *hook = NULL, *empty = NULL, *empty_glib = NULL, *workdir_parent = NULL, **cases = NULL;
-    char *trees = NULL;
+    char *trees = NULL, *collectd_host = NULL, *plugin = NULL;
     int scale = 0;
     GOptionEntry entries[] = {
         {"quick", 0, 0, G_OPTION_ARG_NONE, &quick, "Smoke mode: tiny sizes (CI)", NULL},
@@ -381,6 +381,10 @@ int main(int argc, char **argv)
          "Keep case 2's trees here and reuse them (deleting 300,000 files on a filesystem "
          "mounted with discard takes long)",
          "DIR"},
+        {"collectd-host", 0, 0, G_OPTION_ARG_FILENAME, &collectd_host,
+         "bench-collectd-host (case 5)", "PATH"},
+        {"plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin, "The collectd plugin imagecache.so",
+         "PATH"},
         {"scale", 0, 0, G_OPTION_ARG_INT, &scale, "Case 2's large tree, times the 1x tree (10)",
          "N"},
         {"case", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cases, "Run only this case (1-5; repeatable)",
@@ -402,6 +406,11 @@ int main(int argc, char **argv)
     bench_opts.scale_max = scale > 0 ? (guint)scale : (quick ? 2 : 10);
     bench_opts.self = self;
     bench_opts.trees = trees;
+    g_autofree char *default_host = sibling(self_dir, "bench-collectd-host");
+    g_autofree char *default_plugin =
+        g_build_filename(build_root, "collectd-plugin", "imagecache.so", NULL);
+    bench_opts.collectd_host = collectd_host ? collectd_host : default_host;
+    bench_opts.plugin = plugin ? plugin : default_plugin;
     bench_opts.hook = hook ? hook : g_build_filename(build_root, "hook", "imagecache-hook", NULL);
     bench_opts.empty = empty ? empty : sibling(self_dir, "bench-empty");
     bench_opts.empty_glib = empty_glib ? empty_glib : sibling(self_dir, "bench-empty-glib");
@@ -449,6 +458,8 @@ int main(int argc, char **argv)
     g_free(empty_glib);
     g_free(workdir_parent);
     g_free(trees);
+    g_free(collectd_host);
+    g_free(plugin);
     g_strfreev(cases);
     g_free(bench_opts.workdir);
     return 0;

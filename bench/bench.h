@@ -9,15 +9,17 @@
 G_BEGIN_DECLS
 
 typedef struct {
-    gboolean quick;         /* smoke mode: tiny sizes, few repetitions (CI) */
-    guint scale_max;        /* the larger tree of case 2 (times the 1x tree) */
-    const char *hook;       /* the imagecache-hook binary */
-    const char *empty;      /* an empty C program */
-    const char *empty_glib; /* an empty program linked to GLib */
-    const char *self;       /* this binary, re-run for child measurements */
-    char *workdir;          /* scratch space, removed at the end */
-    const char *trees;      /* where case 2 keeps its big trees between runs; NULL: workdir */
-    GHashTable *cases;      /* case numbers to run (as strings); NULL: all */
+    gboolean quick;            /* smoke mode: tiny sizes, few repetitions (CI) */
+    guint scale_max;           /* the larger tree of case 2 (times the 1x tree) */
+    const char *hook;          /* the imagecache-hook binary */
+    const char *empty;         /* an empty C program */
+    const char *empty_glib;    /* an empty program linked to GLib */
+    const char *collectd_host; /* bench-collectd-host, NULL: not built */
+    const char *plugin;        /* imagecache.so */
+    const char *self;          /* this binary, re-run for child measurements */
+    char *workdir;             /* scratch space, removed at the end */
+    const char *trees;         /* where case 2 keeps its big trees between runs; NULL: workdir */
+    GHashTable *cases;         /* case numbers to run (as strings); NULL: all */
 } BenchOptions;
 
 extern BenchOptions bench_opts;
