@@ -408,11 +408,23 @@ gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error
     }
 
     g_autofree char *image_dir = g_path_get_dirname(path);
-    if (!ic_probe_parse(buf, len, image_dir, ret_info, error)) {
-        g_prefix_error(error, "reading image '%s': ", path);
-        return FALSE;
+    g_autoptr(GError) local_error = NULL;
+    if (ic_probe_parse(buf, len, image_dir, ret_info, &local_error))
+        return TRUE;
+
+    /* The first page is enough for almost every header; one whose extensions
+     * run past it (they may fill the first cluster) gets a second, full read. */
+    gsize whole = (gsize)MIN((guint64)st.st_size, (guint64)PROBE_READ_MAX);
+    if (len == PROBE_READ_SIZE && whole > len) {
+        g_clear_error(&local_error);
+        buf = g_realloc(buf, whole);
+        if (!read_at(fd, buf, whole, 0, &len, path, error))
+            return FALSE;
+        if (ic_probe_parse(buf, len, image_dir, ret_info, &local_error))
+            return TRUE;
     }
-    return TRUE;
+    g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "reading image '%s': ", path);
+    return FALSE;
 }
 
 gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)

@@ -561,6 +561,15 @@ static void test_data_file(void *data)
     assert_probe_fails(path, c->code, c->message);
 }
 
+/* A valid header whose extensions run past the first page the probe reads. */
+static void test_extension_beyond_first_page(void)
+{
+    g_autofree char *path = ic_test_data_path("probe", "ext-beyond-first-page.qcow2");
+    g_autoptr(IcImageInfo) info = probe_ok(path);
+    g_assert_cmpint(info->format, ==, IC_IMAGE_FORMAT_QCOW2);
+    g_assert_null(info->backing_path);
+}
+
 /* ---- bounded reads and odd files ---- */
 
 static void test_name_length_limit(IcTestTree *tree, gconstpointer data)
@@ -734,6 +743,8 @@ int main(int argc, char **argv)
     ADD_TREE_TEST("/imagecache/probe/parse-every-prefix", NULL, test_parse_every_prefix);
     g_test_add_func("/imagecache/probe/parse-short-raw", test_parse_short_raw);
     g_test_add_func("/imagecache/probe/format-to-string", test_format_to_string);
+    g_test_add_func("/imagecache/probe/extension-beyond-first-page",
+                    test_extension_beyond_first_page);
 
     return g_test_run();
 }
