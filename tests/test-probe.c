@@ -55,7 +55,7 @@ static void make_image(ImageMaker maker, ImageKind kind, const char *path, const
     if (kind == KIND_RAW) {
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *base = g_path_get_basename(path);
-        g_autofree char *p = ic_test_write_file(dir, base, "plain raw bytes", -1);
+        g_free(ic_test_write_file(dir, base, "plain raw bytes", -1));
         return;
     }
 
@@ -443,7 +443,7 @@ static void test_chain_damaged_middle(IcTestTree *tree, gconstpointer data)
 {
     g_autofree char *disk = g_build_filename(tree->root, "disk", NULL);
     make_image(MAKER_IMGWRITER, KIND_QCOW2_V3, disk, "_base/bad", "qcow2");
-    g_autofree char *bad = ic_test_write_file(tree->base_dir, "bad", "QFI\xfb\0\0\0\x07", 8);
+    g_free(ic_test_write_file(tree->base_dir, "bad", "QFI\xfb\0\0\0\x07", 8));
     assert_chain_fails(disk, IC_ERROR_FORMAT);
 }
 
