@@ -41,7 +41,7 @@ static void fixture_teardown(Fixture *fix, gconstpointer data)
 
 static void put_file(Fixture *fix, const char *name, const char *contents, gssize len)
 {
-    g_autofree char *path = ic_test_write_file(fix->dir, name, contents, len);
+    g_free(ic_test_write_file(fix->dir, name, contents, len));
 }
 
 static char *fixture_path(Fixture *fix, const char *name)
@@ -447,7 +447,7 @@ static void test_read_damaged(Fixture *fix, gconstpointer data)
         "not json",
         "[\"" SHA1_ABC "\"]",
         "{\"sha1\": 42}",
-        "{\"sha1\": \"" SHA1_ABC,
+        ("{\"sha1\": \"" SHA1_ABC), /* truncated */
     };
     IcChecksumOptions options = default_options();
     put_file(fix, "aaa", "abc", -1);
