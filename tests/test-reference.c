@@ -285,6 +285,7 @@ static void test_remove_base_file_original(IcTestTree *tree, gconstpointer data)
     make_base_file(tree, FP, NOW);
 
     g_autoptr(IcReport) young = run_pass(config, NULL, IC_PASS_RUN, NOW);
+    g_assert_cmpint(ic_report_lookup(young, FP)->decision.verdict, ==, IC_VERDICT_TOO_YOUNG);
     g_assert_true(base_exists(tree, FP));
     g_assert_true(base_exists(tree, FP ".sha1"));
 
