@@ -376,12 +376,18 @@ static gboolean read_at(int fd, guint8 *buf, gsize len, gsize offset, gsize *ret
 
 gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error)
 {
+    return ic_probe_image_at(AT_FDCWD, path, path, ret_info, error);
+}
+
+gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImageInfo **ret_info,
+                           GError **error)
+{
     g_return_val_if_fail(path != NULL, FALSE);
     g_return_val_if_fail(ret_info != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
     /* O_NONBLOCK so a FIFO planted in place of an image cannot hang the open. */
-    ic_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return ic_error_set_errno(error, errno, "opening image", path);
 
@@ -427,7 +433,75 @@ gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error
     return FALSE;
 }
 
+struct _IcProbeCache {
+    GHashTable *backing; /* image path -> its backing path (NULL: none), or a probe error */
+};
+
+typedef struct {
+    char *backing_path;
+    GError *error;
+} CachedProbe;
+
+static void cached_probe_free(CachedProbe *probe)
+{
+    g_free(probe->backing_path);
+    g_clear_error(&probe->error);
+    g_free(probe);
+}
+
+IcProbeCache *ic_probe_cache_new(void)
+{
+    IcProbeCache *cache = g_new0(IcProbeCache, 1);
+    cache->backing =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
+    return cache;
+}
+
+void ic_probe_cache_free(IcProbeCache *cache)
+{
+    if (cache == NULL)
+        return;
+    g_hash_table_unref(cache->backing);
+    g_free(cache);
+}
+
+/* The backing path of @path (NULL when none) as *ret_backing, through @cache
+ * when there is one; @dirfd and @name open it. */
+static gboolean probe_backing(int dirfd, const char *name, const char *path, IcProbeCache *cache,
+                              char **ret_backing, GError **error)
+{
+    CachedProbe *known = cache ? g_hash_table_lookup(cache->backing, path) : NULL;
+    if (known == NULL) {
+        g_autoptr(IcImageInfo) info = NULL;
+        known = g_new0(CachedProbe, 1);
+        if (ic_probe_image_at(dirfd, name, path, &info, &known->error))
+            known->backing_path = g_steal_pointer(&info->backing_path);
+        if (cache == NULL) {
+            gboolean ok = known->error == NULL;
+            if (ok)
+                *ret_backing = g_steal_pointer(&known->backing_path);
+            else
+                g_propagate_error(error, g_steal_pointer(&known->error));
+            cached_probe_free(known);
+            return ok;
+        }
+        g_hash_table_insert(cache->backing, g_strdup(path), known);
+    }
+    if (known->error != NULL) {
+        g_propagate_error(error, g_error_copy(known->error));
+        return FALSE;
+    }
+    *ret_backing = g_strdup(known->backing_path);
+    return TRUE;
+}
+
 gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
+{
+    return ic_probe_chain_cached(AT_FDCWD, path, path, NULL, ret_chain, error);
+}
+
+gboolean ic_probe_chain_cached(int dirfd, const char *name, const char *path, IcProbeCache *cache,
+                               GPtrArray **ret_chain, GError **error)
 {
     g_return_val_if_fail(path != NULL, FALSE);
     g_return_val_if_fail(ret_chain != NULL, FALSE);
@@ -439,10 +513,13 @@ gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
 
     const char *current = path;
     for (;;) {
-        g_autoptr(IcImageInfo) info = NULL;
+        g_autofree char *backing_path = NULL;
         g_autoptr(GError) local_error = NULL;
 
-        if (!ic_probe_image(current, &info, &local_error)) {
+        /* The top image is read afresh; what it leads to may come from the cache. */
+        gboolean top = current == path;
+        if (!probe_backing(top ? dirfd : AT_FDCWD, top ? name : current, current,
+                           top ? NULL : cache, &backing_path, &local_error)) {
             /* A backing file that is gone still names a base file in use: it ends
              * the chain as its last element. Only the top image must exist. */
             if (current != path && g_error_matches(local_error, IC_ERROR, IC_ERROR_NOT_FOUND))
@@ -450,13 +527,13 @@ gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
             g_propagate_error(error, g_steal_pointer(&local_error));
             return FALSE;
         }
-        if (info->backing_path == NULL)
+        if (backing_path == NULL)
             break;
         /* Lexical paths: a loop through differently named symlinks is caught by
          * the depth limit instead. */
-        if (g_hash_table_contains(seen, info->backing_path)) {
+        if (g_hash_table_contains(seen, backing_path)) {
             g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' loops back to '%s'",
-                        path, info->backing_path);
+                        path, backing_path);
             return FALSE;
         }
         if (chain->len >= IC_PROBE_MAX_CHAIN_DEPTH) {
@@ -464,8 +541,8 @@ gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
                         path, IC_PROBE_MAX_CHAIN_DEPTH);
             return FALSE;
         }
-        g_hash_table_add(seen, g_strdup(info->backing_path));
-        g_ptr_array_add(chain, g_steal_pointer(&info->backing_path));
+        g_hash_table_add(seen, g_strdup(backing_path));
+        g_ptr_array_add(chain, g_steal_pointer(&backing_path));
         current = g_ptr_array_index(chain, chain->len - 1);
     }
 

@@ -6,8 +6,8 @@
 
 G_BEGIN_DECLS
 
-#define IC_PROBE_MAX_CHAIN_DEPTH   16
-#define IC_PROBE_MAX_BACKING_NAME  1023 /* QEMU's own limit */
+#define IC_PROBE_MAX_CHAIN_DEPTH  16
+#define IC_PROBE_MAX_BACKING_NAME 1023 /* QEMU's own limit */
 
 typedef enum {
     IC_IMAGE_FORMAT_RAW = 0, /* no recognised header: raw has no backing file */
@@ -38,10 +38,28 @@ gboolean ic_probe_parse(const guint8 *data, gsize len, const char *image_dir,
 /* Reads and parses the header of the image at @path (O_CLOEXEC, bounded read). */
 gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error);
 
+/* The same, opening @name relative to @dirfd (spares the path walk when
+ * many images share a directory); @path names it in messages and resolves a
+ * relative backing name. */
+gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImageInfo **ret_info,
+                           GError **error);
+
 /* Follows the backing chain of @path: *ret_chain receives the backing paths,
  * nearest first (not @path itself). A chain deeper than IC_PROBE_MAX_CHAIN_DEPTH
  * or one that loops fails with IC_ERROR_LIMIT; a missing backing file ends the
  * chain with it as the last element (it is still "used"). */
 gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error);
+
+/* What one walk over many disks has already read: base files are shared by
+ * many overlays, so each header is probed once. Valid for one pass only. */
+typedef struct _IcProbeCache IcProbeCache;
+IcProbeCache *ic_probe_cache_new(void);
+void ic_probe_cache_free(IcProbeCache *cache);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcProbeCache, ic_probe_cache_free)
+
+/* ic_probe_chain of the image @name in @dirfd (its path: @path), reading each
+ * backing file's header through @cache (NULL: none). */
+gboolean ic_probe_chain_cached(int dirfd, const char *name, const char *path, IcProbeCache *cache,
+                               GPtrArray **ret_chain, GError **error);
 
 G_END_DECLS

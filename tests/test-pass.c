@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include "imgwriter.h"
 #include "ledger.h"
 #include "pass.h"
 #include "remove.h"
@@ -184,6 +185,38 @@ static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
     g_assert_true(ic_test_exists(a));
 }
 
+/* Enough instances that the walk is shared between threads: every user is
+ * counted once, whichever thread read its disk. */
+static void test_many_instances(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    const guint instances = 4100, bases = 5;
+    char *base_paths[5];
+    for (guint b = 0; b < bases; b++) {
+        g_autofree char *name = g_strdup_printf("%040u", b);
+        base_paths[b] = make_base(tree, name, "data", NOW - 10 * DAY);
+    }
+    for (guint i = 0; i < instances; i++) {
+        g_autofree char *disk = g_strdup_printf("%s/instance-%05u/disk", tree->root, i);
+        g_autofree char *dir = g_path_get_dirname(disk);
+        g_assert_cmpint(g_mkdir(dir, 0755), ==, 0);
+        g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, base_paths[i % bases], "raw", &error));
+    }
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    const char *const skip[] = {"_base", NULL};
+    g_assert_true(
+        ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, skip, "testhost", &error));
+    g_assert_no_error(error);
+    for (guint b = 0; b < bases; b++) {
+        const IcUsers *users = ic_usage_lookup_path(usage, base_paths[b]);
+        g_assert_nonnull(users);
+        g_assert_cmpuint(users->local, ==, instances / bases);
+        g_assert_cmpuint(users->users->len, ==, instances / bases);
+    }
+    for (guint b = 0; b < bases; b++)
+        g_free(base_paths[b]);
+}
+
 /* A 4 MiB tmpfs filled past the high watermark: eviction in LRU order down to
  * the low mark, and no further. */
 static void test_disk_pressure_tmpfs(IcTestTree *tree, gconstpointer data)
@@ -249,6 +282,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/swap_and_ephemeral", test_swap_and_ephemeral);
     ADD("/imagecache/pass/last_used_from_ledger", test_last_used_from_ledger);
     ADD("/imagecache/pass/stale_sidecar_temps", test_stale_sidecar_temps);
+    ADD("/imagecache/pass/many_instances", test_many_instances);
     ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
     return g_test_run();
 }
