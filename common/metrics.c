@@ -35,6 +35,29 @@ static void add_row_metrics(IcMetricSet *set, const IcImageRow *row)
     add_metric(set, name, "gauge", "in_use", row->local_users + row->remote_users > 0);
 }
 
+/* Why files were removed, as the policy names it, with the value names they
+ * get (type instances must be static strings). */
+static const struct {
+    const char *reason;
+    const char *count_instance;
+    const char *bytes_instance;
+} removal_reasons[] = {
+    {"unused", "removed-unused", "reclaimed-unused"},
+    {"disk_pressure", "removed-disk_pressure", "reclaimed-disk_pressure"},
+    {"quarantine_expired", "removed-quarantine_expired", "reclaimed-quarantine_expired"},
+};
+
+static void add_removal_reasons(IcMetricSet *set, const IcReport *report)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(removal_reasons); i++) {
+        guint count;
+        guint64 bytes;
+        ic_report_removed_by_reason(report, removal_reasons[i].reason, &count, &bytes);
+        add_metric(set, "", "count", removal_reasons[i].count_instance, count);
+        add_metric(set, "", "bytes", removal_reasons[i].bytes_instance, (double)bytes);
+    }
+}
+
 static void add_totals(IcMetricSet *set, const IcReport *report, const IcLedgerCounts *ledger)
 {
     const IcTotals *t = &report->totals;
@@ -48,6 +71,12 @@ static void add_totals(IcMetricSet *set, const IcReport *report, const IcLedgerC
     add_metric(set, "", "bytes", "active", (double)t->bytes_active);
     add_metric(set, "", "bytes", "removable", (double)t->bytes_removable);
     add_metric(set, "", "bytes", "reclaimed", (double)t->bytes_reclaimed);
+    add_metric(set, "", "count", "absent", t->absent);
+    add_metric(set, "", "count", "kept", t->kept);
+    add_metric(set, "", "count", "pinned", t->pinned);
+    add_metric(set, "", "count", "quarantined", t->quarantined);
+    add_metric(set, "", "bytes", "quarantined", (double)t->bytes_quarantined);
+    add_removal_reasons(set, report);
     if (ledger != NULL && ledger->known) {
         add_metric(set, "", "count", "ledger_hosts", ledger->hosts);
         add_metric(set, "", "count", "ledger_stale_hosts", ledger->stale_hosts);
@@ -64,7 +93,10 @@ IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedge
     g_array_set_clear_func(set->metrics, clear_metric);
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
-        if (row->action != IC_ACTION_REMOVED)
+        /* A removed or quarantined file's values stop, and age out in collectd;
+         * quarantined files are counted in the totals. */
+        if (row->action != IC_ACTION_REMOVED && row->action != IC_ACTION_QUARANTINED &&
+            !row->in_quarantine)
             add_row_metrics(set, row);
     }
     add_totals(set, report, ledger);

@@ -29,7 +29,9 @@ PER_IMAGE = {("bytes", ""), ("duration", "age"), ("count", "local_users"),
 TOTALS = {("count", t) for t in ("images", "active", "removable", "too_young", "corrupt",
                                  "removed", "ledger_hosts", "ledger_stale_hosts")} | \
          {("bytes", t) for t in ("total", "active", "removable", "reclaimed")} | \
-         {("duration", "pass"), ("timestamp", "last_pass")}
+         {("duration", "pass"), ("timestamp", "last_pass")} | \
+         {("count", t) for t in ("absent", "kept", "pinned", "quarantined")} | \
+         {("bytes", "quarantined")}  # issue 6
 MEASUREMENT = {"bytes": "imagecache_value", "count": "imagecache_value", "gauge": "imagecache_value",
                "timestamp": "imagecache_value", "duration": "imagecache_seconds"}
 FIELD = {"imagecache_value": "value", "imagecache_seconds": "seconds"}

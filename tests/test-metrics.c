@@ -100,8 +100,15 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     assert_metric(set, "", "count", "ledger_stale_hosts", 1);
     assert_metric(set, "", "timestamp", "last_pass", (double)now);
     g_assert_nonnull(ic_metric_set_lookup(set, "", "duration", "pass"));
-    /* 3 files with values, 6 each, and 14 totals. */
-    g_assert_cmpuint(set->metrics->len, ==, 3 * 6 + 14);
+    /* per reason (issue 6): the one removal was of an unused file */
+    assert_metric(set, "", "count", "removed-unused", 1);
+    assert_metric(set, "", "bytes", "reclaimed-unused", strlen("old unused contents"));
+    assert_metric(set, "", "count", "removed-disk_pressure", 0);
+    assert_metric(set, "", "bytes", "reclaimed-quarantine_expired", 0);
+    assert_metric(set, "", "count", "quarantined", 0);
+    /* 3 files with values, 6 each; 14 totals of issue 4, 5 of issue 6 and
+     * count/bytes for each of the 3 removal reasons. */
+    g_assert_cmpuint(set->metrics->len, ==, 3 * 6 + 14 + 5 + 3 * 2);
 
     /* Only the types of collectd's stock types.db. */
     for (guint i = 0; i < set->metrics->len; i++) {
