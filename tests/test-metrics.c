@@ -24,7 +24,7 @@ static void make_base(IcTestTree *tree, const char *name, const char *contents,
     g_autofree char *sha1 = sidecar_sha1 ? g_strdup(sidecar_sha1) : fingerprint(contents);
     g_autofree char *info_name = g_strconcat(name, ".info", NULL);
     g_autofree char *info = g_strdup_printf("{\"sha1\": \"%s\", \"sha1-timestamp\": 0}\n", sha1);
-    g_autofree char *info_path = ic_test_write_file(tree->base_dir, info_name, info, -1);
+    g_free(ic_test_write_file(tree->base_dir, info_name, info, -1));
     ic_test_set_mtime(path, mtime);
 }
 
