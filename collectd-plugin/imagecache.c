@@ -10,7 +10,6 @@
 #include "metrics.h"
 #include "pass.h"
 #ifdef IC_HAVE_LIBVIRT
-#include "virt.h"
 #endif
 
 /* collectd's headers, from -isystem dirs: they are not -pedantic clean. */
@@ -112,39 +111,12 @@ typedef struct {
     IcLedgerCounts ledger;
 } PassWitnesses;
 
-/* The witnesses besides the instances dir (which the pass reads itself): the
- * usage ledger of every host and this host's live domains. The pass calls
+/* The ledger and libvirt; the pass reads the instances dir itself, and calls
  * this at its start and again under the usage lock before it removes. */
 static void collect_usage(IcUsage *usage, gint64 now, gpointer data)
 {
     PassWitnesses *witnesses = data;
-    g_autoptr(GError) error = NULL;
-    g_autoptr(IcLedger) ledger = NULL;
-
-    witnesses->ledger = (IcLedgerCounts){.known = FALSE};
-    if (ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
-                           &error)) {
-        ic_ledger_add_usage(ledger, config->host, usage);
-        witnesses->ledger.known = ledger->errors->len == 0;
-        witnesses->ledger.hosts = ledger->hosts->len;
-        for (guint i = 0; i < ledger->hosts->len; i++)
-            witnesses->ledger.stale_hosts += ((const IcLedgerHost *)ledger->hosts->pdata[i])->stale;
-    } else {
-        g_autofree char *note =
-            g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
-                            config->ledger_dir, error->message);
-        ic_usage_add_note(usage, TRUE, note);
-        g_clear_error(&error);
-    }
-#ifdef IC_HAVE_LIBVIRT
-    g_autofree char *base_dir = ic_config_base_dir(config);
-    if (!ic_virt_add_usage(config->libvirt_uri, base_dir, config->host, usage, &error)) {
-        g_autofree char *note = g_strdup_printf("live domains not consulted: %s", error->message);
-        ic_usage_add_note(usage, FALSE, note);
-    }
-#else
-    ic_usage_add_note(usage, FALSE, "live domains not consulted: built without libvirt");
-#endif
+    ic_witnesses_collect(config, usage, now, &witnesses->ledger);
 }
 
 static void dispatch_notification(const IcNotification *alert)

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "report.h"
+#include "witnesses.h"
 
 G_BEGIN_DECLS
 
@@ -22,12 +23,8 @@ typedef struct {
     double value;
 } IcMetric;
 
-/* What the ledger witness saw, for the count-ledger_* totals. */
-typedef struct {
-    gboolean known; /* FALSE when the ledger could not be read: the two values are left out */
-    guint hosts;
-    guint stale_hosts;
-} IcLedgerCounts;
+/* IcLedgerCounts (witnesses.h): what the ledger witness saw, for the
+ * count-ledger_* totals; when not known, the two values are left out. */
 
 /* An immutable, reference-counted set of values from one pass: the plugin's
  * worker builds it, the read callback dispatches it as often as collectd asks. */
