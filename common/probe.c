@@ -394,8 +394,11 @@ gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImag
     struct stat st;
     if (fstat(fd, &st) < 0)
         return ic_error_set_errno(error, errno, "inspecting image", path);
-    if (!S_ISREG(st.st_mode)) {
-        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "image '%s' is not a regular file", path);
+    /* Block devices hold disks too (LVM, iSCSI), raw or qcow2: their first
+     * page is read like a file's. FIFOs, sockets and character devices never. */
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "image '%s' is not a regular file or block device", path);
         return FALSE;
     }
 
@@ -420,7 +423,8 @@ gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImag
 
     /* The first page is enough for almost every header; one whose extensions
      * run past it (they may fill the first cluster) gets a second, full read. */
-    gsize whole = (gsize)MIN((guint64)st.st_size, (guint64)PROBE_READ_MAX);
+    guint64 size = S_ISBLK(st.st_mode) ? PROBE_READ_MAX : (guint64)st.st_size;
+    gsize whole = (gsize)MIN(size, (guint64)PROBE_READ_MAX);
     if (len == PROBE_READ_SIZE && whole > len) {
         g_clear_error(&local_error);
         buf = g_realloc(buf, whole);

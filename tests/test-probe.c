@@ -561,6 +561,31 @@ static void test_data_file(void *data)
     assert_probe_fails(path, c->code, c->message);
 }
 
+/* A qcow2 overlay on a block device (LVM, iSCSI): read like a file. Needs
+ * root and a free loop device; skipped otherwise. */
+static void test_block_device(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *file = g_build_filename(tree->root, "lv.img", NULL);
+    make_image(MAKER_IMGWRITER, KIND_QCOW2_V3, file, "/srv/_base/golden", "raw");
+    g_autofree char *cmd = g_strdup_printf("losetup --find --show --read-only '%s'", file);
+    g_autofree char *out = NULL;
+    int status = -1;
+    if (!g_spawn_command_line_sync(cmd, &out, NULL, &status, NULL) || status != 0) {
+        g_test_skip("no loop device here (needs root and losetup)");
+        return;
+    }
+    g_strstrip(out);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcImageInfo) info = NULL;
+    gboolean ok = ic_probe_image(out, &info, &error);
+    g_autofree char *detach = g_strdup_printf("losetup --detach '%s'", out);
+    g_spawn_command_line_sync(detach, NULL, NULL, NULL, NULL);
+    g_assert_no_error(error);
+    g_assert_true(ok);
+    g_assert_cmpint(info->format, ==, IC_IMAGE_FORMAT_QCOW2);
+    g_assert_cmpstr(info->backing_path, ==, "/srv/_base/golden");
+}
+
 /* A valid header whose extensions run past the first page the probe reads. */
 static void test_extension_beyond_first_page(void)
 {
@@ -745,6 +770,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/probe/format-to-string", test_format_to_string);
     g_test_add_func("/imagecache/probe/extension-beyond-first-page",
                     test_extension_beyond_first_page);
+    g_test_add("/imagecache/probe/block-device", IcTestTree, NULL, ic_test_tree_setup,
+               test_block_device, ic_test_tree_teardown);
 
     return g_test_run();
 }
