@@ -27,6 +27,7 @@ make_instance() {
     qemu-img create -q -f qcow2 -F raw -b "../_base/$2" "$demo/instances/$1/disk"
 }
 
+alpine=$(fingerprint alpine-3.19)
 ubuntu=$(fingerprint ubuntu-22.04)
 cirros=$(fingerprint cirros-0.6.2)
 centos=$(fingerprint centos-stream-9)
@@ -45,6 +46,7 @@ echo "not a base image" > "$base/ephemeral_0_20_None"  # not ours: ignored
 ln -s /etc/hostname "$base/${cirros}_sm"               # symlink: skipped, never followed
 make_instance instance-0001 "$ubuntu"
 make_instance instance-0002 "${ubuntu}_21474836480"
+make_base "$alpine" 256 "6 days ago"                   # used by a VM only the ledger knows
 
 cat > "$demo/imagecache.conf" <<CONF
 [imagecache]
@@ -53,12 +55,28 @@ host=demo-host
 checksum_base_images=true
 CONF
 
+# A VM whose overlay lives outside the instances dir: only the libvirt hook's
+# usage ledger knows it uses alpine. Here the hook is run by hand, as libvirtd
+# would run it at "prepare" with the domain XML on stdin.
+mkdir -p "$demo/elsewhere"
+qemu-img create -q -f qcow2 -F raw -b "$base/$alpine" "$demo/elsewhere/vm-alpine.qcow2"
+IMAGECACHE_CONFIG="$demo/imagecache.conf" "$top/build/hook/imagecache-hook" vm-alpine prepare begin - <<XML
+<domain type='qemu'><name>vm-alpine</name><uuid>6f1c2b4e-0d7a-4c1e-9b1a-3d2f5e6a7b8c</uuid>
+  <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+    <source file='$demo/elsewhere/vm-alpine.qcow2'/><target dev='vda' bus='virtio'/></disk></devices>
+</domain>
+XML
+
 echo "== the demo cache: base files are named by the SHA-1 of their image id"
-for image in ubuntu-22.04 cirros-0.6.2 centos-stream-9 fedora-39 debian-12; do
+for image in alpine-3.19 ubuntu-22.04 cirros-0.6.2 centos-stream-9 fedora-39 debian-12; do
     printf '   %s  %s\n' "$(fingerprint "$image")" "$image"
 done
 echo "   instance-0001 boots from ubuntu-22.04, instance-0002 from its 20 GiB resize;"
+echo "   vm-alpine, recorded by the libvirt hook in the usage ledger, from alpine-3.19;"
 echo "   fedora-39 has rotted on disk; cirros and debian are unused for days, centos for 2 hours."
+echo
+echo "== imagecachectl ledger (what the hook recorded)"
+"$ctl" ledger --config "$demo/imagecache.conf"
 echo
 echo "== imagecachectl report (analyse only, changes nothing)"
 "$ctl" report --config "$demo/imagecache.conf"
