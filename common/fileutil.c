@@ -159,3 +159,14 @@ gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, 
     }
     return fsync_dir(dirfd, name, error);
 }
+
+gboolean ic_file_is_in_dir(const char *path, const char *dir)
+{
+    g_autofree char *canon = g_canonicalize_filename(path, "/");
+    g_autofree char *parent = g_path_get_dirname(canon);
+    if (g_str_equal(parent, dir))
+        return TRUE;
+    struct stat parent_st, dir_st;
+    return stat(parent, &parent_st) == 0 && stat(dir, &dir_st) == 0 &&
+           parent_st.st_dev == dir_st.st_dev && parent_st.st_ino == dir_st.st_ino;
+}

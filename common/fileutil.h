@@ -57,4 +57,9 @@ gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_
 gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
                                  mode_t mode, GError **error);
 
+/* TRUE when @path names an entry directly inside the directory @dir: by
+ * spelling (lexically canonical), or because its parent directory is @dir
+ * itself reached another way (a symlinked or bind-mounted path). */
+gboolean ic_file_is_in_dir(const char *path, const char *dir);
+
 G_END_DECLS

@@ -881,8 +881,7 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
 static void add_if_base(GPtrArray *files, const char *base_dir, const char *path)
 {
     g_autofree char *canon = g_canonicalize_filename(path, "/");
-    g_autofree char *dir = g_path_get_dirname(canon);
-    if (strcmp(dir, base_dir) != 0)
+    if (!ic_file_is_in_dir(canon, base_dir))
         return;
     if (!g_ptr_array_find_with_equal_func(files, canon, g_str_equal, NULL))
         g_ptr_array_add(files, g_steal_pointer(&canon));

@@ -74,6 +74,7 @@ static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
     if (!ic_usage_add_instances_dir(usage, config->instances_path, pass->base_dir,
                                     (const char *const *)skip_dirs->pdata, config->host, error))
         return FALSE;
+    ic_usage_index_identities(usage);
     *ret_usage = g_steal_pointer(&usage);
     return TRUE;
 }
@@ -101,8 +102,9 @@ static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage
 {
     const IcBaseFile *file = row_file(pass, row);
     g_autofree char *path = g_build_filename(pass->base_dir, row->name, NULL);
-    g_autoptr(IcUsers) users =
-        ic_usage_users_of(usage, pass->base_dir, row->name, row->fingerprint);
+    g_autoptr(IcUsers) users = ic_usage_users_of(usage, pass->base_dir, row->name, row->fingerprint,
+                                                 file && row->present ? file->dev : 0,
+                                                 file && row->present ? file->ino : 0);
     if (!row->in_quarantine)
         set_users(row, users);
     row->last_used = ic_usage_last_used(usage, path);

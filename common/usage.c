@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "fileutil.h"
 #include "probe.h"
 #include "scan.h"
 
@@ -53,6 +55,8 @@ IcUsage *ic_usage_new(void)
     usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    usage->by_identity =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
     return usage;
 }
 
@@ -65,6 +69,7 @@ void ic_usage_free(IcUsage *usage)
     g_hash_table_unref(usage->image_ids);
     g_ptr_array_unref(usage->notes);
     g_hash_table_unref(usage->last_used);
+    g_hash_table_unref(usage->by_identity);
     g_free(usage);
 }
 
@@ -215,26 +220,49 @@ void ic_usage_merge(IcUsage *into, const IcUsage *from)
         ic_usage_add_last_used(into, path, *(gint64 *)when);
 }
 
+static char *identity_key(dev_t dev, ino_t ino)
+{
+    return g_strdup_printf("%ju:%ju", (uintmax_t)dev, (uintmax_t)ino);
+}
+
+void ic_usage_index_identities(IcUsage *usage)
+{
+    GHashTableIter iter;
+    gpointer path, users;
+    g_hash_table_remove_all(usage->by_identity);
+    g_hash_table_iter_init(&iter, usage->by_path);
+    while (g_hash_table_iter_next(&iter, &path, &users)) {
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue; /* absent: matched by path, reported as absent */
+        g_autofree char *key = identity_key(st.st_dev, st.st_ino);
+        IcUsers *known = g_hash_table_lookup(usage->by_identity, key);
+        if (known == NULL) {
+            known = users_new();
+            g_hash_table_insert(usage->by_identity, g_steal_pointer(&key), known);
+        }
+        users_merge(known, users);
+    }
+}
+
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
-                           const char *fingerprint)
+                           const char *fingerprint, dev_t dev, ino_t ino)
 {
     IcUsers *users = users_new();
     g_autofree char *path = g_build_filename(base_dir, name, NULL);
     users_merge(users, ic_usage_lookup_path(usage, path));
     if (fingerprint != NULL)
         users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
+    if (ino != 0) {
+        g_autofree char *key = identity_key(dev, ino);
+        users_merge(users, g_hash_table_lookup(usage->by_identity, key));
+    }
     return users;
 }
 
 static gboolean is_instance_disk_name(const char *name)
 {
     return g_str_equal(name, "disk") || g_str_has_prefix(name, "disk.");
-}
-
-static gboolean path_is_in_dir(const char *path, const char *dir)
-{
-    g_autofree char *parent = g_path_get_dirname(path);
-    return g_str_equal(parent, dir);
 }
 
 /* Probes one instance disk and records the members of its chain that live in
@@ -255,7 +283,7 @@ static void add_instance_disk(IcUsage *usage, const char *instance, int instance
     }
     for (guint i = 0; i < chain->len; i++) {
         const char *backing = g_ptr_array_index(chain, i);
-        if (path_is_in_dir(backing, base_dir))
+        if (ic_file_is_in_dir(backing, base_dir))
             ic_usage_add_path_user(usage, backing, instance, host, TRUE, IC_WITNESS_INSTANCES_DIR);
     }
 }

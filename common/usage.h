@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/types.h>
 
 G_BEGIN_DECLS
 
@@ -30,6 +31,7 @@ typedef struct {
     GPtrArray *notes;           /* char*: what a witness could not tell (unreachable, stale) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
     GHashTable *last_used;      /* base file path -> gint64* when a domain last released it */
+    GHashTable *by_identity;    /* "dev:ino" -> IcUsers* (borrowed from by_path); see below */
 } IcUsage;
 
 IcUsage *ic_usage_new(void);
@@ -68,10 +70,17 @@ const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path);
 const IcUsers *ic_usage_lookup_fingerprint(const IcUsage *usage, const char *fingerprint);
 const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id);
 
-/* The users of base file @name in @base_dir, merging its path and its
- * fingerprint; a new IcUsers (possibly empty) the caller frees. */
+/* Indexes every path user by the identity (device, inode) of the file the
+ * path names now, following symlinks. Base files are matched by path first;
+ * the identity catches the same file spelled another way (a symlinked
+ * instances_path, "..", a bind mount), so such a user is never missed. */
+void ic_usage_index_identities(IcUsage *usage);
+
+/* The users of base file @name in @base_dir, merging its path, its
+ * fingerprint and (after ic_usage_index_identities) its identity @dev/@ino
+ * (@ino 0: none); a new IcUsers (possibly empty) the caller frees. */
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
-                           const char *fingerprint);
+                           const char *fingerprint, dev_t dev, ino_t ino);
 void ic_users_free(IcUsers *users);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsers, ic_users_free)
 
