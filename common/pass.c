@@ -1,6 +1,7 @@
 #include "pass.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -95,18 +96,33 @@ static char *image_id_of(const IcUsage *usage, const char *fingerprint)
     return fingerprint ? g_strdup(g_hash_table_lookup(usage->image_ids, fingerprint)) : NULL;
 }
 
+/* 40 hex digits, either case: what a sidecar must hold to prove corruption
+ * beyond doubt. */
+static gboolean is_sha1_digest(const char *s)
+{
+    if (s == NULL || strlen(s) != IC_SHA1_HEX_LEN)
+        return FALSE;
+    for (; *s != '\0'; s++) {
+        if (!g_ascii_isxdigit(*s))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 /* What the policy is told about @row given @usage; the one place facts are
  * assembled. A row the pass chose to evict for space keeps that choice. */
 static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage,
                                gboolean held_open)
 {
     const IcBaseFile *file = row_file(pass, row);
-    g_autofree char *path = g_build_filename(pass->base_dir, row->name, NULL);
-    g_autoptr(IcUsers) users = ic_usage_users_of(usage, pass->base_dir, row->name, row->fingerprint,
-                                                 file && row->present ? file->dev : 0,
-                                                 file && row->present ? file->ino : 0);
-    if (!row->in_quarantine)
-        set_users(row, users);
+    /* A quarantined file's users are those that still name it in the base dir. */
+    g_autofree char *name = g_path_get_basename(row->name);
+    g_autofree char *path = g_build_filename(pass->base_dir, name, NULL);
+    gboolean identity = file != NULL && row->present && !row->in_quarantine;
+    g_autoptr(IcUsers) users =
+        ic_usage_users_of(usage, pass->base_dir, name, row->fingerprint, identity ? file->dev : 0,
+                          identity ? file->ino : 0);
+    set_users(row, users);
     row->last_used = ic_usage_last_used(usage, path);
     row->pinned_by = ic_config_pinned_by(pass->config, row->name, row->fingerprint, row->image_id);
     return (IcPolicyFacts){
@@ -116,12 +132,13 @@ static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage
         .mtime = row->in_quarantine && file ? file->ctime : row->mtime,
         .last_used = row->last_used,
         .disk_bytes = file ? file->disk_bytes : 0,
-        .local_users = row->in_quarantine ? 0 : users->local,
-        .remote_users = row->in_quarantine ? 0 : users->remote,
+        .local_users = users->local,
+        .remote_users = users->remote,
         .pinned = row->pinned_by != NULL,
         .usage_incomplete = usage->incomplete,
         .held_open = held_open,
         .checksum = row->checksum.state,
+        .sidecar_is_digest = is_sha1_digest(row->checksum.expected),
         .quarantined = row->in_quarantine,
         .evict_for_space = g_strcmp0(row->decision.reason, "disk_pressure") == 0,
     };
@@ -139,8 +156,7 @@ static void plan_action(Pass *pass, IcImageRow *row)
 {
     if (row->decision.verdict == IC_VERDICT_REMOVABLE)
         row->action = IC_ACTION_WOULD_REMOVE;
-    else if (row->decision.verdict == IC_VERDICT_CORRUPT && pass->config->quarantine_corrupt &&
-             row->local_users + row->remote_users == 0 && row->pinned_by == NULL)
+    else if (row->decision.quarantine)
         row->action = IC_ACTION_WOULD_QUARANTINE;
 }
 

@@ -53,7 +53,10 @@ static IcPolicyDecision decide_quarantined(const IcPolicyFacts *facts, const IcP
                                            gint64 now)
 {
     gint64 age = MAX(now - facts->mtime, 0);
-    if (age >= config->quarantine_retention && !facts->held_open)
+    /* A domain that still names the file under its base-dir name may be
+     * repaired by moving it back: while anyone names it, or we cannot tell, keep it. */
+    gboolean named = facts->local_users + facts->remote_users > 0 || facts->usage_incomplete;
+    if (age >= config->quarantine_retention && !facts->held_open && !named)
         return decision(IC_VERDICT_REMOVABLE, "quarantine_expired", age,
                         config->quarantine_retention);
     return decision(IC_VERDICT_QUARANTINED, "quarantined", age, config->quarantine_retention);
@@ -75,8 +78,13 @@ IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConf
         return decision(IC_VERDICT_ABSENT, local ? "in_use_local" : "in_use_remote", 0, threshold);
 
     gint64 age = age_of(facts, now);
-    if (facts->checksum == IC_CHECKSUM_MISMATCH)
-        return decision(IC_VERDICT_CORRUPT, "corrupt", age, threshold);
+    if (facts->checksum == IC_CHECKSUM_MISMATCH) {
+        IcPolicyDecision corrupt = decision(IC_VERDICT_CORRUPT, "corrupt", age, threshold);
+        corrupt.quarantine = config->quarantine_corrupt && !local && !remote && !facts->pinned &&
+                             !facts->held_open && !facts->usage_incomplete &&
+                             facts->sidecar_is_digest;
+        return corrupt;
+    }
     if (local)
         return decision(IC_VERDICT_ACTIVE, "in_use_local", age, threshold);
     if (remote)

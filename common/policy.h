@@ -45,6 +45,7 @@ typedef struct {
     gboolean usage_incomplete; /* a witness could not be read: never remove */
     gboolean held_open;        /* a process has it open: never remove */
     IcChecksumState checksum;
+    gboolean sidecar_is_digest; /* the sidecar held a well-formed SHA-1 */
     gboolean quarantined;     /* it sits in the quarantine dir; mtime is when it went there */
     gboolean evict_for_space; /* chosen by ic_policy_select_for_space */
 } IcPolicyFacts;
@@ -54,11 +55,14 @@ typedef struct {
     const char *reason; /* static string: see ic_policy_decide */
     gint64 age;         /* time unused: now - max(mtime, last_used), 0 when absent */
     gint64 threshold;   /* the minimum age that applied */
+    gboolean quarantine; /* CORRUPT and may be moved to the quarantine dir */
 } IcPolicyDecision;
 
 /* The verdict on one file. Reasons, strongest rule first: "in_use_local",
- * "in_use_remote" (ACTIVE, or ABSENT when not present); "corrupt" (CORRUPT,
- * REMOVABLE-by-quarantine is the pass's business); "pinned", "held_open"
+ * "in_use_remote" (ACTIVE, or ABSENT when not present); "corrupt" (CORRUPT;
+ * ->quarantine when it may be moved away: quarantine on, unused, not pinned,
+ * not held open, every witness read, and the sidecar a real digest, so a
+ * damaged sidecar never sends a good image away); "pinned", "held_open"
  * (KEPT); "too_young"; "usage_unknown", "removal_disabled" (KEPT);
  * "disk_pressure" or "unused" (REMOVABLE); for quarantined files
  * "quarantined" or "quarantine_expired". */

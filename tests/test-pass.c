@@ -2,6 +2,8 @@
  * ephemeral files, last-use ages from the ledger, and disk pressure on a real
  * size-limited tmpfs. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <glib/gstdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -121,6 +123,57 @@ static void test_quarantine_keeps_in_use(IcTestTree *tree, gconstpointer data)
     g_assert_cmpint(ic_report_lookup(report, FP_A)->decision.verdict, ==, IC_VERDICT_CORRUPT);
     g_assert_cmpint(ic_report_lookup(report, FP_A)->action, ==, IC_ACTION_TOUCHED);
     g_assert_true(ic_test_exists(a));
+}
+
+/* Quarantine moves a file away only when nothing could need it: not while a
+ * witness is unread, not while a process holds it open, not on the word of a
+ * sidecar that is no digest at all; and quarantine never expires a file a
+ * domain still names. */
+static void test_quarantine_only_when_sure(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "checksum_base_images=true\nquarantine_corrupt=true\n"
+                          "quarantine_retention_seconds=0\n");
+    const char *zeros = "0000000000000000000000000000000000000000";
+    g_autofree char *a = make_base(tree, FP_A, "rotten", NOW - 10 * DAY);
+    g_free(ic_test_write_file(tree->base_dir, FP_A ".sha1", zeros, -1));
+    g_autofree char *b = make_base(tree, FP_B, "fine", NOW - 10 * DAY);
+    g_free(ic_test_write_file(tree->base_dir, FP_B ".sha1", "deadbeef", -1));
+
+    /* held open by this very process */
+    int fd = open(a, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_autoptr(IcReport) held = run_pass(config, IC_PASS_RUN, NOW);
+    close(fd);
+    g_assert_cmpint(ic_report_lookup(held, FP_A)->action, ==, IC_ACTION_NONE);
+    g_assert_true(ic_test_exists(a));
+    /* a sidecar that is no SHA-1: reported corrupt (the reference suite's rule), never moved */
+    g_assert_cmpint(ic_report_lookup(held, FP_B)->decision.verdict, ==, IC_VERDICT_CORRUPT);
+    g_assert_cmpint(ic_report_lookup(held, FP_B)->action, ==, IC_ACTION_NONE);
+    g_assert_true(ic_test_exists(b));
+
+    /* a witness that cannot be read */
+    g_autoptr(IcUsage) unsure = ic_usage_new();
+    ic_usage_add_note(unsure, TRUE, "a disk could not be read");
+    g_autoptr(IcReport) incomplete = NULL;
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    g_assert_true(ic_pass_run(config, unsure, &options, NOW, &incomplete, &error));
+    g_assert_cmpint(ic_report_lookup(incomplete, FP_A)->action, ==, IC_ACTION_NONE);
+    g_assert_true(ic_test_exists(a));
+
+    /* sure: moved; then a domain names it in the base dir: it stays in quarantine */
+    g_autoptr(IcReport) moved = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_cmpint(ic_report_lookup(moved, FP_A)->action, ==, IC_ACTION_QUARANTINED);
+    g_autoptr(IcUsage) named = ic_usage_new();
+    ic_usage_add_path_user(named, a, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
+    g_autoptr(IcReport) kept = NULL;
+    gint64 later = g_get_real_time() / G_USEC_PER_SEC + 10;
+    g_assert_true(ic_pass_run(config, named, &options, later, &kept, &error));
+    const IcImageRow *row = ic_report_lookup(kept, IC_QUARANTINE_DIR "/" FP_A);
+    g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_QUARANTINED);
+    g_autofree char *moved_path = g_build_filename(tree->base_dir, IC_QUARANTINE_DIR, FP_A, NULL);
+    g_assert_true(ic_test_exists(moved_path));
 }
 
 static void test_swap_and_ephemeral(IcTestTree *tree, gconstpointer data)
@@ -279,6 +332,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/pinned", test_pinned);
     ADD("/imagecache/pass/quarantine", test_quarantine);
     ADD("/imagecache/pass/quarantine_keeps_in_use", test_quarantine_keeps_in_use);
+    ADD("/imagecache/pass/quarantine_only_when_sure", test_quarantine_only_when_sure);
     ADD("/imagecache/pass/swap_and_ephemeral", test_swap_and_ephemeral);
     ADD("/imagecache/pass/last_used_from_ledger", test_last_used_from_ledger);
     ADD("/imagecache/pass/stale_sidecar_temps", test_stale_sidecar_temps);
