@@ -288,31 +288,70 @@ static void add_instance_disk(IcUsage *usage, const char *instance, int instance
     }
 }
 
+/* An instance dir or disk that cannot be read might name any base file. */
+static void note_unreadable(IcUsage *usage, const char *instances_path, const char *instance,
+                            const char *what, int errsv)
+{
+    g_autofree char *note = g_strdup_printf(
+        "%s '%s/%s' could not be read (%s): its base files are unknown, so nothing is removed",
+        what, instances_path, instance, g_strerror(errsv));
+    ic_usage_add_note(usage, TRUE, note);
+}
+
+static gboolean is_disk_type(mode_t mode)
+{
+    return S_ISREG(mode) || S_ISBLK(mode);
+}
+
 static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instances_path,
                              const char *instance, const char *base_dir, const char *host,
                              IcProbeCache *cache)
 {
-    int fd = openat(parent_fd, instance, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return; /* not a directory (or a symlink): not an instance */
+    /* Symlinked instance dirs are followed, as QEMU follows the paths in them. */
+    int fd = openat(parent_fd, instance, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        /* A plain file is no instance; one that vanished (or a dangling link)
+         * has nothing to say; anything else might hide a user. */
+        if (errno != ENOTDIR && errno != ENOENT)
+            note_unreadable(usage, instances_path, instance, "instance dir", errno);
+        return;
+    }
     DIR *dir = fdopendir(fd);
     if (dir == NULL) {
+        note_unreadable(usage, instances_path, instance, "instance dir", errno);
         close(fd);
         return;
     }
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
     struct dirent *entry;
+    errno = 0;
     while ((entry = readdir(dir)) != NULL) {
         struct stat st;
-        if (!is_instance_disk_name(entry->d_name))
+        if (!is_instance_disk_name(entry->d_name)) {
+            errno = 0;
             continue;
+        }
         /* d_type spares a stat per disk; a symlink or an unknown type is
          * followed, as QEMU would follow it. */
-        if (entry->d_type != DT_REG &&
-            (fstatat(fd, entry->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode)))
-            continue;
+        if (entry->d_type != DT_REG && entry->d_type != DT_BLK) {
+            if (fstatat(fd, entry->d_name, &st, 0) < 0) {
+                if (errno != ENOENT) {
+                    g_autofree char *disk = g_build_filename(instance, entry->d_name, NULL);
+                    note_unreadable(usage, instances_path, disk, "instance disk", errno);
+                }
+                errno = 0;
+                continue;
+            }
+            if (!is_disk_type(st.st_mode)) {
+                errno = 0;
+                continue;
+            }
+        }
         g_ptr_array_add(disks, g_strdup(entry->d_name));
+        errno = 0;
     }
+    if (errno != 0)
+        note_unreadable(usage, instances_path, instance, "instance dir", errno);
     for (guint i = 0; i < disks->len; i++) {
         const char *name = g_ptr_array_index(disks, i);
         g_autofree char *path = g_build_filename(instances_path, instance, name, NULL);
@@ -398,12 +437,17 @@ gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
     }
     g_autoptr(GPtrArray) instances = g_ptr_array_new_with_free_func(g_free);
     struct dirent *entry;
+    errno = 0;
     while ((entry = readdir(dir)) != NULL) {
-        if (g_str_equal(entry->d_name, ".") || g_str_equal(entry->d_name, ".."))
-            continue;
-        if (skip_dirs != NULL && g_strv_contains(skip_dirs, entry->d_name))
-            continue;
-        g_ptr_array_add(instances, g_strdup(entry->d_name));
+        if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, "..") &&
+            (skip_dirs == NULL || !g_strv_contains(skip_dirs, entry->d_name)))
+            g_ptr_array_add(instances, g_strdup(entry->d_name));
+        errno = 0;
+    }
+    if (errno != 0) {
+        int errsv = errno;
+        closedir(dir);
+        return ic_error_set_errno(error, errsv, "listing instances dir", instances_path);
     }
     walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, host);
     closedir(dir);

@@ -154,13 +154,12 @@ static void test_base_file_named_through_symlink(IcTestTree *tree, gconstpointer
     g_autoptr(GError) error = NULL;
     g_autofree char *base = ic_test_write_file(tree->base_dir, FP, "data", -1);
     ic_test_set_mtime(base, NOW - 30 * 86400);
-    g_autofree char *parent = g_path_get_dirname(tree->root);
     g_autofree char *link = g_strconcat(tree->root, "-link", NULL);
     g_assert_cmpint(symlink(tree->root, link), ==, 0);
     g_autofree char *backing = g_build_filename(link, "_base", FP, NULL);
     g_autofree char *disk = g_build_filename(tree->root, "instance-1", "disk", NULL);
-    g_assert_cmpint(g_mkdir(g_path_get_dirname(disk), 0755), ==, 0);
-    g_autofree char *raw = ic_test_write_file(tree->root, "instance-1/disk", "", -1);
+    g_autofree char *disk_dir = g_path_get_dirname(disk);
+    g_assert_cmpint(g_mkdir(disk_dir, 0755), ==, 0);
     g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, backing, "raw", &error));
 
     g_autoptr(IcConfig) config = ic_config_new();
@@ -177,6 +176,57 @@ static void test_base_file_named_through_symlink(IcTestTree *tree, gconstpointer
     g_assert_cmpint(g_unlink(link), ==, 0);
 }
 
+static IcReport *run_tree(const IcTestTree *tree)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_free(config->instances_path);
+    config->instances_path = g_strdup(tree->root);
+    g_assert_true(ic_config_finish(config, &error));
+    IcReport *report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    g_assert_true(ic_pass_run(config, NULL, &options, NOW, &report, &error));
+    g_assert_no_error(error);
+    return report;
+}
+
+/* An instance dir that is a symlink (moved to other storage) is followed. */
+static void test_symlinked_instance_dir(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *base = ic_test_write_file(tree->base_dir, FP, "data", -1);
+    ic_test_set_mtime(base, NOW - 30 * 86400);
+    g_autofree char *elsewhere = g_strconcat(tree->root, "-elsewhere", NULL);
+    g_autofree char *disk = g_build_filename(elsewhere, "vm1", "disk", NULL);
+    g_autofree char *disk_dir = g_path_get_dirname(disk);
+    g_assert_cmpint(g_mkdir_with_parents(disk_dir, 0755), ==, 0);
+    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, base, "raw", &error));
+    g_autofree char *target = g_build_filename(elsewhere, "vm1", NULL);
+    g_autofree char *link = g_build_filename(tree->root, "vm1", NULL);
+    g_assert_cmpint(symlink(target, link), ==, 0);
+
+    g_autoptr(IcReport) report = run_tree(tree);
+    g_assert_cmpint(ic_report_lookup(report, FP)->decision.verdict, ==, IC_VERDICT_ACTIVE);
+    g_assert_true(ic_test_exists(base));
+    ic_test_rmtree(elsewhere);
+}
+
+/* An instance dir that cannot be read (here a symlink loop) might hide a
+ * user of any base file: nothing is removed, and the report says why. */
+static void test_unreadable_instance_dir(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *base = ic_test_write_file(tree->base_dir, FP, "data", -1);
+    ic_test_set_mtime(base, NOW - 30 * 86400);
+    g_autofree char *loop = g_build_filename(tree->root, "vm-loop", NULL);
+    g_assert_cmpint(symlink(loop, loop), ==, 0);
+
+    g_autoptr(IcReport) report = run_tree(tree);
+    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_true(ic_test_exists(base));
+    g_assert_cmpuint(report->notes->len, ==, 1);
+    g_assert_nonnull(strstr(g_ptr_array_index(report->notes, 0), "vm-loop"));
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -191,6 +241,8 @@ int main(int argc, char **argv)
     ADD("/imagecache/hostile/sidecar_symlink", test_sidecar_symlink);
     ADD("/imagecache/hostile/refuses_names_outside_grammar", test_refuses_names_outside_grammar);
     ADD("/imagecache/hostile/hard_link", test_hard_link);
+    ADD("/imagecache/hostile/symlinked_instance_dir", test_symlinked_instance_dir);
+    ADD("/imagecache/hostile/unreadable_instance_dir", test_unreadable_instance_dir);
     ADD("/imagecache/hostile/base_file_named_through_symlink",
         test_base_file_named_through_symlink);
     return g_test_run();
