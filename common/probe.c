@@ -140,7 +140,10 @@ static void set_backing(IcImageInfo *info, char *name, const char *image_dir)
         return;
     }
     info->backing_name = name;
-    if (!name_has_protocol(name))
+    /* "file:" is QEMU's name for a plain file: what follows is the path. */
+    if (g_str_has_prefix(name, "file:"))
+        info->backing_path = resolve_backing_name(name + strlen("file:"), image_dir);
+    else if (!name_has_protocol(name))
         info->backing_path = resolve_backing_name(name, image_dir);
 }
 
@@ -478,8 +481,16 @@ static gboolean probe_backing(int dirfd, const char *name, const char *path, IcP
     if (known == NULL) {
         g_autoptr(IcImageInfo) info = NULL;
         known = g_new0(CachedProbe, 1);
-        if (ic_probe_image_at(dirfd, name, path, &info, &known->error))
+        if (ic_probe_image_at(dirfd, name, path, &info, &known->error)) {
             known->backing_path = g_steal_pointer(&info->backing_path);
+            /* A backing file over a protocol (nbd:, json:{…}) might still be a
+             * base file underneath: that is not knowable here, so say so. */
+            if (known->backing_path == NULL && info->backing_name != NULL)
+                g_set_error(&known->error, IC_ERROR, IC_ERROR_FORMAT,
+                            "backing file '%s' of '%s' is not a local file imagecache can "
+                            "follow",
+                            info->backing_name, path);
+        }
         if (cache == NULL) {
             gboolean ok = known->error == NULL;
             if (ok)
