@@ -10,6 +10,20 @@ static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLed
     g_autoptr(GError) error = NULL;
     g_autoptr(IcLedger) ledger = NULL;
 
+    /* A missing ledger dir inside instances_path is a host where no domain
+     * was recorded yet. Elsewhere it may be a shared mount that is not
+     * mounted: then other hosts' users are unknown. */
+    g_autofree char *prefix = g_strconcat(config->instances_path, G_DIR_SEPARATOR_S, NULL);
+    if (!g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR) &&
+        !g_str_has_prefix(config->ledger_dir, prefix)) {
+        g_autofree char *note = g_strdup_printf(
+            "usage ledger dir '%s' does not exist and is outside instances_path (an unmounted "
+            "share?): other hosts' users are unknown, so nothing is removed; create it to "
+            "confirm it is empty",
+            config->ledger_dir);
+        ic_usage_add_note(usage, TRUE, note);
+        return;
+    }
     if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
                             &error)) {
         g_autofree char *note =

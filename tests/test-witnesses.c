@@ -1,0 +1,58 @@
+/* The witnesses beside the instances dir (common/witnesses.c): when a missing ledger dir
+ * means "nothing recorded yet" and when it means "unknown". */
+#include "witnesses.h"
+#include "testutil.h"
+
+static IcConfig *config_for(const IcTestTree *tree, const char *ledger_dir)
+{
+    g_autoptr(GError) error = NULL;
+    IcConfig *config = ic_config_new();
+    g_free(config->instances_path);
+    config->instances_path = g_strdup(tree->root);
+    config->host = g_strdup("testhost");
+    if (ledger_dir != NULL)
+        config->ledger_dir = g_strdup(ledger_dir);
+    g_assert_true(ic_config_finish(config, &error));
+    return config;
+}
+
+/* The default ledger dir, inside instances_path, not there yet: a fresh host. */
+static void test_missing_default_ledger_dir(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = config_for(tree, NULL);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    IcLedgerCounts counts;
+    ic_witnesses_collect(config, usage, 1700000000, &counts);
+    g_assert_false(usage->incomplete);
+    g_assert_true(counts.known);
+    g_assert_cmpuint(counts.hosts, ==, 0);
+}
+
+/* A ledger dir elsewhere that is missing may be an unmounted share. */
+static void test_missing_ledger_dir_elsewhere(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *elsewhere = g_strconcat(tree->root, "-shared/ledger", NULL);
+    g_autoptr(IcConfig) config = config_for(tree, elsewhere);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    ic_witnesses_collect(config, usage, 1700000000, NULL);
+    g_assert_true(usage->incomplete);
+    g_assert_nonnull(strstr(g_ptr_array_index(usage->notes, 0), "unmounted share"));
+
+    /* once it exists (mounted, or created to confirm), it is read as usual */
+    g_assert_cmpint(g_mkdir_with_parents(elsewhere, 0755), ==, 0);
+    g_autoptr(IcUsage) again = ic_usage_new();
+    ic_witnesses_collect(config, again, 1700000000, NULL);
+    g_assert_false(again->incomplete);
+    g_autofree char *shared = g_strconcat(tree->root, "-shared", NULL);
+    ic_test_rmtree(shared);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    g_test_add("/imagecache/witnesses/missing_default_ledger_dir", IcTestTree, NULL,
+               ic_test_tree_setup, test_missing_default_ledger_dir, ic_test_tree_teardown);
+    g_test_add("/imagecache/witnesses/missing_ledger_dir_elsewhere", IcTestTree, NULL,
+               ic_test_tree_setup, test_missing_ledger_dir_elsewhere, ic_test_tree_teardown);
+    return g_test_run();
+}
