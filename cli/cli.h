@@ -34,10 +34,11 @@ int ic_cmd_reconcile(IcCli *cli, int argc, char **argv);
 void ic_cli_print_error(const GError *error);
 
 /* Parses a subcommand's options (@entries may be NULL) plus the common
- * --config, then loads the config into @cli. Returns an IC_EXIT_* code:
- * IC_EXIT_OK to go on. */
+ * --config, then loads the config into @cli. A command that does not
+ * @take_files refuses any other argument ("run dry-run" must not run a
+ * real pass). Returns an IC_EXIT_* code: IC_EXIT_OK to go on. */
 int ic_cli_parse(IcCli *cli, int *argc, char ***argv, const GOptionEntry *entries,
-                 const char *parameter_string, const char *summary);
+                 gboolean take_files, const char *parameter_string, const char *summary);
 
 /* The witnesses the CLI can reach besides the instances dir (which the pass
  * reads itself): the ledger and, when built with libvirt, the live domains.

@@ -132,16 +132,12 @@ int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
         G_OPTION_ENTRY_NULL,
     };
-    int status = ic_cli_parse(cli, &argc, &argv, entries, "- show the usage ledger",
+    int status = ic_cli_parse(cli, &argc, &argv, entries, FALSE, "- show the usage ledger",
                               "Shows every host's ledger: when it was refreshed, and which "
                               "domains use which base files and images. Exit status 1 when a "
                               "host file is damaged (nothing is removed until it is repaired).");
     if (status != IC_EXIT_OK)
         return status;
-    if (argc > 1) {
-        fprintf(stderr, "imagecachectl: ledger takes no arguments\n");
-        return IC_EXIT_USAGE;
-    }
 
     const IcConfig *config = cli->config;
     gint64 now = ic_cli_now();

@@ -153,16 +153,12 @@ int ic_cmd_reconcile(IcCli *cli, int argc, char **argv)
          "Show what would change, but write nothing", NULL},
         G_OPTION_ENTRY_NULL,
     };
-    int status = ic_cli_parse(cli, &argc, &argv, entries, "- rebuild this host's ledger",
+    int status = ic_cli_parse(cli, &argc, &argv, entries, FALSE, "- rebuild this host's ledger",
                               "Replaces this host's usage ledger with libvirt's live domains "
                               "(read-only connection to libvirt_uri), their base files resolved "
                               "from the image headers. Repairs what the hook missed.");
     if (status != IC_EXIT_OK)
         return status;
-    if (argc > 1) {
-        fprintf(stderr, "imagecachectl: reconcile takes no arguments\n");
-        return IC_EXIT_USAGE;
-    }
 #ifdef IC_HAVE_LIBVIRT
     return reconcile(cli, dry_run);
 #else

@@ -62,7 +62,7 @@ int ic_cmd_report(IcCli *cli, int argc, char **argv)
          "Explain the verdict on one base file: each witness, age, thresholds, checksum", "FILE"},
         G_OPTION_ENTRY_NULL,
     };
-    int status = ic_cli_parse(cli, &argc, &argv, entries, "- analyse the base dir",
+    int status = ic_cli_parse(cli, &argc, &argv, entries, FALSE, "- analyse the base dir",
                               "Shows every base file with its users, age, checksum state and "
                               "verdict. Changes nothing.");
     if (status != IC_EXIT_OK)
@@ -80,7 +80,7 @@ int ic_cmd_run(IcCli *cli, int argc, char **argv)
          "Decide as a run would, but change nothing", NULL},
         G_OPTION_ENTRY_NULL,
     };
-    int status = ic_cli_parse(cli, &argc, &argv, entries, "- run a pass",
+    int status = ic_cli_parse(cli, &argc, &argv, entries, FALSE, "- run a pass",
                               "Verifies checksums, refreshes the mtime of base files in use and "
                               "removes unused ones, as the config says.");
     if (status != IC_EXIT_OK)

@@ -57,7 +57,7 @@ static gboolean verify_one(const char *path)
 
 int ic_cmd_verify(IcCli *cli, int argc, char **argv)
 {
-    int status = ic_cli_parse(cli, &argc, &argv, NULL, "FILE… - verify base files",
+    int status = ic_cli_parse(cli, &argc, &argv, NULL, TRUE, "FILE… - verify base files",
                               "Hashes each FILE and compares it with its .info or .sha1 "
                               "sidecar. Exit status 1 when any file is corrupt or unreadable.");
     if (status != IC_EXIT_OK)

@@ -77,7 +77,7 @@ static int load_config(IcCli *cli)
 }
 
 int ic_cli_parse(IcCli *cli, int *argc, char ***argv, const GOptionEntry *entries,
-                 const char *parameter_string, const char *summary)
+                 gboolean take_files, const char *parameter_string, const char *summary)
 {
     g_autofree char *config_path = NULL;
     const GOptionEntry common_entries[] = {
@@ -95,6 +95,11 @@ int ic_cli_parse(IcCli *cli, int *argc, char ***argv, const GOptionEntry *entrie
         g_option_context_add_main_entries(context, entries, NULL);
     if (!g_option_context_parse(context, argc, argv, &error)) {
         ic_cli_print_error(error);
+        return IC_EXIT_USAGE;
+    }
+    if (!take_files && *argc > 1) {
+        fprintf(stderr, "imagecachectl: %s takes no arguments, got '%s' (options start with --)\n",
+                (*argv)[0], (*argv)[1]);
         return IC_EXIT_USAGE;
     }
 
