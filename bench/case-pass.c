@@ -20,7 +20,7 @@ static void ledger_witness(IcUsage *usage, gint64 now, gpointer user_data)
     g_autoptr(GError) error = NULL;
     if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
                             &error)) {
-        ic_usage_add_note(usage, TRUE, error->message);
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, error->message);
         return;
     }
     ic_ledger_add_usage(ledger, config->host, usage);

@@ -9,10 +9,12 @@
 
 G_BEGIN_DECLS
 
+/* Documented in man/imagecachectl.1.scd and the README; never renumbered. */
 enum {
     IC_EXIT_OK = 0,
-    IC_EXIT_FAILED = 1, /* the pass or command itself failed */
-    IC_EXIT_USAGE = 2,  /* bad usage or config */
+    IC_EXIT_FAILED = 1,   /* the pass or command itself failed, or the base dir is missing */
+    IC_EXIT_USAGE = 2,    /* bad usage or config */
+    IC_EXIT_PROBLEMS = 3, /* report/run: the pass found corrupt or in-use-but-absent files */
 };
 
 typedef struct {
@@ -29,6 +31,7 @@ int ic_cmd_run(IcCli *cli, int argc, char **argv);
 int ic_cmd_verify(IcCli *cli, int argc, char **argv);
 int ic_cmd_ledger(IcCli *cli, int argc, char **argv);
 int ic_cmd_reconcile(IcCli *cli, int argc, char **argv);
+int ic_cmd_check_config(IcCli *cli, int argc, char **argv);
 
 /* Prints "imagecachectl: <error message>" to stderr. */
 void ic_cli_print_error(const GError *error);
@@ -44,6 +47,14 @@ int ic_cli_parse(IcCli *cli, int *argc, char ***argv, const GOptionEntry *entrie
  * reads itself): the ledger and, when built with libvirt, the live domains.
  * A witness that cannot be read is noted in @usage, not fatal. */
 void ic_cli_collect_usage(IcCli *cli, IcUsage *usage, gint64 now);
+
+/* Parses the value of --rate-limit (see ic_config_parse_rate_limit); NULL
+ * leaves @ret_bytes_per_sec alone. Returns an IC_EXIT_* code. */
+int ic_cli_rate_limit(const char *value, guint64 *ret_bytes_per_sec);
+
+/* The path of base file @file: a bare name (no '/') is a file in the base
+ * dir, as `report --explain` reads it; anything else is a path. Caller frees. */
+char *ic_cli_base_file_path(const IcCli *cli, const char *file);
 
 /* Now, in epoch seconds. */
 gint64 ic_cli_now(void);

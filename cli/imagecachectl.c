@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"verify", ic_cmd_verify, "Checksum the given base files against their sidecars"},
     {"ledger", ic_cmd_ledger, "Show every host's usage ledger"},
     {"reconcile", ic_cmd_reconcile, "Rebuild this host's ledger from libvirt's live domains"},
+    {"check-config", ic_cmd_check_config, "Parse and validate the config file; change nothing"},
 };
 
 static gboolean verbose;
@@ -45,6 +46,27 @@ static void log_to_stderr(const char *domain, GLogLevelFlags level, const char *
 void ic_cli_print_error(const GError *error)
 {
     fprintf(stderr, "imagecachectl: %s\n", error->message);
+}
+
+int ic_cli_rate_limit(const char *value, guint64 *ret_bytes_per_sec)
+{
+    g_autoptr(GError) error = NULL;
+    if (value == NULL)
+        return IC_EXIT_OK;
+    if (!ic_config_parse_rate_limit(value, ret_bytes_per_sec, &error)) {
+        g_prefix_error(&error, "option --rate-limit: ");
+        ic_cli_print_error(error);
+        return IC_EXIT_USAGE;
+    }
+    return IC_EXIT_OK;
+}
+
+char *ic_cli_base_file_path(const IcCli *cli, const char *file)
+{
+    if (strchr(file, '/') != NULL)
+        return g_strdup(file);
+    g_autofree char *base_dir = ic_config_base_dir(cli->config);
+    return g_build_filename(base_dir, file, NULL);
 }
 
 gint64 ic_cli_now(void)
@@ -122,7 +144,8 @@ static void print_usage(FILE *out)
     for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'imagecachectl COMMAND --help' for a command's options.\n"
-                 "Exit status: 0 success, 1 the command failed, 2 usage or config error.\n");
+                 "Exit status: 0 success, 1 the command failed (or the base dir is missing),\n"
+                 "2 usage or config error, 3 report/run found corrupt or absent files.\n");
 }
 
 /* Lets common options stand before the command too ("imagecachectl --config
@@ -157,6 +180,10 @@ int main(int argc, char **argv)
     if (g_str_equal(argv[1], "--help") || g_str_equal(argv[1], "-h") ||
         g_str_equal(argv[1], "help")) {
         print_usage(stdout);
+        return IC_EXIT_OK;
+    }
+    if (g_str_equal(argv[1], "--version") || g_str_equal(argv[1], "-V")) {
+        printf("imagecachectl %s\n", IC_VERSION);
         return IC_EXIT_OK;
     }
     move_command_first(argc, argv);

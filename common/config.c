@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "error.h"
 #include "ledger.h"
@@ -316,6 +317,40 @@ const char *ic_config_pinned_by(const IcConfig *config, const char *name, const 
         }
     }
     return NULL;
+}
+
+static gboolean rate_limit_error(const char *value, GError **error)
+{
+    g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                "'%s' is not a rate in bytes/s (a whole number, optionally followed by K, M, G "
+                "or T for KiB/s, MiB/s, GiB/s or TiB/s; 0 for unlimited)",
+                value);
+    return FALSE;
+}
+
+gboolean ic_config_parse_rate_limit(const char *value, guint64 *ret_bytes_per_sec, GError **error)
+{
+    static const char units[] = "KMGT";
+    g_autofree char *text = g_strstrip(g_strdup(value));
+    char *end = text;
+    guint shift = 0;
+
+    while (g_ascii_isdigit(*end))
+        end++;
+    if (end == text)
+        return rate_limit_error(value, error);
+    if (*end != '\0') {
+        const char *unit = strchr(units, g_ascii_toupper(*end));
+        if (unit == NULL || (end[1] != '\0' && g_ascii_strcasecmp(end + 1, "iB") != 0))
+            return rate_limit_error(value, error);
+        shift = 10 * (guint)(unit - units + 1);
+        *end = '\0';
+    }
+    guint64 number;
+    if (!g_ascii_string_to_unsigned(text, 10, 0, (guint64)G_MAXINT64 >> shift, &number, NULL))
+        return rate_limit_error(value, error);
+    *ret_bytes_per_sec = number << shift;
+    return TRUE;
 }
 
 char *ic_config_base_dir(const IcConfig *config)

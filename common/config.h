@@ -60,6 +60,13 @@ gboolean ic_config_finish(IcConfig *config, GError **error);
 const char *ic_config_pinned_by(const IcConfig *config, const char *name, const char *fingerprint,
                                 const char *image_id);
 
+/* Parses a hashing rate limit in bytes per second, as imagecachectl's
+ * --rate-limit and the plugin's ChecksumRateLimit take it: a whole number,
+ * optionally with K, M, G or T (KiB/s, MiB/s, GiB/s, TiB/s; "50M", "50MiB");
+ * 0 means unlimited. A bad value fails with IC_ERROR_CONFIG quoting it; the
+ * caller prefixes the option's name. */
+gboolean ic_config_parse_rate_limit(const char *value, guint64 *ret_bytes_per_sec, GError **error);
+
 /* <instances_path>/<base_dir_name>; caller frees. */
 char *ic_config_base_dir(const IcConfig *config);
 

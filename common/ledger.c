@@ -846,7 +846,7 @@ gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_sec
 void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage *usage)
 {
     for (guint i = 0; i < ledger->errors->len; i++)
-        ic_usage_add_note(usage, TRUE, g_ptr_array_index(ledger->errors, i));
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_DAMAGED, g_ptr_array_index(ledger->errors, i));
 
     for (guint i = 0; i < ledger->hosts->len; i++) {
         const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
@@ -856,7 +856,7 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
             g_autofree char *note = g_strdup_printf(
                 "ledger of host '%s' not refreshed for %" G_GINT64_FORMAT " s (still counted)",
                 host->host, MAX(0, ledger->read_at - host->refreshed));
-            ic_usage_add_note(usage, FALSE, note);
+            ic_usage_add_note(usage, IC_NOTE_LEDGER_STALE, note);
         }
         for (guint j = 0; j < host->domains->len; j++) {
             const IcLedgerDomain *domain = g_ptr_array_index(host->domains, j);

@@ -164,6 +164,11 @@ static gboolean verify_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *
 {
     if (!pass->config->checksum_base_images)
         return TRUE;
+    /* Explaining one file must not hash the whole cache: the others stay
+     * not_checked, which only the explained file's verdict could depend on. */
+    if (pass->options->checksum_only != NULL &&
+        !g_str_equal(pass->options->checksum_only, file->name))
+        return TRUE;
     IcChecksumOptions checksum_options = {
         .rate_limit_bytes_per_sec = pass->options->checksum_rate_limit,
         .interval_seconds = pass->config->checksum_interval_seconds,
@@ -482,7 +487,8 @@ static gboolean pass_body(Pass *pass, GError **error)
     if (!gather_usage(pass, &usage, error))
         return FALSE;
     for (guint i = 0; i < usage->notes->len; i++)
-        g_ptr_array_add(pass->report->notes, g_strdup(g_ptr_array_index(usage->notes, i)));
+        ic_report_add_note(pass->report, g_array_index(usage->note_codes, IcNoteCode, i),
+                           g_ptr_array_index(usage->notes, i));
     if (!ic_remove_open_base_dir(pass->base_dir, &pass->dirfd, error))
         return FALSE;
     remove_stale_temps(pass);
@@ -514,9 +520,17 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
     g_autoptr(IcScan) scan = NULL;
 
     report->dry_run = options->mode != IC_PASS_RUN;
+    report->disk_high_watermark_percent = config->disk_high_watermark_percent;
+    report->disk_low_watermark_percent = config->disk_low_watermark_percent;
     if (!ic_scan_base_dir(base_dir, &scan, error))
         return FALSE;
     report->base_dir_exists = scan->exists;
+    if (!scan->exists) {
+        g_autofree char *note = g_strdup_printf(
+            "base dir '%s' does not exist (an unmounted share?): nothing was checked or removed",
+            base_dir);
+        ic_report_add_note(report, IC_NOTE_BASE_DIR_MISSING, note);
+    }
     if (scan->exists) {
         g_ptr_array_unref(report->skipped);
         report->skipped = g_ptr_array_ref(scan->skipped);

@@ -25,10 +25,11 @@ typedef void (*IcWitnessFunc)(IcUsage *usage, gint64 now, gpointer user_data);
 typedef struct {
     IcPassMode mode;
     guint64 checksum_rate_limit; /* bytes/s, 0 = unlimited */
+    const char *checksum_only;   /* hash only this base file (explaining one file); NULL: all */
     GCancellable *cancellable;
     IcWitnessFunc witnesses; /* NULL: only the given usage and the instances dir */
     gpointer witnesses_data;
-    const char *proc_root;   /* NULL: "/proc" (for the held-open check) */
+    const char *proc_root; /* NULL: "/proc" (for the held-open check) */
 
     /* Test-only, never set in production: skip the usage lock and sleep this
      * long before each unlink, so the race test can show what the lock prevents. */

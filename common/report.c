@@ -54,6 +54,7 @@ IcReport *ic_report_new(const char *base_dir, const char *host, gint64 now)
     report->skipped = g_ptr_array_new();
     report->events = g_ptr_array_new_with_free_func((GDestroyNotify)event_free);
     report->notes = g_ptr_array_new_with_free_func(g_free);
+    report->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     return report;
 }
 
@@ -67,6 +68,7 @@ void ic_report_free(IcReport *report)
     g_ptr_array_unref(report->skipped);
     g_ptr_array_unref(report->events);
     g_ptr_array_unref(report->notes);
+    g_array_unref(report->note_codes);
     g_free(report);
 }
 
@@ -74,7 +76,8 @@ IcImageRow *ic_report_add_row(IcReport *report, const char *name)
 {
     IcImageRow *row = g_new0(IcImageRow, 1);
     row->name = g_strdup(name);
-    row->users = g_ptr_array_new_with_free_func(g_free);
+    /* NULL-terminated, so the list reads as a strv too (g_strjoinv). */
+    row->users = g_ptr_array_new_null_terminated(0, g_free, TRUE);
     g_ptr_array_add(report->rows, row);
     return row;
 }
@@ -111,6 +114,22 @@ void ic_report_add_event(IcReport *report, IcEventLevel level, const char *file,
     event->message = g_strdup_vprintf(format, args);
     va_end(args);
     g_ptr_array_add(report->events, event);
+}
+
+void ic_report_add_note(IcReport *report, IcNoteCode code, const char *text)
+{
+    g_ptr_array_add(report->notes, g_strdup(text));
+    g_array_append_val(report->note_codes, code);
+}
+
+static IcNoteCode note_code(const IcReport *report, guint i)
+{
+    return g_array_index(report->note_codes, IcNoteCode, i);
+}
+
+gboolean ic_report_has_problems(const IcReport *report)
+{
+    return report->totals.corrupt > 0 || report->totals.absent > 0;
 }
 
 static int compare_rows(gconstpointer a, gconstpointer b)
@@ -215,6 +234,18 @@ void ic_report_log_events(const IcReport *report)
 
 /* ---- human output ---- */
 
+static double disk_used_percent(const IcReport *report)
+{
+    return 100.0 * (double)report->disk_used_bytes / (double)MAX(report->disk_total_bytes, 1);
+}
+
+/* Epoch seconds as ISO 8601 in UTC ("2026-11-29T17:11:54Z"). */
+static char *format_time(gint64 epoch)
+{
+    g_autoptr(GDateTime) time = g_date_time_new_from_unix_utc(epoch);
+    return time ? g_date_time_format(time, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
+}
+
 static char *format_size(gint64 bytes)
 {
     return g_format_size_full((guint64)MAX(bytes, 0), G_FORMAT_SIZE_IEC_UNITS);
@@ -310,7 +341,8 @@ char *ic_report_to_table(const IcReport *report)
     g_string_append_printf(out, "Base dir %s on host %s%s\n", report->base_dir, report->host,
                            report->dry_run ? " (dry run: nothing changed)" : "");
     if (!report->base_dir_exists) {
-        g_string_append(out, "The base dir does not exist: nothing to do.\n");
+        g_string_append(out, "The base dir does not exist (an unmounted share?): nothing was "
+                             "checked or removed.\n");
         return g_string_free(out, FALSE);
     }
 
@@ -355,10 +387,15 @@ char *ic_report_to_table(const IcReport *report)
     if (report->disk_known) {
         g_autofree char *disk_used = format_size((gint64)report->disk_used_bytes);
         g_autofree char *disk_total = format_size((gint64)report->disk_total_bytes);
-        g_string_append_printf(out, "Filesystem: %s of %s used (%.1f%%)%s\n", disk_used, disk_total,
-                               100.0 * (double)report->disk_used_bytes /
-                                   (double)MAX(report->disk_total_bytes, 1),
-                               report->disk_pressure ? ", above the high watermark" : "");
+        g_string_append_printf(out, "Filesystem: %s of %s used (%.1f%%)", disk_used, disk_total,
+                               disk_used_percent(report));
+        if (report->disk_high_watermark_percent > 0)
+            g_string_append_printf(
+                out, "; watermarks: high %" G_GINT64_FORMAT "%%, low %" G_GINT64_FORMAT "%%%s\n",
+                report->disk_high_watermark_percent, report->disk_low_watermark_percent,
+                report->disk_pressure ? ", above the high watermark" : "");
+        else
+            g_string_append(out, "; eviction for space is off (disk_high_watermark_percent)\n");
     }
 
     for (guint i = 0; i < report->skipped->len; i++) {
@@ -371,14 +408,70 @@ char *ic_report_to_table(const IcReport *report)
     return g_string_free(out, FALSE);
 }
 
-static void explain_witnesses(GString *out, const IcImageRow *row)
+/* The first note about @witness that says it was not consulted, or NULL. */
+static const char *witness_not_consulted(const IcReport *report, IcWitness witness)
+{
+    for (guint i = 0; i < report->notes->len; i++) {
+        IcNoteCode code = note_code(report, i);
+        if (ic_note_code_witness(code) == witness && ic_note_code_not_consulted(code))
+            return g_ptr_array_index(report->notes, i);
+    }
+    return NULL;
+}
+
+/* The witnesses explain lists: the three of design.md, and "static" (users a
+ * caller passed in) only when it named one. */
+static gboolean witness_listed(const IcImageRow *row, IcWitness witness)
+{
+    return witness != IC_WITNESS_STATIC || (row->witnesses & witness);
+}
+
+static const char *witness_answer(const IcReport *report, const IcImageRow *row, IcWitness witness)
+{
+    if (row->witnesses & witness)
+        return "names a user";
+    if (witness_not_consulted(report, witness) != NULL)
+        return "not consulted";
+    return "names no user";
+}
+
+static void explain_witnesses(GString *out, const IcReport *report, const IcImageRow *row)
 {
     for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
-        if (bit == IC_WITNESS_STATIC && !(row->witnesses & bit))
-            continue;
-        g_string_append_printf(out, "  %-14s %s\n", ic_witness_to_string((IcWitness)bit),
-                               row->witnesses & bit ? "names a user" : "names no user");
+        if (witness_listed(row, (IcWitness)bit))
+            g_string_append_printf(out, "  %-14s %s\n", ic_witness_to_string((IcWitness)bit),
+                                   witness_answer(report, row, (IcWitness)bit));
     }
+}
+
+static gboolean row_in_use(const IcImageRow *row)
+{
+    return row->local_users + row->remote_users > 0;
+}
+
+static void explain_age(GString *out, const IcImageRow *row)
+{
+    g_autofree char *mtime = format_time(row->mtime);
+    g_autofree char *threshold = format_age(row->decision.threshold);
+    if (!row->present) {
+        g_string_append(out, "age:      - (the file is not in the base dir)\n");
+        return;
+    }
+    if (row_in_use(row)) {
+        /* Age means "unused for": a file in use has none. */
+        g_string_append_printf(out, "age:      in use (mtime %s", mtime);
+    } else {
+        g_autofree char *age = format_age(row->decision.age);
+        g_string_append_printf(out, "age:      unused for %s (mtime %s", age, mtime);
+    }
+    if (row->last_used > 0) {
+        g_autofree char *released = format_time(row->last_used);
+        g_string_append_printf(out, ", last released %s", released);
+    }
+    if (row_in_use(row))
+        g_string_append(out, ")\n");
+    else
+        g_string_append_printf(out, "); minimum age for this verdict %s\n", threshold);
 }
 
 char *ic_report_explain(const IcReport *report, const IcImageRow *row)
@@ -386,10 +479,10 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     GString *out = g_string_new(NULL);
     g_autofree char *why = describe_row(row);
     g_autofree char *users = ic_image_row_users_text(row);
-    g_autofree char *age = format_age(row->decision.age);
-    g_autofree char *threshold = format_age(row->decision.threshold);
+    g_autofree char *now = format_time(report->now);
 
     g_string_append_printf(out, "%s/%s\n", report->base_dir, row->name);
+    g_string_append_printf(out, "as of:    %s on host %s\n", now, report->host);
     g_string_append_printf(out, "verdict:  %s (%s)\n  %s\n",
                            ic_verdict_to_string(row->decision.verdict), row->decision.reason, why);
     g_string_append_printf(out, "action:   %s\n", ic_action_to_string(row->action));
@@ -402,14 +495,10 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     g_string_append_printf(out, "users:    %u local, %u remote%s%s\n", row->local_users,
                            row->remote_users, *users ? ": " : "", users);
     g_string_append(out, "witnesses:\n");
-    explain_witnesses(out, row);
+    explain_witnesses(out, report, row);
     for (guint i = 0; i < report->notes->len; i++)
         g_string_append_printf(out, "  note: %s\n", (char *)g_ptr_array_index(report->notes, i));
-    g_string_append_printf(out, "age:      unused for %s (mtime %" G_GINT64_FORMAT, age,
-                           row->mtime);
-    if (row->last_used > 0)
-        g_string_append_printf(out, ", last released %" G_GINT64_FORMAT, row->last_used);
-    g_string_append_printf(out, "); minimum age for this verdict %s\n", threshold);
+    explain_age(out, row);
     g_string_append_printf(out, "checksum: %s", ic_checksum_state_to_string(row->checksum.state));
     if (row->checksum.expected != NULL)
         g_string_append_printf(out, ", sidecar %s", row->checksum.expected);
@@ -420,9 +509,7 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     g_string_append_c(out, '\n');
     g_string_append_printf(out, "pinned:   %s\n", row->pinned_by ? row->pinned_by : "no");
     if (report->disk_known)
-        g_string_append_printf(out, "disk:     %.1f%% used%s\n",
-                               100.0 * (double)report->disk_used_bytes /
-                                   (double)MAX(report->disk_total_bytes, 1),
+        g_string_append_printf(out, "disk:     %.1f%% used%s\n", disk_used_percent(report),
                                report->disk_pressure ? ", above the high watermark" : "");
     if (row->error != NULL)
         g_string_append_printf(out, "error:    %s\n", row->error);
@@ -502,16 +589,84 @@ static const char *event_level_to_string(IcEventLevel level)
     return "unknown";
 }
 
-char *ic_report_to_json(const IcReport *report)
+/* The members every document starts with. */
+static void json_add_header(JsonBuilder *b, const IcReport *report)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    json_builder_begin_object(b);
+    ic_json_member_int(b, "format_version", IC_REPORT_FORMAT_VERSION);
     ic_json_member_string(b, "base_dir", report->base_dir);
     ic_json_member_bool(b, "base_dir_exists", report->base_dir_exists);
     ic_json_member_string(b, "host", report->host);
     ic_json_member_int(b, "now", report->now);
+}
+
+/* What the table's "Filesystem:" line shows. */
+static void json_add_filesystem(JsonBuilder *b, const IcReport *report)
+{
+    json_builder_set_member_name(b, "filesystem");
+    json_builder_begin_object(b);
+    ic_json_member_bool(b, "known", report->disk_known);
+    ic_json_member_int(b, "total_bytes", (gint64)report->disk_total_bytes);
+    ic_json_member_int(b, "used_bytes", (gint64)report->disk_used_bytes);
+    ic_json_member_double(b, "used_percent", report->disk_known ? disk_used_percent(report) : 0);
+    ic_json_member_int(b, "high_watermark_percent", report->disk_high_watermark_percent);
+    ic_json_member_int(b, "low_watermark_percent", report->disk_low_watermark_percent);
+    ic_json_member_bool(b, "above_high_watermark", report->disk_pressure);
+    json_builder_end_object(b);
+}
+
+static void json_add_notes(JsonBuilder *b, const IcReport *report)
+{
+    json_builder_set_member_name(b, "notes");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < report->notes->len; i++) {
+        IcNoteCode code = note_code(report, i);
+        IcWitness witness = ic_note_code_witness(code);
+        json_builder_begin_object(b);
+        ic_json_member_string(b, "code", ic_note_code_to_string(code));
+        ic_json_member_string(b, "witness", witness ? ic_witness_to_string(witness) : NULL);
+        ic_json_member_bool(b, "blocks_removal", ic_note_code_blocks_removal(code));
+        ic_json_member_string(b, "message", g_ptr_array_index(report->notes, i));
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+}
+
+char *ic_report_explain_to_json(const IcReport *report, const IcImageRow *row)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autofree char *why = describe_row(row);
+    json_builder_begin_object(b);
+    json_add_header(b, report);
+    json_builder_set_member_name(b, "image");
+    json_add_row(b, row);
+    ic_json_member_string(b, "why", why);
+    ic_json_member_bool(b, "in_use", row_in_use(row));
+    json_builder_set_member_name(b, "witness_answers");
+    json_builder_begin_array(b);
+    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
+        if (!witness_listed(row, (IcWitness)bit))
+            continue;
+        json_builder_begin_object(b);
+        ic_json_member_string(b, "witness", ic_witness_to_string((IcWitness)bit));
+        ic_json_member_bool(b, "consulted", witness_not_consulted(report, (IcWitness)bit) == NULL);
+        ic_json_member_bool(b, "names_user", (row->witnesses & bit) != 0);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_add_filesystem(b, report);
+    json_add_notes(b, report);
+    json_builder_end_object(b);
+    return ic_json_to_data(b);
+}
+
+char *ic_report_to_json(const IcReport *report)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_add_header(b, report);
     ic_json_member_bool(b, "dry_run", report->dry_run);
     ic_json_member_double(b, "duration_seconds", report->duration_seconds);
+    json_add_filesystem(b, report);
 
     json_builder_set_member_name(b, "images");
     json_builder_begin_array(b);
@@ -542,7 +697,7 @@ char *ic_report_to_json(const IcReport *report)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    ic_json_member_strings(b, "notes", report->notes);
+    json_add_notes(b, report);
     json_builder_end_object(b);
 
     return ic_json_to_data(b);

@@ -7,6 +7,7 @@
 #include "checksum.h"
 #include "policy.h"
 #include "scan.h"
+#include "usage.h"
 
 G_BEGIN_DECLS
 
@@ -33,7 +34,7 @@ typedef struct {
     gint64 mtime;
     guint local_users;
     guint remote_users;
-    GPtrArray *users; /* char* */
+    GPtrArray *users; /* char*, NULL-terminated */
     guint witnesses;  /* IcWitness bits */
     IcChecksumResult checksum;
     gint64 last_used;      /* when a domain last released it, 0 unknown */
@@ -83,14 +84,21 @@ typedef struct {
     GPtrArray *rows;    /* IcImageRow*, sorted by name */
     GPtrArray *skipped; /* IcSkippedEntry* from the scan */
     GPtrArray *events;  /* IcEvent*, in order */
-    GPtrArray *notes;   /* char*, from the witnesses */
+    GPtrArray *notes;   /* char*, from the witnesses and the pass */
+    GArray *note_codes; /* IcNoteCode of each note, same index */
     IcTotals totals;
     double duration_seconds;
     gboolean disk_known; /* statvfs of the base dir's filesystem succeeded */
     guint64 disk_total_bytes;
     guint64 disk_used_bytes;
-    gboolean disk_pressure; /* use was at or above the high watermark */
+    gboolean disk_pressure;             /* use was at or above the high watermark */
+    gint64 disk_high_watermark_percent; /* from the config; 0: eviction for space is off */
+    gint64 disk_low_watermark_percent;
 } IcReport;
+
+/* The version of the JSON documents below (docs/report.schema.json): raised
+ * when a field changes meaning or goes away, not when one is added. */
+#define IC_REPORT_FORMAT_VERSION 1
 
 IcReport *ic_report_new(const char *base_dir, const char *host, gint64 now);
 void ic_report_free(IcReport *report);
@@ -104,6 +112,13 @@ const IcImageRow *ic_report_lookup(const IcReport *report, const char *name);
 void ic_report_add_event(IcReport *report, IcEventLevel level, const char *file, const char *format,
                          ...) G_GNUC_PRINTF(4, 5);
 
+/* Adds a note with its code (see usage.h). */
+void ic_report_add_note(IcReport *report, IcNoteCode code, const char *text);
+
+/* TRUE when the pass found corrupt or in-use-but-absent files: what
+ * `imagecachectl report` turns into its "problems found" exit status. */
+gboolean ic_report_has_problems(const IcReport *report);
+
 /* Sorts rows and recomputes the totals from them. */
 void ic_report_finish(IcReport *report);
 
@@ -114,9 +129,14 @@ void ic_report_removed_by_reason(const IcReport *report, const char *reason, gui
 /* The distinct reasons of the rows removed in this pass (static strings). */
 GPtrArray *ic_report_removal_reasons(const IcReport *report);
 
-/* Why @row gets its verdict, in full: each witness's answer, age and
- * thresholds, checksum state, pinning, disk pressure. For `report --explain`. */
+/* Why @row gets its verdict, in full: each witness's answer (or that it was
+ * not consulted), age ("in use" for a file in use) and thresholds, times in
+ * ISO 8601, checksum state, pinning, disk pressure. For `report --explain`. */
 char *ic_report_explain(const IcReport *report, const IcImageRow *row);
+
+/* The same as one JSON object {"format_version", "base_dir", "host", "now",
+ * "image": {as in "images"}, "why", "witnesses": [...], "filesystem", "notes"}. */
+char *ic_report_explain_to_json(const IcReport *report, const IcImageRow *row);
 
 /* Logs every event once through g_log in the "imagecache" domain
  * (warnings as G_LOG_LEVEL_WARNING…): the edges call this, the library never logs. */
@@ -125,8 +145,10 @@ void ic_report_log_events(const IcReport *report);
 /* Human output: an aligned table, a totals line, skipped entries and notes. */
 char *ic_report_to_table(const IcReport *report);
 
-/* One JSON object {"base_dir", "host", "now", "dry_run", "images": [...],
- * "totals": {...}, "skipped": [...], "events": [...], "notes": [...]}. */
+/* One JSON object {"format_version", "base_dir", "base_dir_exists", "host",
+ * "now", "dry_run", "duration_seconds", "filesystem": {...}, "images": [...],
+ * "totals": {...}, "skipped": [...], "events": [...], "notes": [{"code", ...}]};
+ * docs/report.schema.json is its schema. */
 char *ic_report_to_json(const IcReport *report);
 
 G_END_DECLS

@@ -28,6 +28,45 @@ const char *ic_witness_to_string(IcWitness witness)
     return "unknown";
 }
 
+static const struct {
+    const char *name;
+    gboolean blocks_removal;
+    IcWitness witness;
+    gboolean not_consulted;
+} note_codes[] = {
+    [IC_NOTE_LEDGER_DAMAGED] = {"ledger_damaged", TRUE, IC_WITNESS_LEDGER, FALSE},
+    [IC_NOTE_LEDGER_STALE] = {"ledger_stale", FALSE, IC_WITNESS_LEDGER, FALSE},
+    [IC_NOTE_LEDGER_DIR_MISSING] = {"ledger_dir_missing", TRUE, IC_WITNESS_LEDGER, TRUE},
+    [IC_NOTE_LEDGER_UNREADABLE] = {"ledger_unreadable", TRUE, IC_WITNESS_LEDGER, TRUE},
+    [IC_NOTE_LIBVIRT_UNREACHABLE] = {"libvirt_unreachable", FALSE, IC_WITNESS_LIBVIRT, TRUE},
+    [IC_NOTE_LIBVIRT_UNSUPPORTED] = {"libvirt_unsupported", FALSE, IC_WITNESS_LIBVIRT, TRUE},
+    [IC_NOTE_LIVE_DOMAIN_UNREADABLE] = {"live_domain_unreadable", TRUE, IC_WITNESS_LIBVIRT, FALSE},
+    [IC_NOTE_INSTANCE_UNREADABLE] = {"instance_unreadable", TRUE, IC_WITNESS_INSTANCES_DIR, FALSE},
+    [IC_NOTE_BASE_DIR_MISSING] = {"base_dir_missing", FALSE, 0, FALSE},
+};
+G_STATIC_ASSERT(G_N_ELEMENTS(note_codes) == _IC_NOTE_MAX);
+
+const char *ic_note_code_to_string(IcNoteCode code)
+{
+    return code < _IC_NOTE_MAX ? note_codes[code].name : "unknown";
+}
+
+gboolean ic_note_code_blocks_removal(IcNoteCode code)
+{
+    /* An unknown code blocks: when unsure, keep the file. */
+    return code < _IC_NOTE_MAX ? note_codes[code].blocks_removal : TRUE;
+}
+
+IcWitness ic_note_code_witness(IcNoteCode code)
+{
+    return code < _IC_NOTE_MAX ? note_codes[code].witness : 0;
+}
+
+gboolean ic_note_code_not_consulted(IcNoteCode code)
+{
+    return code < _IC_NOTE_MAX && note_codes[code].not_consulted;
+}
+
 static IcUsers *users_new(void)
 {
     IcUsers *users = g_new0(IcUsers, 1);
@@ -54,6 +93,7 @@ IcUsage *ic_usage_new(void)
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
     usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
+    usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->by_identity =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
@@ -68,6 +108,7 @@ void ic_usage_free(IcUsage *usage)
     g_hash_table_unref(usage->by_fingerprint);
     g_hash_table_unref(usage->image_ids);
     g_ptr_array_unref(usage->notes);
+    g_array_unref(usage->note_codes);
     g_hash_table_unref(usage->last_used);
     g_hash_table_unref(usage->by_identity);
     g_free(usage);
@@ -136,11 +177,12 @@ void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *u
     ic_usage_add_fingerprint_user(usage, fingerprint, user, host, local, witness);
 }
 
-void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note)
+void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note)
 {
-    if (blocks_removal)
+    if (ic_note_code_blocks_removal(code))
         usage->incomplete = TRUE;
     g_ptr_array_add(usage->notes, g_strdup(note));
+    g_array_append_val(usage->note_codes, code);
 }
 
 const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path)
@@ -212,7 +254,8 @@ void ic_usage_merge(IcUsage *into, const IcUsage *from)
             g_hash_table_insert(into->image_ids, g_strdup(fingerprint), g_strdup(image_id));
     }
     for (guint i = 0; i < from->notes->len; i++)
-        g_ptr_array_add(into->notes, g_strdup(g_ptr_array_index(from->notes, i)));
+        ic_usage_add_note(into, g_array_index(from->note_codes, IcNoteCode, i),
+                          g_ptr_array_index(from->notes, i));
     into->incomplete |= from->incomplete;
     gpointer path, when;
     g_hash_table_iter_init(&iter, from->last_used);
@@ -278,7 +321,7 @@ static void add_instance_disk(IcUsage *usage, const char *instance, int instance
             "instance disk '%s' could not be read (%s): its base files are unknown, so nothing "
             "is removed",
             disk_path, error->message);
-        ic_usage_add_note(usage, TRUE, note);
+        ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
         return;
     }
     for (guint i = 0; i < chain->len; i++) {
@@ -295,7 +338,7 @@ static void note_unreadable(IcUsage *usage, const char *instances_path, const ch
     g_autofree char *note = g_strdup_printf(
         "%s '%s/%s' could not be read (%s): its base files are unknown, so nothing is removed",
         what, instances_path, instance, g_strerror(errsv));
-    ic_usage_add_note(usage, TRUE, note);
+    ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
 }
 
 static gboolean is_disk_type(mode_t mode)

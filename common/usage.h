@@ -16,6 +16,31 @@ typedef enum {
 
 const char *ic_witness_to_string(IcWitness witness);
 
+/* What a note says, as a stable machine-readable code (JSON "code"); the
+ * text says it for people. Each code fixes whether the note blocks removal and
+ * which witness it is about. */
+typedef enum {
+    IC_NOTE_LEDGER_DAMAGED,         /* a host's ledger file is damaged */
+    IC_NOTE_LEDGER_STALE,           /* a host's ledger is not refreshed (still counted) */
+    IC_NOTE_LEDGER_DIR_MISSING,     /* ledger dir outside instances_path is missing */
+    IC_NOTE_LEDGER_UNREADABLE,      /* the ledger dir could not be read */
+    IC_NOTE_LIBVIRT_UNREACHABLE,    /* live domains not consulted: no connection */
+    IC_NOTE_LIBVIRT_UNSUPPORTED,    /* live domains not consulted: built without libvirt */
+    IC_NOTE_LIVE_DOMAIN_UNREADABLE, /* a live domain's XML or chain could not be read */
+    IC_NOTE_INSTANCE_UNREADABLE,    /* an instance dir or disk could not be read */
+    IC_NOTE_BASE_DIR_MISSING,       /* the base dir does not exist (unmounted share?) */
+    _IC_NOTE_MAX,
+} IcNoteCode;
+
+/* The code's stable name ("libvirt_unreachable"). */
+const char *ic_note_code_to_string(IcNoteCode code);
+/* Whether a note with @code means a witness might have named any base file. */
+gboolean ic_note_code_blocks_removal(IcNoteCode code);
+/* The witness a note with @code is about, 0 for none. */
+IcWitness ic_note_code_witness(IcNoteCode code);
+/* TRUE when a note with @code means its witness was not asked at all. */
+gboolean ic_note_code_not_consulted(IcNoteCode code);
+
 typedef struct {
     guint local;      /* users on this host */
     guint remote;     /* users on other hosts sharing the storage */
@@ -29,6 +54,8 @@ typedef struct {
     GHashTable *by_fingerprint; /* image fingerprint -> IcUsers* */
     GHashTable *image_ids;      /* fingerprint -> image id, where known (for messages) */
     GPtrArray *notes;           /* char*: what a witness could not tell (unreachable, stale) */
+    GArray *note_codes;         /* IcNoteCode of each note, same index (notes stays char*
+                                 * for the readers that print it) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
     GHashTable *last_used;      /* base file path -> gint64* when a domain last released it */
     GHashTable *by_identity;    /* "dev:ino" -> IcUsers* (borrowed from by_path); see below */
@@ -53,9 +80,10 @@ void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *u
 void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *user,
                                    const char *host, gboolean local, IcWitness witness);
 
-/* A note for the report; @blocks_removal marks the usage incomplete, because a
- * witness that could not be read might have named any base file. */
-void ic_usage_add_note(IcUsage *usage, gboolean blocks_removal, const char *note);
+/* A note for the report; a @code that blocks removal marks the usage
+ * incomplete, because a witness that could not be read might have named any
+ * base file. */
+void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note);
 
 /* Remembers that a domain released @path at @when (keeps the latest). */
 void ic_usage_add_last_used(IcUsage *usage, const char *path, gint64 when);

@@ -134,7 +134,7 @@ gboolean ic_virt_add_usage(const char *uri, const char *base_dir, const char *ho
         g_autofree char *note = g_strdup_printf(
             "live domain not understood (%s): its base files are unknown, so nothing is removed",
             (const char *)g_ptr_array_index(unreadable, i));
-        ic_usage_add_note(usage, TRUE, note);
+        ic_usage_add_note(usage, IC_NOTE_LIVE_DOMAIN_UNREADABLE, note);
     }
     for (guint i = 0; i < domains->len; i++) {
         const IcDomain *domain = g_ptr_array_index(domains, i);
@@ -145,7 +145,7 @@ gboolean ic_virt_add_usage(const char *uri, const char *base_dir, const char *ho
                 "live %s could not be read: its base files may be incomplete, so nothing is "
                 "removed",
                 (const char *)g_ptr_array_index(problems, j));
-            ic_usage_add_note(usage, TRUE, note);
+            ic_usage_add_note(usage, IC_NOTE_LIVE_DOMAIN_UNREADABLE, note);
         }
         for (guint j = 0; j < entry->base_files->len; j++)
             ic_usage_add_path_user(usage, g_ptr_array_index(entry->base_files, j), domain->name,

@@ -21,7 +21,7 @@ static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLed
             "share?): other hosts' users are unknown, so nothing is removed; create it to "
             "confirm it is empty",
             config->ledger_dir);
-        ic_usage_add_note(usage, TRUE, note);
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_DIR_MISSING, note);
         return;
     }
     if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
@@ -29,7 +29,7 @@ static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLed
         g_autofree char *note =
             g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
                             config->ledger_dir, error->message);
-        ic_usage_add_note(usage, TRUE, note);
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, note);
         return;
     }
     ic_ledger_add_usage(ledger, config->host, usage);
@@ -46,10 +46,11 @@ static void add_live_domains(const IcConfig *config, IcUsage *usage)
     g_autofree char *base_dir = ic_config_base_dir(config);
     if (!ic_virt_add_usage(config->libvirt_uri, base_dir, config->host, usage, &error)) {
         g_autofree char *note = g_strdup_printf("live domains not consulted: %s", error->message);
-        ic_usage_add_note(usage, FALSE, note);
+        ic_usage_add_note(usage, IC_NOTE_LIBVIRT_UNREACHABLE, note);
     }
 #else
-    ic_usage_add_note(usage, FALSE, "live domains not consulted: built without libvirt");
+    ic_usage_add_note(usage, IC_NOTE_LIBVIRT_UNSUPPORTED,
+                      "live domains not consulted: built without libvirt");
 #endif
 }
 

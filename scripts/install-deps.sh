@@ -9,7 +9,7 @@ WANT_TEST=0
 
 BUILD_PKGS="build-essential meson ninja-build pkg-config libglib2.0-dev libssl-dev libjson-glib-dev clang-format"
 DEMO_PKGS="qemu-utils"
-E2E_PKGS="jq python3 libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev scdoc debhelper lintian dpkg-dev fakeroot man-db valgrind clang libfuzzer-14-dev influxdb influxdb-client"
+E2E_PKGS="jq python3 python3-jsonschema libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev scdoc debhelper lintian dpkg-dev fakeroot man-db valgrind clang libfuzzer-14-dev influxdb influxdb-client"
 TEST_PKGS=""
 [ "$WANT_TEST" = 1 ] && TEST_PKGS="$E2E_PKGS"
 EXTRA_PKGS="${IMAGECACHE_EXTRA_PKGS:-}"
@@ -32,6 +32,6 @@ fi
 
 echo "install-deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
 # shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing >/dev/null

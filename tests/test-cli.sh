@@ -1,6 +1,8 @@
 #!/bin/sh
 # imagecachectl given a new user's bad input: a clear one-line error, exit
-# status 2, and nothing removed. Usage: test-cli.sh IMAGECACHECTL
+# status 2, and nothing removed; then what an operator scripts against:
+# verify, check-config, --version, --rate-limit, --explain.
+# Usage: test-cli.sh IMAGECACHECTL
 set -u
 ctl="$1"
 tmp=$(mktemp -d)
@@ -8,18 +10,32 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 n=0
 
-# expect STATUS PATTERN ARGS...: the command exits STATUS and stderr matches PATTERN.
-expect() {
-    want_status=$1 pattern=$2
-    shift 2
+# expect_in STREAM STATUS PATTERN ARGS...: the command exits STATUS and its
+# STREAM (out or err) matches PATTERN.
+expect_in() {
+    stream=$1 want_status=$2 pattern=$3
+    shift 3
     n=$((n + 1))
     "$ctl" "$@" >"$tmp/out" 2>"$tmp/err"
     status=$?
-    if [ "$status" -eq "$want_status" ] && grep -q -- "$pattern" "$tmp/err"; then
+    if [ "$status" -eq "$want_status" ] && grep -q -- "$pattern" "$tmp/$stream"; then
         echo "ok $n - $*"
     else
-        echo "not ok $n - $* (exit $status, stderr: $(head -c 300 "$tmp/err"))"
+        echo "not ok $n - $* (exit $status, stdout: $(head -c 300 "$tmp/out"), stderr: $(head -c 300 "$tmp/err"))"
         failures=$((failures + 1))
+    fi
+}
+expect() { expect_in err "$@"; }
+expect_out() { expect_in out "$@"; }
+
+# not_in FILE PATTERN WHAT: FILE (out or err of the last command) does not match.
+not_in() {
+    n=$((n + 1))
+    if grep -q -- "$2" "$tmp/$1"; then
+        echo "not ok $n - $3 ($(grep -- "$2" "$tmp/$1" | head -c 300))"
+        failures=$((failures + 1))
+    else
+        echo "ok $n - $3"
     fi
 }
 
@@ -30,7 +46,7 @@ touch -d "30 days ago" "$old"
 printf '[imagecache]\ninstances_path=%s\nhost=clitest\n' "$tmp/inst" >"$tmp/good.conf"
 printf '[imagecache]\ninstances_path=%s\nremove_unused_base_image=true\n' "$tmp/inst" >"$tmp/typo.conf"
 
-echo "1..7"
+echo "1..26"
 expect 2 "run takes no arguments, got 'dry-run'" run dry-run --config "$tmp/good.conf"
 expect 2 "config file '$tmp/missing.conf'" report --config "$tmp/missing.conf"
 expect 2 "unknown key 'remove_unused_base_image'" run --config "$tmp/typo.conf"
@@ -39,4 +55,45 @@ expect 2 "unknown command 'rnu'" rnu
 expect 1 "is not a base file" report --config "$tmp/good.conf" --explain nosuchfile
 n=$((n + 1))
 if [ -f "$old" ]; then echo "ok $n - nothing was removed"; else echo "not ok $n - a file was removed"; failures=$((failures + 1)); fi
+
+# verify: a bare name is a file in the base dir; a missing file is an error.
+expect 1 "'nosuchfile' does not exist (looked for '$tmp/inst/_base/nosuchfile')" verify --config "$tmp/good.conf" nosuchfile
+not_in out "not checked" "a missing file is not 'not checked'"
+expect 1 "'$tmp/nope' does not exist" verify --config "$tmp/good.conf" "$tmp/nope"
+expect_out 0 "^$old: no checksum sidecar" verify --config "$tmp/good.conf" aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+expect 2 "option --rate-limit: 'fast' is not a rate" verify --config "$tmp/good.conf" --rate-limit fast "$old"
+
+# --version and check-config (which runs no pass: a missing instances_path is only a warning)
+expect_out 0 "^imagecachectl [0-9][0-9.]*$" --version
+expect_out 0 "good.conf: valid" check-config --config "$tmp/good.conf"
+expect 2 "unknown key 'remove_unused_base_image'" check-config --config "$tmp/typo.conf"
+printf '[imagecache]\ninstances_path=%s\n' "$tmp/unmounted" >"$tmp/unmounted.conf"
+expect 0 "instances_path '$tmp/unmounted' does not exist" check-config --config "$tmp/unmounted.conf"
+expect_out 0 "^checksum_interval_seconds=3600" check-config --print --config "$tmp/good.conf"
+
+# --rate-limit: parsed as the plugin's ChecksumRateLimit, and it throttles.
+expect 2 "option --rate-limit: '10 MB' is not a rate" report --config "$tmp/good.conf" --rate-limit "10 MB"
+big="$tmp/inst/_base/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+head -c 2097152 /dev/zero >"$big"
+start=$(date +%s.%N)
+"$ctl" verify --config "$tmp/good.conf" --rate-limit 1M "$big" >/dev/null 2>&1
+elapsed=$(awk "BEGIN { print $(date +%s.%N) - $start }")
+n=$((n + 1))
+if awk "BEGIN { exit !($elapsed >= 1.0) }"; then echo "ok $n - 2 MiB at 1 MiB/s took ${elapsed}s"; else echo "not ok $n - 2 MiB at 1 MiB/s took ${elapsed}s"; failures=$((failures + 1)); fi
+rm -f "$big"
+
+# --explain hashes the explained file only, and explains an in-use one in full.
+mkdir -p "$tmp/inst/vm-uuid"
+used="$tmp/inst/_base/cccccccccccccccccccccccccccccccccccccccc"
+echo used >"$used"
+qemu-img create -q -f qcow2 -F raw -b "$used" "$tmp/inst/vm-uuid/disk" 1M
+printf '[imagecache]\ninstances_path=%s\nhost=clitest\nchecksum_base_images=true\nlibvirt_uri=qemu+unix:///system?socket=%s\n' \
+    "$tmp/inst" "$tmp/no-libvirt-sock" >"$tmp/sum.conf"
+expect_out 0 "^checksum: no_sidecar" report --config "$tmp/sum.conf" --verbose --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+not_in err "verified 'cccc" "explaining one file hashes no other"
+expect_out 0 "^age:      in use (mtime 20[0-9-]*T[0-9:]*Z" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+expect_out 0 "^  libvirt  *not consulted" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+expect_out 0 "^  instances_dir  *names a user" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+expect_out 0 "unused for [0-9]*d (mtime 20[0-9-]*T[0-9:]*Z)" report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+expect_out 0 '"format_version" : 1' report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa --json
 [ "$failures" -eq 0 ]

@@ -165,6 +165,47 @@ static void test_to_data_round_trip(void)
     g_assert_cmpint(again->remove_unused_original_minimum_age_seconds, ==, 86400);
 }
 
+/* --rate-limit and ChecksumRateLimit: bytes/s, IEC suffixes, 0 unlimited. */
+static const struct {
+    const char *text;
+    gboolean ok;
+    guint64 bytes;
+} rate_cases[] = {
+    {"0", TRUE, 0},
+    {"1048576", TRUE, 1048576},
+    {"50M", TRUE, 50 * 1024 * 1024},
+    {"50MiB", TRUE, 50 * 1024 * 1024},
+    {" 2k ", TRUE, 2048},
+    {"1G", TRUE, G_GUINT64_CONSTANT(1) << 30},
+    {"1T", TRUE, G_GUINT64_CONSTANT(1) << 40},
+    {"", FALSE, 0},
+    {"M", FALSE, 0},
+    {"-1", FALSE, 0},
+    {"1.5M", FALSE, 0},
+    {"50MB/s", FALSE, 0},
+    {"50X", FALSE, 0},
+    {"99999999999T", FALSE, 0},
+};
+
+static void test_rate_limit(void)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(rate_cases); i++) {
+        g_autoptr(GError) error = NULL;
+        guint64 bytes = 12345;
+        gboolean ok = ic_config_parse_rate_limit(rate_cases[i].text, &bytes, &error);
+        g_test_message("rate '%s'", rate_cases[i].text);
+        g_assert_cmpint(ok, ==, rate_cases[i].ok);
+        if (ok) {
+            g_assert_no_error(error);
+            g_assert_cmpuint(bytes, ==, rate_cases[i].bytes);
+        } else {
+            g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+            g_assert_nonnull(strstr(error->message, rate_cases[i].text));
+            g_assert_cmpuint(bytes, ==, 12345);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -180,5 +221,6 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/config/set_override", test_set_override);
     g_test_add_func("/imagecache/config/finish_rejects_bad_names", test_finish_rejects_bad_names);
     g_test_add_func("/imagecache/config/to_data_round_trip", test_to_data_round_trip);
+    g_test_add_func("/imagecache/config/rate_limit", test_rate_limit);
     return g_test_run();
 }

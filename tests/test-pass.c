@@ -155,7 +155,7 @@ static void test_quarantine_only_when_sure(IcTestTree *tree, gconstpointer data)
 
     /* a witness that cannot be read */
     g_autoptr(IcUsage) unsure = ic_usage_new();
-    ic_usage_add_note(unsure, TRUE, "a disk could not be read");
+    ic_usage_add_note(unsure, IC_NOTE_INSTANCE_UNREADABLE, "a disk could not be read");
     g_autoptr(IcReport) incomplete = NULL;
     IcPassOptions options = {.mode = IC_PASS_RUN};
     g_assert_true(ic_pass_run(config, unsure, &options, NOW, &incomplete, &error));
