@@ -862,10 +862,12 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
             const IcLedgerDomain *domain = g_ptr_array_index(host->domains, j);
             for (guint k = 0; k < domain->base_files->len; k++)
                 ic_usage_add_path_user(usage, g_ptr_array_index(domain->base_files, k),
-                                       domain->name, host->host, local, IC_WITNESS_LEDGER);
+                                       domain->uuid, domain->name, host->host, local,
+                                       IC_WITNESS_LEDGER);
             for (guint k = 0; k < domain->image_ids->len; k++)
                 ic_usage_add_image_user(usage, g_ptr_array_index(domain->image_ids, k),
-                                        domain->name, host->host, local, IC_WITNESS_LEDGER);
+                                        domain->uuid, domain->name, host->host, local,
+                                        IC_WITNESS_LEDGER);
         }
         GHashTableIter iter;
         gpointer path, when;

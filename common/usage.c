@@ -67,11 +67,29 @@ gboolean ic_note_code_not_consulted(IcNoteCode code)
     return code < _IC_NOTE_MAX && note_codes[code].not_consulted;
 }
 
+/* What is known of one user. */
+typedef struct {
+    char *uuid; /* lowercase; NULL until a witness tells it */
+    char *name; /* NULL until a witness tells it */
+    char *host;
+    gboolean local;
+    guint index; /* in IcUsers.users */
+} UserSlot;
+
+static void user_slot_free(UserSlot *slot)
+{
+    g_free(slot->uuid);
+    g_free(slot->name);
+    g_free(slot->host);
+    g_free(slot);
+}
+
 static IcUsers *users_new(void)
 {
     IcUsers *users = g_new0(IcUsers, 1);
     users->users = g_ptr_array_new_with_free_func(g_free);
-    users->seen = g_hash_table_new(g_str_hash, g_str_equal);
+    users->slots = g_ptr_array_new_with_free_func((GDestroyNotify)user_slot_free);
+    users->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     return users;
 }
 
@@ -80,6 +98,7 @@ void ic_users_free(IcUsers *users)
     if (users == NULL)
         return;
     g_hash_table_unref(users->seen);
+    g_ptr_array_unref(users->slots);
     g_ptr_array_unref(users->users);
     g_free(users);
 }
@@ -114,36 +133,82 @@ void ic_usage_free(IcUsage *usage)
     g_free(usage);
 }
 
-static gboolean users_contains(const IcUsers *users, const char *label)
+/* A UUID or a name as a key of IcUsers.seen: remote users are per host (a
+ * domain that moved is on both hosts' ledgers until they are refreshed). */
+static char *user_key(const char *id, const char *host, gboolean local)
 {
-    return g_hash_table_contains(users->seen, label);
+    return local ? g_strdup(id) : g_strdup_printf("%s@%s", id, host);
 }
 
-/* The set maps each label to whether it is local, so merging keeps the count. */
-#define LABEL_LOCAL  GINT_TO_POINTER(1)
-#define LABEL_REMOTE GINT_TO_POINTER(2)
-
-/* Appends @label (taking it) to the list and the set. */
-static void users_append(IcUsers *users, char *label, gboolean local)
+static char *user_label(const UserSlot *slot)
 {
-    g_hash_table_insert(users->seen, label, local ? LABEL_LOCAL : LABEL_REMOTE);
-    g_ptr_array_add(users->users, label);
+    return user_key(slot->name ? slot->name : slot->uuid, slot->host, slot->local);
+}
+
+static UserSlot *users_find(const IcUsers *users, const char *id, const char *host, gboolean local)
+{
+    if (id == NULL)
+        return NULL;
+    g_autofree char *key = user_key(id, host, local);
+    return g_hash_table_lookup(users->seen, key);
+}
+
+/* Sets what was unknown of @slot; a name replaces the UUID in the label. */
+static void users_learn(IcUsers *users, UserSlot *slot, const char *uuid, const char *name)
+{
+    if (slot->uuid == NULL && uuid != NULL) {
+        slot->uuid = g_strdup(uuid);
+        g_hash_table_insert(users->seen, user_key(uuid, slot->host, slot->local), slot);
+    }
+    if (slot->name == NULL && name != NULL) {
+        slot->name = g_strdup(name);
+        g_hash_table_insert(users->seen, user_key(name, slot->host, slot->local), slot);
+        g_free(g_ptr_array_index(users->users, slot->index));
+        g_ptr_array_index(users->users, slot->index) = user_label(slot);
+    }
+}
+
+/* Adds one user to @users unless the same user is already counted: two disks
+ * of one domain, or two witnesses naming it (by UUID or by name), are one
+ * user. @uuid is lowercase or NULL. */
+static void users_add(IcUsers *users, const char *uuid, const char *name, const char *host,
+                      gboolean local, guint witnesses)
+{
+    users->witnesses |= witnesses;
+    UserSlot *slot = users_find(users, uuid, host, local);
+    if (slot == NULL) {
+        /* By name only where a UUID is missing: two UUIDs that differ are two
+         * domains, whatever their names. */
+        slot = users_find(users, name, host, local);
+        if (slot != NULL && uuid != NULL && slot->uuid != NULL)
+            slot = NULL;
+    }
+    if (slot != NULL) {
+        users_learn(users, slot, uuid, name);
+        return;
+    }
+    slot = g_new0(UserSlot, 1);
+    slot->host = g_strdup(host);
+    slot->local = local;
+    slot->index = users->users->len;
+    g_ptr_array_add(users->slots, slot);
+    g_ptr_array_add(users->users, NULL);
+    users_learn(users, slot, uuid, name);
+    if (slot->name == NULL) /* users_learn labels named users only */
+        g_ptr_array_index(users->users, slot->index) = user_label(slot);
     if (local)
         users->local++;
     else
         users->remote++;
 }
 
-/* Adds one user to @users unless the same user is already counted: two disks
- * of one domain, or two witnesses naming it, are one user. */
-static void users_add(IcUsers *users, const char *user, const char *host, gboolean local,
-                      guint witnesses)
+/* Adds a user as a witness reported it: UUIDs compare lowercase. */
+static void users_add_reported(IcUsers *users, const char *uuid, const char *name, const char *host,
+                               gboolean local, guint witnesses)
 {
-    g_autofree char *label = local ? g_strdup(user) : g_strdup_printf("%s@%s", user, host);
-    users->witnesses |= witnesses;
-    if (users_contains(users, label))
-        return;
-    users_append(users, g_steal_pointer(&label), local);
+    g_return_if_fail(uuid != NULL || name != NULL);
+    g_autofree char *lower = uuid ? g_ascii_strdown(uuid, -1) : NULL;
+    users_add(users, lower, name, host, local, witnesses);
 }
 
 static IcUsers *table_get(GHashTable *table, const char *key)
@@ -156,25 +221,27 @@ static IcUsers *table_get(GHashTable *table, const char *key)
     return users;
 }
 
-void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *user, const char *host,
-                            gboolean local, IcWitness witness)
+void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *uuid, const char *name,
+                            const char *host, gboolean local, IcWitness witness)
 {
-    users_add(table_get(usage->by_path, path), user, host, local, witness);
+    users_add_reported(table_get(usage->by_path, path), uuid, name, host, local, witness);
 }
 
-void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *user,
-                                   const char *host, gboolean local, IcWitness witness)
+void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *uuid,
+                                   const char *name, const char *host, gboolean local,
+                                   IcWitness witness)
 {
-    users_add(table_get(usage->by_fingerprint, fingerprint), user, host, local, witness);
+    users_add_reported(table_get(usage->by_fingerprint, fingerprint), uuid, name, host, local,
+                       witness);
 }
 
-void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *user,
-                             const char *host, gboolean local, IcWitness witness)
+void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *uuid,
+                             const char *name, const char *host, gboolean local, IcWitness witness)
 {
     g_autofree char *fingerprint = ic_fingerprint_of_image_id(image_id);
     if (!g_hash_table_contains(usage->image_ids, fingerprint))
         g_hash_table_insert(usage->image_ids, g_strdup(fingerprint), g_strdup(image_id));
-    ic_usage_add_fingerprint_user(usage, fingerprint, user, host, local, witness);
+    ic_usage_add_fingerprint_user(usage, fingerprint, uuid, name, host, local, witness);
 }
 
 void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note)
@@ -206,12 +273,9 @@ static void users_merge(IcUsers *into, const IcUsers *from)
     if (from == NULL)
         return;
     into->witnesses |= from->witnesses;
-    for (guint i = 0; i < from->users->len; i++) {
-        const char *label = g_ptr_array_index(from->users, i);
-        if (users_contains(into, label))
-            continue;
-        gboolean local = g_hash_table_lookup(from->seen, label) == LABEL_LOCAL;
-        users_append(into, g_strdup(label), local);
+    for (guint i = 0; i < from->slots->len; i++) {
+        const UserSlot *slot = g_ptr_array_index(from->slots, i);
+        users_add(into, slot->uuid, slot->name, slot->host, slot->local, 0);
     }
 }
 
@@ -308,6 +372,18 @@ static gboolean is_instance_disk_name(const char *name)
     return g_str_equal(name, "disk") || g_str_has_prefix(name, "disk.");
 }
 
+/* An instance dir is named by its domain's UUID (Nova since 2013) or, in
+ * older layouts, by the domain's name. */
+static const char *instance_uuid(const char *instance)
+{
+    return g_uuid_string_is_valid(instance) ? instance : NULL;
+}
+
+static const char *instance_name(const char *instance)
+{
+    return g_uuid_string_is_valid(instance) ? NULL : instance;
+}
+
 /* Probes one instance disk and records the members of its chain that live in
  * the base dir. */
 static void add_instance_disk(IcUsage *usage, const char *instance, int instance_fd,
@@ -327,7 +403,8 @@ static void add_instance_disk(IcUsage *usage, const char *instance, int instance
     for (guint i = 0; i < chain->len; i++) {
         const char *backing = g_ptr_array_index(chain, i);
         if (ic_file_is_in_dir(backing, base_dir))
-            ic_usage_add_path_user(usage, backing, instance, host, TRUE, IC_WITNESS_INSTANCES_DIR);
+            ic_usage_add_path_user(usage, backing, instance_uuid(instance), instance_name(instance),
+                                   host, TRUE, IC_WITNESS_INSTANCES_DIR);
     }
 }
 

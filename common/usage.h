@@ -41,12 +41,18 @@ IcWitness ic_note_code_witness(IcNoteCode code);
 /* TRUE when a note with @code means its witness was not asked at all. */
 gboolean ic_note_code_not_consulted(IcNoteCode code);
 
+/* A user is a domain, known by its UUID and shown by its name. Witnesses know
+ * different halves: the ledger and libvirt both, the instances dir only its
+ * directory's name (the UUID under Nova, the domain's name in old layouts).
+ * One domain named by several witnesses is one user. */
 typedef struct {
     guint local;      /* users on this host */
     guint remote;     /* users on other hosts sharing the storage */
-    GPtrArray *users; /* char*: "name" for local users, "name@host" for remote ones; unique */
+    GPtrArray *users; /* char*: "name" for local users, "name@host" for remote ones (the UUID
+                       * where no witness knew the name); one per user */
     guint witnesses;  /* IcWitness bits of every witness that named a user */
-    GHashTable *seen; /* the labels in @users, for constant-time de-duplication */
+    GPtrArray *slots; /* private: what is known of each user, in the order of @users */
+    GHashTable *seen; /* private: each user's UUID and name ("@host" for remote ones) -> slot */
 } IcUsers;
 
 typedef struct {
@@ -65,20 +71,22 @@ IcUsage *ic_usage_new(void);
 void ic_usage_free(IcUsage *usage);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsage, ic_usage_free)
 
-/* Records that domain @user (on @host; @local says whether that is this host)
- * reaches the base file @path through its backing chain. A user counted once
- * per path however many disks or witnesses name it. */
-void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *user, const char *host,
-                            gboolean local, IcWitness witness);
+/* Records that the domain with @uuid and @name (either may be NULL, not both;
+ * on @host, @local says whether that is this host) reaches the base file
+ * @path through its backing chain. A user is counted once per path however
+ * many disks or witnesses name it: by its UUID, else by its name. */
+void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *uuid, const char *name,
+                            const char *host, gboolean local, IcWitness witness);
 
-/* Records that @user runs image @image_id; the user counts for every variant
- * (original, _sm, _<N>) of the image's fingerprint. */
-void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *user,
-                             const char *host, gboolean local, IcWitness witness);
+/* Records that a domain runs image @image_id; the user counts for every
+ * variant (original, _sm, _<N>) of the image's fingerprint. */
+void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *uuid,
+                             const char *name, const char *host, gboolean local, IcWitness witness);
 
 /* Same, by fingerprint, for witnesses that only know it (the ledger). */
-void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *user,
-                                   const char *host, gboolean local, IcWitness witness);
+void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *uuid,
+                                   const char *name, const char *host, gboolean local,
+                                   IcWitness witness);
 
 /* A note for the report; a @code that blocks removal marks the usage
  * incomplete, because a witness that could not be read might have named any
@@ -114,7 +122,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsers, ic_users_free)
 
 /* The instances-dir witness (the reference's _list_backing_images): every
  * regular file named "disk" or "disk.*" in each <instances_path>/<name>/ is
- * probed and its chain's members inside @base_dir counted as local users
+ * probed and its chain's members inside @base_dir counted as local users:
+ * the domain with UUID <name> when it is one (Nova's layout), else the domain
  * named <name>. @skip_dirs (NULL-terminated) are not instances (the base and
  * ledger dirs). A disk whose header cannot be read is not fatal: it is noted
  * and marks the usage incomplete (it might use any base file). */

@@ -148,11 +148,11 @@ gboolean ic_virt_add_usage(const char *uri, const char *base_dir, const char *ho
             ic_usage_add_note(usage, IC_NOTE_LIVE_DOMAIN_UNREADABLE, note);
         }
         for (guint j = 0; j < entry->base_files->len; j++)
-            ic_usage_add_path_user(usage, g_ptr_array_index(entry->base_files, j), domain->name,
-                                   host, TRUE, IC_WITNESS_LIBVIRT);
+            ic_usage_add_path_user(usage, g_ptr_array_index(entry->base_files, j), domain->uuid,
+                                   domain->name, host, TRUE, IC_WITNESS_LIBVIRT);
         for (guint j = 0; j < entry->image_ids->len; j++)
-            ic_usage_add_image_user(usage, g_ptr_array_index(entry->image_ids, j), domain->name,
-                                    host, TRUE, IC_WITNESS_LIBVIRT);
+            ic_usage_add_image_user(usage, g_ptr_array_index(entry->image_ids, j), domain->uuid,
+                                    domain->name, host, TRUE, IC_WITNESS_LIBVIRT);
     }
     g_debug("%u live domains at '%s' consulted", domains->len, uri_label(uri));
     return TRUE;

@@ -128,7 +128,7 @@ static void test_hard_link(IcTestTree *tree, gconstpointer data)
     config->instances_path = g_strdup(tree->root);
     g_assert_true(ic_config_finish(config, &error));
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_path_user(usage, used, "vm1", config->host, TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_path_user(usage, used, NULL, "vm1", config->host, TRUE, IC_WITNESS_STATIC);
     g_autoptr(IcReport) report = NULL;
     IcPassOptions options = {.mode = IC_PASS_RUN};
     /* The other name is the same file (same inode): it is in use too. */

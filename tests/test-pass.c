@@ -115,7 +115,7 @@ static void test_quarantine_keeps_in_use(IcTestTree *tree, gconstpointer data)
     g_free(ic_test_write_file(tree->base_dir, FP_A ".sha1",
                               "0000000000000000000000000000000000000000", -1));
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_path_user(usage, a, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_path_user(usage, a, NULL, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
     g_autoptr(GError) error = NULL;
     g_autoptr(IcReport) report = NULL;
     IcPassOptions options = {.mode = IC_PASS_RUN};
@@ -166,7 +166,7 @@ static void test_quarantine_only_when_sure(IcTestTree *tree, gconstpointer data)
     g_autoptr(IcReport) moved = run_pass(config, IC_PASS_RUN, NOW);
     g_assert_cmpint(ic_report_lookup(moved, FP_A)->action, ==, IC_ACTION_QUARANTINED);
     g_autoptr(IcUsage) named = ic_usage_new();
-    ic_usage_add_path_user(named, a, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_path_user(named, a, NULL, "vm1", "testhost", TRUE, IC_WITNESS_STATIC);
     g_autoptr(IcReport) kept = NULL;
     gint64 later = g_get_real_time() / G_USEC_PER_SEC + 10;
     g_assert_true(ic_pass_run(config, named, &options, later, &kept, &error));

@@ -113,9 +113,10 @@ static void test_list_base_images(IcTestTree *tree, gconstpointer data)
 static void test_list_running_instances(void)
 {
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_image_user(usage, "image-1", "inst-1", "testhost", TRUE, IC_WITNESS_STATIC);
-    ic_usage_add_image_user(usage, "image-2", "inst-2", "testhost", TRUE, IC_WITNESS_STATIC);
-    ic_usage_add_image_user(usage, "image-2", "inst-3", "remotehost", FALSE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, "image-1", NULL, "inst-1", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, "image-2", NULL, "inst-2", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, "image-2", NULL, "inst-3", "remotehost", FALSE,
+                            IC_WITNESS_STATIC);
 
     g_assert_cmpuint(g_hash_table_size(usage->by_fingerprint), ==, 2);
     const IcUsers *one = ic_usage_lookup_image(usage, "image-1");
@@ -372,7 +373,7 @@ static void test_handle_base_image_used(IcTestTree *tree, gconstpointer data)
     g_autoptr(IcUsage) usage = ic_usage_new();
     make_base_file(tree, IMG_FP "_sm", NOW - 3601);
     config->checksum_base_images = TRUE;
-    ic_usage_add_image_user(usage, IMG_ID, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
 
     g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_RUN, NOW);
     const IcImageRow *row = ic_report_lookup(report, IMG_FP "_sm");
@@ -392,7 +393,8 @@ static void test_handle_base_image_used_remotely(IcTestTree *tree, gconstpointer
 {
     g_autoptr(IcConfig) config = tree_config(tree);
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_image_user(usage, IMG_ID, "banana-42", "otherhost", FALSE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "otherhost", FALSE,
+                            IC_WITNESS_STATIC);
 
     /* No base file here: used only elsewhere is no concern of this host. */
     g_autoptr(IcReport) none = run_pass(config, usage, IC_PASS_REPORT, NOW);
@@ -414,7 +416,7 @@ static void test_handle_base_image_absent(IcTestTree *tree, gconstpointer data)
 {
     g_autoptr(IcConfig) config = tree_config(tree);
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_image_user(usage, IMG_ID, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
 
     g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_REPORT, NOW);
     g_assert_cmpuint(report->totals.removable, ==, 0);
@@ -432,8 +434,8 @@ static void test_handle_base_image_used_missing(IcTestTree *tree, gconstpointer 
     g_autoptr(IcConfig) config = tree_config(tree);
     g_autoptr(IcUsage) usage = ic_usage_new();
     g_autofree char *missing = g_build_filename(tree->base_dir, IMG_FP "_sm", NULL);
-    ic_usage_add_path_user(usage, missing, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
-    ic_usage_add_image_user(usage, IMG_ID, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_path_user(usage, missing, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
 
     g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_RUN, NOW);
     g_assert_cmpuint(report->totals.removable, ==, 0);
@@ -452,7 +454,7 @@ static void test_handle_base_image_checksum_fails(IcTestTree *tree, gconstpointe
     make_base_file(tree, IMG_FP, NOW);
     g_free(ic_test_write_file(tree->base_dir, IMG_FP, "banana", -1));
     config->checksum_base_images = TRUE;
-    ic_usage_add_image_user(usage, IMG_ID, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
 
     g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_RUN, NOW);
     g_autofree char *removable = rows_with_verdict(report, IC_VERDICT_REMOVABLE);
@@ -510,8 +512,10 @@ static void test_verify_base_images(IcTestTree *tree, gconstpointer data)
     }
 
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_add_image_user(usage, "image-1", "instance-1", "testhost", TRUE, IC_WITNESS_STATIC);
-    ic_usage_add_image_user(usage, "image-2", "instance-2", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, "image-1", NULL, "instance-1", "testhost", TRUE,
+                            IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, "image-2", NULL, "instance-2", "testhost", TRUE,
+                            IC_WITNESS_STATIC);
 
     g_autoptr(IcConfig) config = tree_config(tree);
     config->remove_unused_base_images = TRUE;
