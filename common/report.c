@@ -395,7 +395,7 @@ char *ic_report_to_table(const IcReport *report)
                 report->disk_high_watermark_percent, report->disk_low_watermark_percent,
                 report->disk_pressure ? ", above the high watermark" : "");
         else
-            g_string_append(out, "; eviction for space is off (disk_high_watermark_percent)\n");
+            g_string_append(out, "; no eviction for space (disk_high_watermark_percent is 0)\n");
     }
 
     for (guint i = 0; i < report->skipped->len; i++) {

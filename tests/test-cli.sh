@@ -83,17 +83,23 @@ if awk "BEGIN { exit !($elapsed >= 1.0) }"; then echo "ok $n - 2 MiB at 1 MiB/s 
 rm -f "$big"
 
 # --explain hashes the explained file only, and explains an in-use one in full.
-mkdir -p "$tmp/inst/vm-uuid"
 used="$tmp/inst/_base/cccccccccccccccccccccccccccccccccccccccc"
 echo used >"$used"
-qemu-img create -q -f qcow2 -F raw -b "$used" "$tmp/inst/vm-uuid/disk" 1M
+if command -v qemu-img >/dev/null; then
+    mkdir -p "$tmp/inst/vm-uuid"
+    qemu-img create -q -f qcow2 -F raw -b "$used" "$tmp/inst/vm-uuid/disk" 1M
+    in_use=expect_out
+else
+    in_use=skip # the overlay needs qemu-img (qemu-utils)
+fi
+skip() { n=$((n + 1)); echo "ok $n # SKIP qemu-img is not installed"; }
 printf '[imagecache]\ninstances_path=%s\nhost=clitest\nchecksum_base_images=true\nlibvirt_uri=qemu+unix:///system?socket=%s\n' \
     "$tmp/inst" "$tmp/no-libvirt-sock" >"$tmp/sum.conf"
 expect_out 0 "^checksum: no_sidecar" report --config "$tmp/sum.conf" --verbose --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 not_in err "verified 'cccc" "explaining one file hashes no other"
-expect_out 0 "^age:      in use (mtime 20[0-9-]*T[0-9:]*Z" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
-expect_out 0 "^  libvirt  *not consulted" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
-expect_out 0 "^  instances_dir  *names a user" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+$in_use 0 "^age:      in use (mtime 20[0-9-]*T[0-9:]*Z" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+$in_use 0 "^  libvirt  *not consulted" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
+$in_use 0 "^  instances_dir  *names a user" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
 expect_out 0 "unused for [0-9]*d (mtime 20[0-9-]*T[0-9:]*Z)" report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 expect_out 0 '"format_version" : 1' report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa --json
 [ "$failures" -eq 0 ]

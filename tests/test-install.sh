@@ -76,6 +76,7 @@ else
     fail "installed example config differs from contrib/imagecache.conf"
 fi
 check_file "$datadir/doc/imagecache/logging.md"
+check_file "$datadir/doc/imagecache/report.schema.json"
 for f in imagecache-graphite.json imagecache-influxdb.json alert-rules.json; do
     check_file "$datadir/imagecache/grafana/$f"
 done

@@ -140,6 +140,27 @@ static void test_pass_counts_one_vm_once(IcTestTree *tree, gconstpointer data)
     g_assert_true(row->witnesses & IC_WITNESS_LEDGER);
 }
 
+/* Every note code is documented where scripts look for it: the JSON Schema
+ * (an enum, so output with an undocumented code fails tests/test-cli-json.py)
+ * and imagecachectl(1). */
+static void test_note_codes_documented(void)
+{
+    static const char *const docs[] = {"docs/report.schema.json", "man/imagecachectl.1.scd"};
+    for (gsize d = 0; d < G_N_ELEMENTS(docs); d++) {
+        g_autofree char *path = g_test_build_filename(G_TEST_DIST, "..", docs[d], NULL);
+        g_autofree char *text = NULL;
+        g_autoptr(GError) error = NULL;
+        g_assert_true(g_file_get_contents(path, &text, NULL, &error));
+        g_assert_no_error(error);
+        for (IcNoteCode code = 0; code < _IC_NOTE_MAX; code++) {
+            const char *name = ic_note_code_to_string(code);
+            g_autofree char *quoted = g_strdup_printf(d == 0 ? "\"%s\"" : "*%s*", name);
+            if (strstr(text, quoted) == NULL)
+                g_error("note code '%s' is not documented in %s", name, docs[d]);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -150,5 +171,6 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/usage/merge_by_uuid", test_merge_by_uuid);
     g_test_add("/imagecache/usage/pass_counts_one_vm_once", IcTestTree, NULL, ic_test_tree_setup,
                test_pass_counts_one_vm_once, ic_test_tree_teardown);
+    g_test_add_func("/imagecache/usage/note_codes_documented", test_note_codes_documented);
     return g_test_run();
 }
