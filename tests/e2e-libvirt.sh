@@ -230,6 +230,9 @@ else
     a_row=$(row "$A")
     expect_jq "report: base file of ${NAME[a]} active, witnessed by the ledger" "$a_row" \
         '.verdict == "active" and (.witnesses | index("ledger"))'
+    # The ledger and libvirt name it ic-e2e-a, the instances dir by its UUID dir: one user.
+    expect_jq "report: ${NAME[a]} counts once, by name, though its instance dir names its UUID" \
+        "$a_row" '.local_users == 1 and .users == ["ic-e2e-a"] and (.witnesses | index("instances_dir"))'
     if jq -e '.notes[] | select(.code == "libvirt_unsupported")' <<<"$report" >/dev/null; then
         skip_check "report: imagecachectl built without libvirt"
     else
