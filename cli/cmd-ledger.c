@@ -5,14 +5,7 @@
 #include "cli.h"
 #include "jsonout.h"
 #include "ledger.h"
-
-static char *format_time(gint64 t)
-{
-    g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(t);
-    if (dt == NULL)
-        return g_strdup_printf("@%" G_GINT64_FORMAT, t);
-    return g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
-}
+#include "report.h"
 
 static void add_domain_json(JsonBuilder *b, const IcLedgerDomain *domain)
 {
@@ -67,7 +60,7 @@ static void print_hosts(GString *out, const IcLedger *ledger, const char *local_
                            "DOMAINS");
     for (guint i = 0; i < ledger->hosts->len; i++) {
         const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
-        g_autofree char *refreshed = format_time(host->refreshed);
+        g_autofree char *refreshed = ic_format_time(host->refreshed);
         g_autofree char *name = g_strcmp0(host->host, local_host) == 0
                                     ? g_strconcat(host->host, " (local)", NULL)
                                     : g_strdup(host->host);
@@ -85,7 +78,7 @@ static void print_domains(GString *out, const IcLedger *ledger)
         const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
         for (guint j = 0; j < host->domains->len; j++) {
             const IcLedgerDomain *d = g_ptr_array_index(host->domains, j);
-            g_autofree char *started = format_time(d->started);
+            g_autofree char *started = ic_format_time(d->started);
             g_string_append_printf(out, "%-16s %-36s %-20s %-21s", host->host, d->uuid, d->name,
                                    started);
             /* One base file or image per line, the first beside the domain. */

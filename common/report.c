@@ -239,11 +239,12 @@ static double disk_used_percent(const IcReport *report)
     return 100.0 * (double)report->disk_used_bytes / (double)MAX(report->disk_total_bytes, 1);
 }
 
-/* Epoch seconds as ISO 8601 in UTC ("2026-11-29T17:11:54Z"). */
-static char *format_time(gint64 epoch)
+char *ic_format_time(gint64 epoch)
 {
     g_autoptr(GDateTime) time = g_date_time_new_from_unix_utc(epoch);
-    return time ? g_date_time_format(time, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
+    if (time == NULL)
+        return g_strdup_printf("@%" G_GINT64_FORMAT, epoch);
+    return g_date_time_format(time, "%Y-%m-%dT%H:%M:%SZ");
 }
 
 static char *format_size(gint64 bytes)
@@ -451,7 +452,7 @@ static gboolean row_in_use(const IcImageRow *row)
 
 static void explain_age(GString *out, const IcImageRow *row)
 {
-    g_autofree char *mtime = format_time(row->mtime);
+    g_autofree char *mtime = ic_format_time(row->mtime);
     g_autofree char *threshold = format_age(row->decision.threshold);
     if (!row->present) {
         g_string_append(out, "age:      - (the file is not in the base dir)\n");
@@ -465,7 +466,7 @@ static void explain_age(GString *out, const IcImageRow *row)
         g_string_append_printf(out, "age:      unused for %s (mtime %s", age, mtime);
     }
     if (row->last_used > 0) {
-        g_autofree char *released = format_time(row->last_used);
+        g_autofree char *released = ic_format_time(row->last_used);
         g_string_append_printf(out, ", last released %s", released);
     }
     if (row_in_use(row))
@@ -479,7 +480,7 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     GString *out = g_string_new(NULL);
     g_autofree char *why = describe_row(row);
     g_autofree char *users = ic_image_row_users_text(row);
-    g_autofree char *now = format_time(report->now);
+    g_autofree char *now = ic_format_time(report->now);
 
     g_string_append_printf(out, "%s/%s\n", report->base_dir, row->name);
     g_string_append_printf(out, "as of:    %s on host %s\n", now, report->host);

@@ -106,6 +106,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcReport, ic_report_free)
 
 IcImageRow *ic_report_add_row(IcReport *report, const char *name);
 
+/* Epoch seconds as ISO 8601 in UTC ("2026-11-29T17:11:54Z"; "@<epoch>" out of
+ * range), as every human output prints times; caller frees. */
+char *ic_format_time(gint64 epoch);
+
 /* The row's users joined with ", " ("" when none); caller frees. */
 char *ic_image_row_users_text(const IcImageRow *row);
 const IcImageRow *ic_report_lookup(const IcReport *report, const char *name);

@@ -1,0 +1,142 @@
+/* test-explain.c — what `report --explain` and `--json` say about a report built
+ * by hand (issue 14, items 11-13): "in use" instead of an age, witnesses that
+ * were not consulted, ISO 8601 times, format_version, the filesystem block, coded
+ * notes, and the "problems found" test behind exit status 3. */
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#include "report.h"
+
+#define NOW      1700000000 /* 2023-11-14T22:13:20Z */
+#define MTIME    1699990000 /* 2023-11-14T19:26:40Z */
+#define RELEASED 1699995000 /* 2023-11-14T20:50:00Z */
+#define FP       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+static IcReport *report_with_row(guint local_users, IcVerdict verdict, const char *reason)
+{
+    IcReport *report = ic_report_new("/i/_base", "hv1", NOW);
+    report->base_dir_exists = TRUE;
+    report->disk_known = TRUE;
+    report->disk_total_bytes = 1000;
+    report->disk_used_bytes = 250;
+    report->disk_high_watermark_percent = 90;
+    report->disk_low_watermark_percent = 80;
+    ic_report_add_note(report, IC_NOTE_LIBVIRT_UNREACHABLE,
+                       "live domains not consulted: cannot connect");
+    IcImageRow *row = ic_report_add_row(report, FP);
+    row->kind = IC_KIND_ORIGINAL;
+    row->present = TRUE;
+    row->size = 42;
+    row->mtime = MTIME;
+    row->last_used = RELEASED;
+    row->local_users = local_users;
+    if (local_users > 0) {
+        g_ptr_array_add(row->users, g_strdup("vm1"));
+        row->witnesses = IC_WITNESS_INSTANCES_DIR;
+    }
+    row->decision = (IcPolicyDecision){
+        .verdict = verdict, .reason = reason, .age = NOW - MTIME, .threshold = 86400};
+    ic_report_finish(report);
+    return report;
+}
+
+static void assert_contains(const char *text, const char *part)
+{
+    if (strstr(text, part) == NULL)
+        g_error("'%s' not found in:\n%s", part, text);
+}
+
+static void test_explain_in_use(void)
+{
+    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, "in_use_local");
+    g_autofree char *text = ic_report_explain(report, ic_report_lookup(report, FP));
+    assert_contains(text, "\nage:      in use (mtime 2023-11-14T19:26:40Z, last released "
+                          "2023-11-14T20:50:00Z)\n");
+    assert_contains(text, "\n  libvirt        not consulted\n");
+    assert_contains(text, "\n  instances_dir  names a user\n");
+    assert_contains(text, "\n  ledger         names no user\n");
+    assert_contains(text, "\nas of:    2023-11-14T22:13:20Z on host hv1\n");
+    g_assert_null(strstr(text, "unused for"));
+}
+
+static void test_explain_unused(void)
+{
+    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_TOO_YOUNG, "too_young");
+    g_autofree char *text = ic_report_explain(report, ic_report_lookup(report, FP));
+    assert_contains(text, "\nage:      unused for 2h (mtime 2023-11-14T19:26:40Z, last released "
+                          "2023-11-14T20:50:00Z); minimum age for this verdict 24h\n");
+}
+
+static JsonObject *parse_object(const char *json, JsonParser *parser)
+{
+    g_autoptr(GError) error = NULL;
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    g_assert_no_error(error);
+    return json_node_get_object(json_parser_get_root(parser));
+}
+
+static void test_explain_json(void)
+{
+    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, "in_use_local");
+    g_autofree char *json = ic_report_explain_to_json(report, ic_report_lookup(report, FP));
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *root = parse_object(json, parser);
+    g_assert_cmpint(json_object_get_int_member(root, "format_version"), ==, 1);
+    g_assert_true(json_object_get_boolean_member(root, "in_use"));
+    g_assert_cmpstr(
+        json_object_get_string_member(json_object_get_object_member(root, "image"), "name"), ==,
+        FP);
+    JsonArray *answers = json_object_get_array_member(root, "witness_answers");
+    g_assert_cmpuint(json_array_get_length(answers), ==, 3);
+    JsonObject *libvirt = json_array_get_object_element(answers, 1);
+    g_assert_cmpstr(json_object_get_string_member(libvirt, "witness"), ==, "libvirt");
+    g_assert_false(json_object_get_boolean_member(libvirt, "consulted"));
+}
+
+static void test_report_json(void)
+{
+    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_REMOVABLE, "unused");
+    g_autofree char *json = ic_report_to_json(report);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *root = parse_object(json, parser);
+    g_assert_cmpint(json_object_get_int_member(root, "format_version"), ==, 1);
+    JsonObject *fs = json_object_get_object_member(root, "filesystem");
+    g_assert_true(json_object_get_boolean_member(fs, "known"));
+    g_assert_cmpint(json_object_get_int_member(fs, "used_bytes"), ==, 250);
+    g_assert_cmpint(json_object_get_int_member(fs, "high_watermark_percent"), ==, 90);
+    g_assert_cmpfloat(json_object_get_double_member(fs, "used_percent"), ==, 25.0);
+    JsonObject *note =
+        json_array_get_object_element(json_object_get_array_member(root, "notes"), 0);
+    g_assert_cmpstr(json_object_get_string_member(note, "code"), ==, "libvirt_unreachable");
+    g_assert_cmpstr(json_object_get_string_member(note, "witness"), ==, "libvirt");
+    g_assert_false(json_object_get_boolean_member(note, "blocks_removal"));
+}
+
+/* Exit status 3 of report/run: corrupt or absent files, nothing else. */
+static void test_has_problems(void)
+{
+    static const struct {
+        IcVerdict verdict;
+        const char *reason;
+        gboolean problem;
+    } cases[] = {
+        {IC_VERDICT_ACTIVE, "in_use_local", FALSE}, {IC_VERDICT_REMOVABLE, "unused", FALSE},
+        {IC_VERDICT_KEPT, "usage_unknown", FALSE},  {IC_VERDICT_CORRUPT, "corrupt", TRUE},
+        {IC_VERDICT_ABSENT, "in_use_local", TRUE},
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(IcReport) report = report_with_row(0, cases[i].verdict, cases[i].reason);
+        g_assert_cmpint(ic_report_has_problems(report), ==, cases[i].problem);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    g_test_add_func("/imagecache/explain/in_use", test_explain_in_use);
+    g_test_add_func("/imagecache/explain/unused", test_explain_unused);
+    g_test_add_func("/imagecache/explain/json", test_explain_json);
+    g_test_add_func("/imagecache/explain/report_json", test_report_json);
+    g_test_add_func("/imagecache/explain/has_problems", test_has_problems);
+    return g_test_run();
+}
