@@ -56,6 +56,7 @@ static int pass_status(const IcReport *report)
 typedef struct {
     IcPassMode mode;
     gboolean json;
+    gboolean check; /* one Monitoring Plugins line; the exit status is its state */
     const char *explain_file;
     guint64 rate_limit;
 } RunRequest;
@@ -76,10 +77,20 @@ static int run_pass(IcCli *cli, const RunRequest *request)
 
     if (!ic_pass_run(cli->config, NULL, &options, ic_cli_now(), &report, &error)) {
         ic_cli_print_error(error);
+        if (request->check) {
+            printf("IMAGECACHE UNKNOWN - the pass could not run: %s\n", error->message);
+            return IC_CHECK_UNKNOWN;
+        }
         return IC_EXIT_FAILED;
     }
     if (request->explain_file != NULL)
         return explain(report, request->explain_file, request->json);
+    if (request->check) {
+        IcCheckState state;
+        g_autofree char *line = ic_report_to_check(report, &state);
+        fputs(line, stdout);
+        return (int)state;
+    }
     ic_report_log_events(report);
     g_autofree char *text = request->json ? ic_report_to_json(report) : ic_report_to_table(report);
     fputs(text, stdout);
@@ -117,6 +128,10 @@ int ic_cmd_report(IcCli *cli, int argc, char **argv)
          "Explain the verdict on one base file: each witness, age, thresholds, checksum "
          "(hashes that file only)",
          "FILE"},
+        {"check", 0, 0, G_OPTION_ARG_NONE, &request.check,
+         "Print one monitoring-check line (Nagios, Icinga) and exit 0 OK, 1 WARNING, "
+         "2 CRITICAL, 3 UNKNOWN",
+         NULL},
         RATE_LIMIT_ENTRY(&rate_limit),
         G_OPTION_ENTRY_NULL,
     };
@@ -126,8 +141,19 @@ int ic_cmd_report(IcCli *cli, int argc, char **argv)
                                "in-use-but-absent files are found, 1 when the base dir is "
                                "missing.",
                                &rate_limit, &request);
-    if (status != IC_EXIT_OK)
+    if (status == IC_EXIT_OK && request.check && (request.json || explain_file != NULL)) {
+        fprintf(stderr, "imagecachectl: --check prints its own line: not with --json or "
+                        "--explain\n");
+        status = IC_EXIT_USAGE;
+    }
+    if (status != IC_EXIT_OK) {
+        /* A check that cannot run is UNKNOWN, whatever stopped it. */
+        if (request.check) {
+            printf("IMAGECACHE UNKNOWN - imagecachectl could not run (see its stderr)\n");
+            return IC_CHECK_UNKNOWN;
+        }
         return status;
+    }
     request.explain_file = explain_file;
     return run_pass(cli, &request);
 }

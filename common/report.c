@@ -409,6 +409,83 @@ char *ic_report_to_table(const IcReport *report)
     return g_string_free(out, FALSE);
 }
 
+/* ---- monitoring check ---- */
+
+static const char *const check_state_names[] = {
+    [IC_CHECK_OK] = "OK",
+    [IC_CHECK_WARNING] = "WARNING",
+    [IC_CHECK_CRITICAL] = "CRITICAL",
+    [IC_CHECK_UNKNOWN] = "UNKNOWN",
+};
+G_STATIC_ASSERT(G_N_ELEMENTS(check_state_names) == IC_CHECK_UNKNOWN + 1);
+
+/* The first note that blocks removal, or -1. */
+static gint first_blocking_note(const IcReport *report)
+{
+    for (guint i = 0; i < report->notes->len; i++) {
+        if (ic_note_code_blocks_removal(note_code(report, i)))
+            return (gint)i;
+    }
+    return -1;
+}
+
+/* The worst finding in words, and its state: the strongest rule first. */
+static IcCheckState check_state(const IcReport *report, GString *why)
+{
+    const IcTotals *t = &report->totals;
+    gint blocking = first_blocking_note(report);
+    if (!report->base_dir_exists) {
+        g_string_append_printf(why, "base dir %s does not exist (an unmounted share?)",
+                               report->base_dir);
+        return IC_CHECK_CRITICAL;
+    }
+    if (t->corrupt > 0 || t->absent > 0) {
+        g_string_append_printf(why, "%u corrupt, %u in use but absent; ", t->corrupt, t->absent);
+        return IC_CHECK_CRITICAL;
+    }
+    if (blocking >= 0) {
+        g_string_append_printf(why, "nothing can be removed (%s); ",
+                               ic_note_code_to_string(note_code(report, (guint)blocking)));
+        return IC_CHECK_WARNING;
+    }
+    if (t->remove_failed > 0) {
+        g_string_append_printf(why, "%u removals failed; ", t->remove_failed);
+        return IC_CHECK_WARNING;
+    }
+    if (report->disk_pressure) {
+        g_string_append_printf(why, "disk %.1f%% used, above the high watermark; ",
+                               disk_used_percent(report));
+        return IC_CHECK_WARNING;
+    }
+    return IC_CHECK_OK;
+}
+
+char *ic_report_to_check(const IcReport *report, IcCheckState *ret_state)
+{
+    const IcTotals *t = &report->totals;
+    g_autoptr(GString) why = g_string_new(NULL);
+    IcCheckState state = check_state(report, why);
+    GString *out = g_string_new(NULL);
+
+    g_string_append_printf(out, "IMAGECACHE %s - %s", check_state_names[state], why->str);
+    if (report->base_dir_exists) {
+        g_autofree char *total = format_size((gint64)t->bytes_total);
+        g_string_append_printf(out, "%u base files (%s), %u active, %u removable", t->images, total,
+                               t->active, t->removable);
+    }
+    g_string_append_printf(out,
+                           " | images=%u corrupt=%u absent=%u active=%u removable=%u kept=%u "
+                           "bytes_total=%" G_GUINT64_FORMAT "B bytes_removable=%" G_GUINT64_FORMAT
+                           "B",
+                           t->images, t->corrupt, t->absent, t->active, t->removable, t->kept,
+                           t->bytes_total, t->bytes_removable);
+    if (report->disk_known)
+        g_string_append_printf(out, " disk_used=%.1f%%", disk_used_percent(report));
+    g_string_append_c(out, '\n');
+    *ret_state = state;
+    return g_string_free(out, FALSE);
+}
+
 /* The first note about @witness that says it was not consulted, or NULL. */
 static const char *witness_not_consulted(const IcReport *report, IcWitness witness)
 {

@@ -146,6 +146,19 @@ char *ic_report_explain_to_json(const IcReport *report, const IcImageRow *row);
  * (warnings as G_LOG_LEVEL_WARNING…): the edges call this, the library never logs. */
 void ic_report_log_events(const IcReport *report);
 
+/* The states of a monitoring check (Monitoring Plugins guidelines: Nagios,
+ * Icinga, Naemon), which are also its exit statuses. */
+typedef enum {
+    IC_CHECK_OK = 0,
+    IC_CHECK_WARNING = 1,  /* removal is blocked or failed, or the disk is above the watermark */
+    IC_CHECK_CRITICAL = 2, /* corrupt or in-use-but-absent files, or no base dir */
+    IC_CHECK_UNKNOWN = 3,  /* the check could not run (the caller's case) */
+} IcCheckState;
+
+/* The report as one check line, "IMAGECACHE <STATE> - <summary> | <perfdata>",
+ * and its state in @ret_state. Caller frees. */
+char *ic_report_to_check(const IcReport *report, IcCheckState *ret_state);
+
 /* Human output: an aligned table, a totals line, skipped entries and notes. */
 char *ic_report_to_table(const IcReport *report);
 

@@ -111,6 +111,11 @@ def main():
         check(verdicts.get(CORRUPT) == "corrupt" and verdicts.get(ABSENT) == "absent"
               and verdicts.get(IN_USE) == "active", "the verdicts of the cache as built", verdicts)
 
+        status, out, err = ctl("report", "--check", "--config", conf)
+        check(status == 2 and out.startswith("IMAGECACHE CRITICAL - 1 corrupt, 1 in use but absent;")
+              and " | images=3 corrupt=1 absent=1 " in out,
+              "report --check: CRITICAL, one line with perfdata", f"{status}: {out} {err}")
+
         status, out, _ = ctl("run", "--dry-run", "--json", "--config", conf)
         check(status == 3, "run --dry-run exits 3 too", status)
         valid(json.loads(out), "run --dry-run --json")
@@ -132,6 +137,21 @@ def main():
         shutil.rmtree(os.path.join(inst, "9d0c5b1e-7a4e-4b8c-8d3f-fedcba987654"))
         status, out, err = ctl("report", "--json", "--config", conf)
         check(status == 0, "report exits 0 on a healthy cache", f"{status}: {err}")
+        status, out, err = ctl("report", "--check", "--config", conf)
+        check(status == 0 and out.startswith("IMAGECACHE OK - 2 base files"),
+              "report --check: OK", f"{status}: {out} {err}")
+        # A disk whose header cannot be read: its base files are unknown, nothing is removed.
+        bad = os.path.join(inst, "0b5e1c2d-0000-4000-8000-000000000bad")
+        os.makedirs(bad)
+        with open(os.path.join(bad, "disk"), "wb") as f:
+            f.write(b"QFI\xfb\x00\x00")
+        status, out, err = ctl("report", "--check", "--config", conf)
+        check(status == 1 and "WARNING - nothing can be removed (instance_unreadable)" in out,
+              "report --check: WARNING when a witness could not be read", f"{status}: {out} {err}")
+        shutil.rmtree(bad)
+        status, out, err = ctl("report", "--check", "--config", conf + ".missing")
+        check(status == 3 and out.startswith("IMAGECACHE UNKNOWN - "),
+              "report --check: UNKNOWN when it cannot run", f"{status}: {out} {err}")
 
         # An unmounted share: the base dir is gone.
         shutil.rmtree(os.path.join(inst, "_base"))
@@ -146,6 +166,9 @@ def main():
         status, out, err = ctl("run", "--config", conf)
         check(status == 1 and "does not exist" in err and "does not exist" in out,
               "run on a missing base dir warns and exits 1", f"{status}: {err}")
+        status, out, err = ctl("report", "--check", "--config", conf)
+        check(status == 2 and out.startswith("IMAGECACHE CRITICAL - base dir "),
+              "report --check: CRITICAL without a base dir", f"{status}: {out} {err}")
     finally:
         shutil.rmtree(root)
 
