@@ -74,6 +74,13 @@ typedef struct {
     guint64 bytes_reclaimed;
 } IcTotals;
 
+/* What the ledger witness saw (the pass reads every host's ledger itself). */
+typedef struct {
+    gboolean known; /* FALSE when the ledger could not be read in full */
+    guint hosts;
+    guint stale_hosts;
+} IcLedgerCounts;
+
 typedef struct {
     char *base_dir;
     gboolean base_dir_exists;
@@ -90,6 +97,9 @@ typedef struct {
     guint64 disk_total_bytes;
     guint64 disk_used_bytes;
     gboolean disk_pressure; /* use was at or above the high watermark */
+    IcLedgerCounts ledger;
+    char *removal_deferred; /* why planned removals were kept this round (lock busy,
+                               hold limit, cancelled), NULL when none were */
 } IcReport;
 
 IcReport *ic_report_new(const char *base_dir, const char *host, gint64 now);

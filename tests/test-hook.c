@@ -3,6 +3,7 @@
 #include "error.h"
 #include "imgwriter.h"
 #include "ledger.h"
+#include "protocol.h"
 #include "testutil.h"
 #include "usage.h"
 
@@ -219,7 +220,7 @@ static void test_prepare(Fixture *f, gconstpointer data)
     g_assert_cmpint(d->started, <=, now);
     g_assert_cmpint(d->started, >, now - 60);
     /* The usage lock exists: prepare held it. */
-    g_autofree char *lock = g_build_filename(f->ledger_dir, "usage.lock", NULL);
+    g_autofree char *lock = g_build_filename(f->ledger_dir, IC_PROTOCOL_LOCK_NAME, NULL);
     g_assert_true(ic_test_exists(lock));
 }
 

@@ -452,30 +452,6 @@ static void test_replace(Fixture *f, gconstpointer data)
     g_assert_cmpint(*t, ==, NOW);
 }
 
-static void test_usage_lock(Fixture *f, gconstpointer data)
-{
-    g_autoptr(GError) error = NULL;
-    ic_autofd shared1 = -1;
-    ic_autofd shared2 = -1;
-    g_assert_true(ic_ledger_lock_usage(f->ledger_dir, FALSE, &shared1, &error));
-    g_assert_no_error(error);
-    /* Two prepares at once share it. */
-    g_assert_true(ic_ledger_lock_usage(f->ledger_dir, FALSE, &shared2, &error));
-    g_assert_no_error(error);
-
-    /* An exclusive locker must wait: try without waiting from a new open file. */
-    g_autofree char *path = g_build_filename(f->ledger_dir, "usage.lock", NULL);
-    ic_autofd probe = open(path, O_RDWR | O_CLOEXEC);
-    g_assert_cmpint(probe, >=, 0);
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    g_assert_cmpint(fcntl(probe, F_OFD_SETLK, &fl), <, 0);
-    g_assert_true(errno == EAGAIN || errno == EACCES);
-
-    ic_close_fdp(&shared1);
-    ic_close_fdp(&shared2);
-    g_assert_cmpint(fcntl(probe, F_OFD_SETLK, &fl), ==, 0);
-}
-
 /* ---- from domain XML ---- */
 
 static void write_qcow2(const char *path, const char *backing)
@@ -602,7 +578,6 @@ int main(int argc, char **argv)
     ADD("/imagecache/ledger/concurrent-writers", test_concurrent_writers);
     ADD("/imagecache/ledger/two-hosts", test_two_hosts);
     ADD("/imagecache/ledger/replace", test_replace);
-    ADD("/imagecache/ledger/usage-lock", test_usage_lock);
 #undef ADD
     g_test_add("/imagecache/ledger/from-xml", IcTestTree, NULL, ic_test_tree_setup, test_from_xml,
                ic_test_tree_teardown);
