@@ -330,7 +330,7 @@ static void redecide(IcImageRow *row, const IcUsage *usage, gboolean held_open, 
 }
 
 /* Hands the planned removals to the removal protocol (protocol.c). */
-static gboolean remove_phase(Pass *pass, GError **error)
+static void remove_phase(Pass *pass)
 {
     g_autoptr(GPtrArray) plans = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < pass->report->rows->len; i++) {
@@ -346,7 +346,7 @@ static gboolean remove_phase(Pass *pass, GError **error)
         g_ptr_array_add(plans, plan);
     }
     if (plans->len == 0 || pass->options->mode != IC_PASS_RUN)
-        return TRUE;
+        return;
 
     IcProtocolRemoval removal = {
         .config = pass->config,
@@ -363,7 +363,7 @@ static gboolean remove_phase(Pass *pass, GError **error)
         .seam = pass->options->seam,
         .seam_data = pass->options->seam_data,
     };
-    return ic_protocol_remove(&removal, plans, pass->report, error);
+    ic_protocol_remove(&removal, plans, pass->report);
 }
 
 /* A writer killed mid-write leaves "<file>.info.tmp.XXXXXXXX"; the next run
@@ -438,9 +438,9 @@ static gboolean pass_body(Pass *pass, GError **error)
         process_quarantined(pass, g_ptr_array_index(quarantine->files, i), usage);
     add_absent_rows(pass, usage);
     apply_disk_pressure(pass, usage);
-    gboolean ok = remove_phase(pass, error);
+    remove_phase(pass);
     pass->quarantine = NULL;
-    return ok;
+    return TRUE;
 }
 
 gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,

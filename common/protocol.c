@@ -218,11 +218,10 @@ static void act_on_plan(Locked *locked, IcProtocolPlan *plan)
                         error->message);
 }
 
-gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report,
-                            GError **error)
+void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
 {
     if (plans->len == 0)
-        return TRUE;
+        return;
     seam(removal, IC_PROTOCOL_STAGE_BEFORE_LOCK, NULL);
 
     g_autoptr(GError) local_error = NULL;
@@ -236,7 +235,7 @@ gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, 
                 ? g_strdup("the pass was cancelled while it waited for the usage lock")
                 : g_strdup_printf("could not take the usage lock: %s", local_error->message);
         defer_plans(plans, 0, report, "removal_deferred", why);
-        return TRUE;
+        return;
     }
     gint64 hold_ms =
         removal->hold_limit_ms > 0 ? removal->hold_limit_ms : IC_PROTOCOL_HOLD_LIMIT_MS;
@@ -252,7 +251,7 @@ gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, 
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
         defer_plans(plans, 0, report, "usage_unknown", why);
-        return TRUE;
+        return;
     }
     g_autoptr(IcOpenFiles) open_files = NULL;
     const char *proc_root = removal->proc_root ? removal->proc_root : "/proc";
@@ -260,7 +259,7 @@ gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, 
         g_autofree char *why =
             g_strdup_printf("cannot tell which files are held open: %s", local_error->message);
         defer_plans(plans, 0, report, "usage_unknown", why);
-        return TRUE;
+        return;
     }
     ic_autofd quarantine_fd =
         openat(removal->dirfd, IC_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -285,6 +284,4 @@ gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, 
         }
         act_on_plan(&locked, g_ptr_array_index(plans, i));
     }
-    (void)error;
-    return TRUE;
 }

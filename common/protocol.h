@@ -26,12 +26,13 @@ G_BEGIN_DECLS
 #define IC_PROTOCOL_INTENT_BYTE 0
 #define IC_PROTOCOL_USAGE_BYTE  1
 
-/* The bounds (milliseconds). A VM start waits at most START_WAIT for the usage
- * lock (then the hook records without it, or refuses under strict_prepare),
- * plus HOST_WAIT for its host file's lock. A pass waits at most REMOVAL_WAIT
- * for the lock (then removes nothing this round) and stops unlinking once it
- * has held it for HOLD_LIMIT. START_WAIT > REMOVAL_WAIT + HOLD_LIMIT leaves the
- * pass's re-read (ledgers, instance disks' headers, /proc) 10 s of margin. */
+/* The bounds (milliseconds). A pass waits at most REMOVAL_WAIT for the lock
+ * (then removes nothing this round) and stops unlinking once it has held it for
+ * HOLD_LIMIT. A VM start waits at most prepare_lock_wait_seconds (config, 20 s by
+ * default: START_WAIT) for the usage lock (then the hook records without it, or
+ * refuses under strict_prepare), plus HOST_WAIT for its host file's lock.
+ * START_WAIT > REMOVAL_WAIT + HOLD_LIMIT leaves the pass's re-read under the lock
+ * (ledgers, instance disks' headers, /proc) 10 s of margin. */
 #define IC_PROTOCOL_REMOVAL_WAIT_MS 5000
 #define IC_PROTOCOL_HOLD_LIMIT_MS   5000
 #define IC_PROTOCOL_START_WAIT_MS   20000
@@ -128,8 +129,8 @@ typedef struct {
  * and age and unlinks relative to the base dir fd. What cannot be done (lock
  * busy, hold limit reached, cancelled) is kept, with an event and
  * report->removal_deferred saying why. A file already gone is reported as such,
- * not as a failure. Fails only when the re-read could not run. */
-gboolean ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report,
-                            GError **error);
+ * not as a failure. Never fails: when the witnesses cannot be re-read or the
+ * held-open check cannot run, everything is kept (usage_unknown) and said. */
+void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report);
 
 G_END_DECLS
