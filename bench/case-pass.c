@@ -8,23 +8,8 @@
 #include <string.h>
 
 #include "config.h"
-#include "ledger.h"
 #include "pass.h"
 #include "report.h"
-
-/* The ledger witness, as imagecachectl wires it (cli/witness.c). */
-static void ledger_witness(IcUsage *usage, gint64 now, gpointer user_data)
-{
-    const IcConfig *config = user_data;
-    g_autoptr(IcLedger) ledger = NULL;
-    g_autoptr(GError) error = NULL;
-    if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
-                            &error)) {
-        ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, error->message);
-        return;
-    }
-    ic_ledger_add_usage(ledger, config->host, usage);
-}
 
 /* Prints "<seconds> <rows> <active> <removable>" for the parent. */
 int child_pass(const char *config_path)
@@ -37,9 +22,7 @@ int child_pass(const char *config_path)
         return 1;
     }
     IcPassOptions options = {
-        .mode = IC_PASS_DRY_RUN,
-        .witnesses = ledger_witness,
-        .witnesses_data = config,
+        .mode = IC_PASS_DRY_RUN, /* the pass reads every host's ledger itself */
     };
     g_autoptr(IcReport) report = NULL;
     if (!ic_pass_run(config, NULL, &options, g_get_real_time() / G_USEC_PER_SEC, &report, &error)) {

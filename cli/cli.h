@@ -43,9 +43,9 @@ void ic_cli_print_error(const GError *error);
 int ic_cli_parse(IcCli *cli, int *argc, char ***argv, const GOptionEntry *entries,
                  gboolean take_files, const char *parameter_string, const char *summary);
 
-/* The witnesses the CLI can reach besides the instances dir (which the pass
- * reads itself): the ledger and, when built with libvirt, the live domains.
- * A witness that cannot be read is noted in @usage, not fatal. */
+/* The external witness the CLI can reach (the pass reads the ledger and the
+ * instances dir itself): when built with libvirt, the live domains. Asked once
+ * per pass, before the usage lock. An unreachable libvirt is noted, not fatal. */
 void ic_cli_collect_usage(IcCli *cli, IcUsage *usage, gint64 now);
 
 /* Parses the value of --rate-limit (see ic_config_parse_rate_limit); NULL

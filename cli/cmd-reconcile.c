@@ -4,7 +4,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "error.h"
+#include "fileutil.h"
 #include "ledger.h"
+#include "protocol.h"
 #ifdef IC_HAVE_LIBVIRT
 #include "virt.h"
 #endif
@@ -107,6 +110,27 @@ static guint print_changes(GPtrArray *before, GPtrArray *after)
     return changes;
 }
 
+/* How often reconcile asks libvirt again when a hook changed the ledger
+ * between libvirt's answer and the write. */
+#define RECONCILE_ATTEMPTS 3
+
+/* One consistent rebuild: snapshot this host's ledger, ask libvirt (holding no
+ * lock: libvirtd runs the hook under the domain's lock, and the hook takes ours),
+ * then, under the locks the hook takes at prepare (the usage lock shared, then
+ * the host file's lock), write only if the file is still the snapshot. A domain
+ * a hook recorded after libvirt's answer is never dropped: the write is refused
+ * and libvirt asked again. */
+static gboolean rebuild(const IcConfig *config, GPtrArray *entries, gint64 now, GBytes *snapshot,
+                        GError **error)
+{
+    ic_autofd usage_lock = -1;
+    if (!ic_protocol_lock_for_start(config->ledger_dir, IC_PROTOCOL_START_WAIT_MS, &usage_lock,
+                                    error))
+        return FALSE;
+    return ic_ledger_replace_host_if_unchanged(config->ledger_dir, config->host, entries, now,
+                                               snapshot, error);
+}
+
 static int reconcile(IcCli *cli, gboolean dry_run)
 {
     const IcConfig *config = cli->config;
@@ -114,34 +138,46 @@ static int reconcile(IcCli *cli, gboolean dry_run)
     g_autofree char *base_dir = ic_config_base_dir(config);
     gint64 now = ic_cli_now();
 
-    g_autoptr(GPtrArray) entries = NULL;
-    g_autoptr(GPtrArray) problems = NULL;
-    if (!ic_virt_ledger_domains(config->libvirt_uri, base_dir, now, &entries, &problems, &error)) {
-        g_prefix_error(&error, "reconcile: ledger of host '%s' left as it was: ", config->host);
-        ic_cli_print_error(error);
-        return IC_EXIT_FAILED;
-    }
-    for (guint i = 0; problems != NULL && i < problems->len; i++)
-        fprintf(stderr,
-                "imagecachectl: warning: %s (recording the base files that could be read)\n",
-                (const char *)g_ptr_array_index(problems, i));
+    for (guint attempt = 1;; attempt++) {
+        g_autoptr(GBytes) snapshot = NULL;
+        if (!ic_ledger_host_snapshot(config->ledger_dir, config->host, &snapshot, &error)) {
+            g_prefix_error(&error, "reconcile: ledger of host '%s' left as it was: ", config->host);
+            ic_cli_print_error(error);
+            return IC_EXIT_FAILED;
+        }
+        g_autoptr(GPtrArray) entries = NULL;
+        g_autoptr(GPtrArray) problems = NULL;
+        if (!ic_virt_ledger_domains(config->libvirt_uri, base_dir, now, &entries, &problems,
+                                    &error)) {
+            g_prefix_error(&error, "reconcile: ledger of host '%s' left as it was: ", config->host);
+            ic_cli_print_error(error);
+            return IC_EXIT_FAILED;
+        }
 
-    g_autoptr(IcLedger) previous = NULL;
-    GPtrArray *before = previous_domains(config, now, &previous);
-    g_ptr_array_sort(entries, compare_names);
-    guint changes = print_changes(before, entries);
-
-    if (!dry_run &&
-        !ic_ledger_replace_host(config->ledger_dir, config->host, entries, now, &error)) {
-        g_prefix_error(&error, "reconcile: writing the ledger of host '%s': ", config->host);
-        ic_cli_print_error(error);
-        return IC_EXIT_FAILED;
+        g_autoptr(IcLedger) previous = NULL;
+        GPtrArray *before = previous_domains(config, now, &previous);
+        g_ptr_array_sort(entries, compare_names);
+        if (!dry_run && !rebuild(config, entries, now, snapshot, &error)) {
+            if (g_error_matches(error, IC_ERROR, IC_ERROR_CHANGED) &&
+                attempt < RECONCILE_ATTEMPTS) {
+                g_clear_error(&error);
+                continue;
+            }
+            g_prefix_error(&error, "reconcile: ledger of host '%s' left as it was: ", config->host);
+            ic_cli_print_error(error);
+            return IC_EXIT_FAILED;
+        }
+        for (guint i = 0; problems != NULL && i < problems->len; i++)
+            fprintf(stderr,
+                    "imagecachectl: warning: %s (recording the base files that could be read)\n",
+                    (const char *)g_ptr_array_index(problems, i));
+        guint changes = print_changes(before, entries);
+        printf("%s host '%s' from %u live domains at '%s': %u %s%s\n",
+               dry_run ? "Would rebuild the ledger of" : "Rebuilt the ledger of", config->host,
+               entries->len, config->libvirt_uri, changes, changes == 1 ? "change" : "changes",
+               dry_run ? " (dry run: nothing written)" : "");
+        return problems != NULL ? IC_EXIT_FAILED : IC_EXIT_OK;
     }
-    printf("%s host '%s' from %u live domains at '%s': %u %s%s\n",
-           dry_run ? "Would rebuild the ledger of" : "Rebuilt the ledger of", config->host,
-           entries->len, config->libvirt_uri, changes, changes == 1 ? "change" : "changes",
-           dry_run ? " (dry run: nothing written)" : "");
-    return problems != NULL ? IC_EXIT_FAILED : IC_EXIT_OK;
 }
 #endif
 

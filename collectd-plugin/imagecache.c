@@ -107,16 +107,13 @@ static gboolean load_options(GError **error)
 
 /* ---- the worker ---- */
 
-typedef struct {
-    IcLedgerCounts ledger;
-} PassWitnesses;
-
-/* The ledger and libvirt; the pass reads the instances dir itself, and calls
- * this at its start and again under the usage lock before it removes. */
+/* libvirt's live domains, asked once at the pass's start and never under the
+ * usage lock; the pass reads the ledger and the instances dir itself. */
 static void collect_usage(IcUsage *usage, gint64 now, gpointer data)
 {
-    PassWitnesses *witnesses = data;
-    ic_witnesses_collect(config, usage, now, &witnesses->ledger);
+    (void)now;
+    (void)data;
+    ic_witnesses_collect_live(config, usage);
 }
 
 static void dispatch_notification(const IcNotification *alert)
@@ -157,13 +154,11 @@ static void log_notes(const IcReport *report, char **last_notes)
 /* One pass; FALSE when cancelled (shutdown). */
 static gboolean run_pass(IcAlertState *alerts, char **last_notes)
 {
-    PassWitnesses witnesses = {{0}};
     IcPassOptions pass_options = {
         .mode = IC_PASS_RUN,
         .checksum_rate_limit = options->checksum_rate_limit,
         .cancellable = cancellable,
         .witnesses = collect_usage,
-        .witnesses_data = &witnesses,
     };
     g_autoptr(IcReport) report = NULL;
     g_autoptr(GError) error = NULL;
@@ -180,7 +175,7 @@ static gboolean run_pass(IcAlertState *alerts, char **last_notes)
     ic_report_log_events(report);
     log_notes(report, last_notes);
 
-    IcMetricSet *values = ic_metric_set_new_from_report(report, &witnesses.ledger);
+    IcMetricSet *values = ic_metric_set_new_from_report(report, &report->ledger);
     g_mutex_lock(&lock);
     IcMetricSet *old = g_steal_pointer(&snapshot);
     snapshot = values;
@@ -331,7 +326,7 @@ static int imagecache_shutdown(void)
         stopping = TRUE;
         g_cond_broadcast(&wakeup);
         g_mutex_unlock(&lock);
-        g_cancellable_cancel(cancellable); /* stops hashing mid-file */
+        g_cancellable_cancel(cancellable); /* stops hashing, the lock wait and removal */
         pthread_join(worker_thread, NULL);
         worker_running = FALSE;
     }

@@ -11,7 +11,7 @@ typedef enum {
     KEY_STRING,
     KEY_PATH, /* a string that must be an absolute path */
     KEY_BOOL,
-    KEY_SECONDS, /* a non-negative integer */
+    KEY_SECONDS, /* a non-negative integer, at most the key's max (or 10 years) */
     KEY_PERCENT, /* an integer 0..100 */
     KEY_LIST,    /* a ';'-separated list of strings */
 } KeyType;
@@ -22,7 +22,12 @@ typedef struct {
     size_t offset;
     const char *default_value; /* NULL: derived in ic_config_finish */
     const char *help;
+    gint64 min, max; /* KEY_SECONDS: the range (max 0: MAX_SECONDS) */
 } KeyDef;
+
+/* No duration imagecache reads means anything beyond ten years; the bound keeps
+ * every "seconds * G_USEC_PER_SEC" and "now - age" far from overflow. */
+#define MAX_SECONDS ((gint64)10 * 366 * 86400)
 
 /* The one table of settings: name, type, default and what it means. */
 static const KeyDef keys[] = {
@@ -52,6 +57,11 @@ static const KeyDef keys[] = {
      "A host ledger not refreshed for this long is reported stale (it still counts)"},
     {"strict_prepare", KEY_BOOL, offsetof(IcConfig, strict_prepare), "false",
      "Make the hook refuse a domain start when it cannot record its usage"},
+    {"prepare_lock_wait_seconds", KEY_SECONDS, offsetof(IcConfig, prepare_lock_wait_seconds), "20",
+     "How long the hook waits at prepare for a removal pass to release the usage lock (then it "
+     "records without it, or refuses the start under strict_prepare); keep it above 10 s, the "
+     "longest a pass waits for plus holds the lock",
+     1, 300},
     {"disk_high_watermark_percent", KEY_PERCENT, offsetof(IcConfig, disk_high_watermark_percent),
      "0",
      "Above this use of the base dir's filesystem, evict unused files least recently used "
@@ -96,10 +106,11 @@ static gboolean parse_bool(const char *value, gboolean *ret)
     return FALSE;
 }
 
-static gboolean parse_seconds(const char *value, gint64 *ret)
+static gboolean parse_seconds(const KeyDef *key, const char *value, gint64 *ret)
 {
     guint64 parsed;
-    if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXINT64 / 2, &parsed, NULL))
+    gint64 max = key->max > 0 ? key->max : MAX_SECONDS;
+    if (!g_ascii_string_to_unsigned(value, 10, (guint64)key->min, (guint64)max, &parsed, NULL))
         return FALSE;
     *ret = (gint64)parsed;
     return TRUE;
@@ -161,10 +172,11 @@ static gboolean set_key(IcConfig *config, const KeyDef *key, const char *raw, co
         }
         return TRUE;
     case KEY_SECONDS:
-        if (!parse_seconds(value, (gint64 *)field)) {
+        if (!parse_seconds(key, value, (gint64 *)field)) {
             g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
-                        "%s: key '%s': '%s' is not a number of seconds (a whole number >= 0)",
-                        origin, key->name, value);
+                        "%s: key '%s': '%s' is not a number of seconds from %" G_GINT64_FORMAT
+                        " to %" G_GINT64_FORMAT,
+                        origin, key->name, value, key->min, key->max > 0 ? key->max : MAX_SECONDS);
             return FALSE;
         }
         return TRUE;

@@ -25,6 +25,7 @@ typedef struct {
     gint64 checksum_interval_seconds;
     gint64 ledger_stale_seconds;
     gboolean strict_prepare;
+    gint64 prepare_lock_wait_seconds; /* the hook's bound on the usage lock at prepare */
 
     /* Beyond Nova: disk pressure, pinning, swap/ephemeral files, quarantine. */
     gint64 disk_high_watermark_percent; /* 0: off */

@@ -10,15 +10,17 @@ G_BEGIN_DECLS
 GQuark ic_error_quark(void);
 
 typedef enum {
-    IC_ERROR_FAILED,   /* anything not covered below */
-    IC_ERROR_CONFIG,   /* a bad key, value or config file */
-    IC_ERROR_IO,       /* a system call failed; message carries strerror */
+    IC_ERROR_FAILED,    /* anything not covered below */
+    IC_ERROR_CONFIG,    /* a bad key, value or config file */
+    IC_ERROR_IO,        /* a system call failed; message carries strerror */
     IC_ERROR_NOT_FOUND, /* the file or directory does not exist */
-    IC_ERROR_FORMAT,   /* malformed input: image header, sidecar, ledger, XML */
-    IC_ERROR_LIMIT,    /* input over a safety limit (size, depth, count) */
-    IC_ERROR_UNSAFE,   /* refused because acting could harm: symlink, not regular, changed */
-    IC_ERROR_CRYPTO,   /* libcrypto failed */
+    IC_ERROR_FORMAT,    /* malformed input: image header, sidecar, ledger, XML */
+    IC_ERROR_LIMIT,     /* input over a safety limit (size, depth, count) */
+    IC_ERROR_UNSAFE,    /* refused because acting could harm: symlink, not regular, changed */
+    IC_ERROR_CRYPTO,    /* libcrypto failed */
     IC_ERROR_CANCELLED, /* the caller asked to stop */
+    IC_ERROR_BUSY,      /* a bounded wait (a lock) ran out of time */
+    IC_ERROR_CHANGED,   /* refused: the file was replaced or used since it was decided on */
 } IcErrorCode;
 
 /* Sets @error from errno @errsv: code IC_ERROR_NOT_FOUND for ENOENT, else

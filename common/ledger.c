@@ -31,6 +31,7 @@
 #include "error.h"
 #include "fileutil.h"
 #include "probe.h"
+#include "protocol.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -40,7 +41,6 @@
 #define LEDGER_FORMAT       1
 #define LEDGER_SUFFIX       ".ledger"
 #define LOCK_SUFFIX         ".lock"
-#define USAGE_LOCK_NAME     "usage.lock"
 #define HOST_MAX_LEN        253 /* a fully qualified DNS name */
 #define NAME_MAX_LEN        1024
 #define MAX_LIST_ENTRIES    4096 /* base files or image ids of one domain */
@@ -437,10 +437,8 @@ gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_ho
 
 /* ---- locking and writing ---- */
 
-static gboolean ensure_dir(const char *ledger_dir, int *ret_dirfd, GError **error)
+gboolean ic_ledger_open_dir(const char *ledger_dir, int *ret_dirfd, GError **error)
 {
-    /* Only the last component: a missing instances path is a config problem, and
-     * creating it could put the "shared" ledger on a local disk under a mount point. */
     if (mkdir(ledger_dir, 0755) < 0 && errno != EEXIST)
         return ic_error_set_errno(error, errno, "creating the ledger directory", ledger_dir);
     int fd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -451,43 +449,36 @@ static gboolean ensure_dir(const char *ledger_dir, int *ret_dirfd, GError **erro
 }
 
 /* An OFD lock (owned by the open file description, not the process): it works
- * between threads, is released when the fd closes, and is honoured over NFS. */
-static gboolean lock_file_at(int dirfd, const char *name, gboolean exclusive, int *ret_fd,
-                             GError **error)
+ * between threads, is released when the fd closes, and is honoured over NFS.
+ * The wait is bounded (protocol.h): a writer of this host holds it only across
+ * one file rewrite, so running out of time means something is stuck. */
+static gboolean lock_file_at(int dirfd, const char *name, int *ret_fd, GError **error)
 {
-    ic_autofd fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return ic_error_set_errno(error, errno, "opening the lock file", name);
-    struct flock fl = {
-        .l_type = exclusive ? F_WRLCK : F_RDLCK,
-        .l_whence = SEEK_SET,
-        .l_start = 0,
-        .l_len = 0,
-        .l_pid = 0,
-    };
-    while (fcntl(fd, F_OFD_SETLKW, &fl) < 0) {
-        if (errno != EINTR)
-            return ic_error_set_errno(error, errno, "locking", name);
-    }
-    *ret_fd = ic_steal_fd(&fd);
-    return TRUE;
+    gint64 deadline = g_get_monotonic_time() + IC_PROTOCOL_HOST_WAIT_MS * 1000;
+    return ic_protocol_lock_file_at(dirfd, -1, name, -1, TRUE, deadline, NULL, NULL, ret_fd, error);
 }
 
-gboolean ic_ledger_lock_usage(const char *ledger_dir, gboolean exclusive, int *ret_fd,
-                              GError **error)
+/* TRUE for exactly "<file_name>.tmp.<8 hex digits>", the name
+ * ic_file_write_atomic_at gives its temporary file. A prefix match is not
+ * enough: host "a.ledger.tmp.x" is valid, and its ledger starts with host
+ * "a"'s temp prefix. No host's own file has that exact shape (each ends in
+ * ".ledger" or ".lock", or is longer). */
+static gboolean is_own_temp(const char *entry, const char *prefix)
 {
-    ic_autofd dirfd = -1;
-    if (!ensure_dir(ledger_dir, &dirfd, error))
+    if (!g_str_has_prefix(entry, prefix))
         return FALSE;
-    if (!lock_file_at(dirfd, USAGE_LOCK_NAME, exclusive, ret_fd, error)) {
-        g_prefix_error(error, "in '%s': ", ledger_dir);
+    const char *tail = entry + strlen(prefix);
+    if (strlen(tail) != 8)
         return FALSE;
+    for (; *tail != '\0'; tail++) {
+        if (!g_ascii_isxdigit(*tail))
+            return FALSE;
     }
     return TRUE;
 }
 
-/* Removes "<host>.ledger.tmp.*" that a writer of this host left when it crashed;
- * the caller holds the host lock, so no live writer owns one. */
+/* Removes "<host>.ledger.tmp.XXXXXXXX" that a writer of this host left when it
+ * crashed; the caller holds the host lock, so no live writer owns one. */
 static void remove_stale_temps(int dirfd, const char *file_name)
 {
     g_autofree char *prefix = g_strconcat(file_name, ".tmp.", NULL);
@@ -501,7 +492,7 @@ static void remove_stale_temps(int dirfd, const char *file_name)
     }
     struct dirent *entry;
     while ((entry = readdir(dir)) != NULL) {
-        if (g_str_has_prefix(entry->d_name, prefix)) {
+        if (is_own_temp(entry->d_name, prefix)) {
             g_debug("removing '%s' left by an interrupted ledger write", entry->d_name);
             unlinkat(dirfd, entry->d_name, 0);
         }
@@ -512,20 +503,23 @@ static void remove_stale_temps(int dirfd, const char *file_name)
 typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
 
 /* The read-modify-write of one host file, under its exclusive lock. A damaged
- * existing file stops the edit (its users must not be lost) unless @replace. */
+ * existing file stops the edit (its users must not be lost) unless @replace.
+ * @expect (may be NULL): the file's bytes the caller decided from (empty: no
+ * file); anything else under the lock fails with IC_ERROR_CHANGED. */
 static gboolean ledger_update(const char *ledger_dir, const char *host_name, gboolean replace,
-                              LedgerEdit edit, gpointer data, gint64 now, GError **error)
+                              GBytes *expect, LedgerEdit edit, gpointer data, gint64 now,
+                              GError **error)
 {
     if (!check_host_name(host_name, error))
         return FALSE;
     ic_autofd dirfd = -1;
-    if (!ensure_dir(ledger_dir, &dirfd, error))
+    if (!ic_ledger_open_dir(ledger_dir, &dirfd, error))
         return FALSE;
 
     g_autofree char *file_name = g_strconcat(host_name, LEDGER_SUFFIX, NULL);
     g_autofree char *lock_name = g_strconcat(host_name, LOCK_SUFFIX, NULL);
     ic_autofd lock_fd = -1;
-    if (!lock_file_at(dirfd, lock_name, TRUE, &lock_fd, error)) {
+    if (!lock_file_at(dirfd, lock_name, &lock_fd, error)) {
         g_prefix_error(error, "in '%s': ", ledger_dir);
         return FALSE;
     }
@@ -551,6 +545,17 @@ static gboolean ledger_update(const char *ledger_dir, const char *host_name, gbo
     } else if (!g_error_matches(read_error, IC_ERROR, IC_ERROR_NOT_FOUND) && !replace) {
         g_propagate_prefixed_error(error, g_steal_pointer(&read_error), "in '%s': ", ledger_dir);
         return FALSE;
+    }
+    if (expect != NULL) {
+        gsize expect_len = 0;
+        const void *expect_data = g_bytes_get_data(expect, &expect_len);
+        if (expect_len != (old ? old_len : 0) ||
+            (expect_len > 0 && memcmp(expect_data, old, expect_len) != 0)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CHANGED,
+                        "ledger file '%s/%s' changed meanwhile (a domain started or stopped)",
+                        ledger_dir, file_name);
+            return FALSE;
+        }
     }
     if (host == NULL || strcmp(host->host, host_name) != 0) {
         g_clear_pointer(&host, ic_ledger_host_free);
@@ -674,7 +679,7 @@ gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
 {
     if (!check_domain_entry(domain, error))
         return FALSE;
-    return ledger_update(ledger_dir, host, FALSE, edit_record, (gpointer)domain, now, error);
+    return ledger_update(ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now, error);
 }
 
 static gboolean edit_drop(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -692,7 +697,7 @@ gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const c
                                gint64 now, GError **error)
 {
     g_autofree char *lower = g_ascii_strdown(uuid, -1);
-    return ledger_update(ledger_dir, host, FALSE, edit_drop, lower, now, error);
+    return ledger_update(ledger_dir, host, FALSE, NULL, edit_drop, lower, now, error);
 }
 
 static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -726,8 +731,31 @@ static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GErr
     return TRUE;
 }
 
-gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
-                                gint64 now, GError **error)
+gboolean ic_ledger_host_snapshot(const char *ledger_dir, const char *host, GBytes **ret_snapshot,
+                                 GError **error)
+{
+    if (!check_host_name(host, error))
+        return FALSE;
+    g_autofree char *file_name = g_strconcat(host, LEDGER_SUFFIX, NULL);
+    ic_autofd dirfd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0 && errno != ENOENT)
+        return ic_error_set_errno(error, errno, "opening the ledger directory", ledger_dir);
+    char *data = NULL;
+    gsize len = 0;
+    g_autoptr(GError) read_error = NULL;
+    if (dirfd >= 0 &&
+        !ic_file_read_at(dirfd, file_name, IC_LEDGER_MAX_BYTES, &data, &len, &read_error) &&
+        !g_error_matches(read_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+        g_propagate_prefixed_error(error, g_steal_pointer(&read_error), "in '%s': ", ledger_dir);
+        return FALSE;
+    }
+    *ret_snapshot = data ? g_bytes_new_take(data, len) : g_bytes_new(NULL, 0);
+    return TRUE;
+}
+
+gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char *host,
+                                             GPtrArray *domains, gint64 now, GBytes *expect,
+                                             GError **error)
 {
     if (domains->len > IC_LEDGER_MAX_DOMAINS) {
         g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "more than %d domains", IC_LEDGER_MAX_DOMAINS);
@@ -738,7 +766,13 @@ gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrAr
             return FALSE;
     }
     /* The repair: a damaged file is replaced rather than kept. */
-    return ledger_update(ledger_dir, host, TRUE, edit_replace, domains, now, error);
+    return ledger_update(ledger_dir, host, TRUE, expect, edit_replace, domains, now, error);
+}
+
+gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
+                                gint64 now, GError **error)
+{
+    return ic_ledger_replace_host_if_unchanged(ledger_dir, host, domains, now, NULL, error);
 }
 
 /* ---- reading every host ---- */

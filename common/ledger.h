@@ -61,9 +61,22 @@ gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
 gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const char *uuid,
                                gint64 now, GError **error);
 
+/* The bytes of @host's ledger file now (empty: no file), for
+ * ic_ledger_replace_host's @expect. */
+gboolean ic_ledger_host_snapshot(const char *ledger_dir, const char *host, GBytes **ret_snapshot,
+                                 GError **error);
+
 /* Replaces every domain of @host at once (reconcile). */
 gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
                                 gint64 now, GError **error);
+
+/* The same, only if the file still holds @expect (NULL: no check), the
+ * snapshot the domains were decided from, taken before libvirt was asked. If
+ * it differs under the host lock (a hook recorded or dropped a domain
+ * meanwhile) nothing is written and IC_ERROR_CHANGED is set: ask again. */
+gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char *host,
+                                             GPtrArray *domains, gint64 now, GBytes *expect,
+                                             GError **error);
 
 /* Reads every host file in @ledger_dir. A missing ledger dir is an empty
  * ledger. A damaged host file is listed in ->errors (the caller must then not
@@ -91,11 +104,12 @@ gboolean ic_ledger_domain_from_xml_domain(const struct _IcDomain *domain, const 
 IcLedgerDomain *ic_ledger_domain_collect(const struct _IcDomain *domain, const char *base_dir,
                                          gint64 now, GPtrArray **ret_problems);
 
-/* The usage lock (<ledger_dir>/usage.lock, an OFD lock): the hook holds it
- * shared while it records a prepare, the remover exclusive while it re-reads
- * the witnesses and unlinks, so a starting VM is either recorded first or
- * finds its base file gone. *ret_fd holds the lock until closed. */
-gboolean ic_ledger_lock_usage(const char *ledger_dir, gboolean exclusive, int *ret_fd,
-                              GError **error);
+/* Opens @ledger_dir as a directory fd, creating only its last component when
+ * missing: a missing instances path is a config problem, and creating it could
+ * put the "shared" ledger on a local disk under a mount point. */
+gboolean ic_ledger_open_dir(const char *ledger_dir, int *ret_dirfd, GError **error);
+
+/* The usage lock the hook takes at prepare and the pass for removal lives in
+ * protocol.h (ic_protocol_lock_for_start / ic_protocol_lock_for_removal). */
 
 G_END_DECLS

@@ -365,14 +365,15 @@ static char *known_options(void)
     return g_string_free(text, FALSE);
 }
 
-static gboolean parse_unsigned(const char *name, const char *value, guint64 min, guint64 *ret,
-                               GError **error)
+static gboolean parse_unsigned(const char *name, const char *value, guint64 min, guint64 max,
+                               guint64 *ret, GError **error)
 {
-    if (g_ascii_string_to_unsigned(value, 10, min, G_MAXINT64, ret, NULL))
+    if (g_ascii_string_to_unsigned(value, 10, min, max, ret, NULL))
         return TRUE;
     g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
-                "collectd config: option '%s': '%s' is not a whole number >= %" G_GUINT64_FORMAT,
-                name, value, min);
+                "collectd config: option '%s': '%s' is not a whole number from %" G_GUINT64_FORMAT
+                " to %" G_GUINT64_FORMAT,
+                name, value, min, max);
     return FALSE;
 }
 
@@ -407,13 +408,14 @@ gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const
     }
     guint64 number;
     if (g_str_equal(option, "PassInterval")) {
-        if (!parse_unsigned(name, value, 1, &number, error))
+        /* A bound, so pass_interval * G_USEC_PER_SEC cannot overflow. */
+        if (!parse_unsigned(name, value, 1, IC_PLUGIN_MAX_PASS_INTERVAL, &number, error))
             return FALSE;
         options->pass_interval = (gint64)number;
         return TRUE;
     }
     g_assert(g_str_equal(option, "ChecksumRateLimit"));
-    if (!parse_unsigned(name, value, 0, &number, error))
+    if (!parse_unsigned(name, value, 0, G_MAXINT64, &number, error))
         return FALSE;
     options->checksum_rate_limit = number;
     return TRUE;

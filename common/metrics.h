@@ -23,7 +23,7 @@ typedef struct {
     double value;
 } IcMetric;
 
-/* IcLedgerCounts (witnesses.h): what the ledger witness saw, for the
+/* IcLedgerCounts (report.h): what the ledger witness saw, for the
  * count-ledger_* totals; when not known, the two values are left out. */
 
 /* An immutable, reference-counted set of values from one pass: the plugin's
@@ -84,6 +84,7 @@ GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report);
 /* ---- the <Plugin imagecache> options ---- */
 
 #define IC_PLUGIN_DEFAULT_PASS_INTERVAL 2400 /* seconds: Nova's image cache period */
+#define IC_PLUGIN_MAX_PASS_INTERVAL     (7 * 86400) /* seconds: a week */
 /* 50 MiB/s: about a third of a hard disk's or a 1 GbE NFS link's sequential
  * throughput, so guests keep the rest; still 117 GiB per 2400 s pass. */
 #define IC_PLUGIN_DEFAULT_CHECKSUM_RATE_LIMIT (50 * 1024 * 1024)
@@ -91,7 +92,7 @@ GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report);
 typedef struct {
     char *config_path;           /* Config: required, nothing runs on a config nobody wrote */
     GPtrArray *overrides;        /* private: the library keys to set, in order */
-    gint64 pass_interval;        /* PassInterval, seconds > 0 */
+    gint64 pass_interval;        /* PassInterval, seconds, 1..IC_PLUGIN_MAX_PASS_INTERVAL */
     guint64 checksum_rate_limit; /* ChecksumRateLimit, bytes/s, 0 = unlimited */
 } IcPluginOptions;
 

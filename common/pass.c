@@ -1,16 +1,17 @@
 #include "pass.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "checksum.h"
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
-#include "openfiles.h"
 #include "policy.h"
+#include "protocol.h"
 #include "remove.h"
 #include "scan.h"
 
@@ -22,7 +23,9 @@ typedef struct {
     gint64 now;
     char *base_dir;
     IcScan *scan;
-    IcScan *quarantine; /* <base_dir>/.quarantine, NULL when absent */
+    IcScan *quarantine;         /* <base_dir>/.quarantine, NULL when absent */
+    gboolean quarantine_usable; /* .quarantine is absent or a real directory */
+    IcUsage *asked;             /* the external witnesses' one answer, from before the lock */
     IcReport *report;
     int dirfd;
 } Pass;
@@ -50,34 +53,15 @@ static const IcBaseFile *row_file(const Pass *pass, const IcImageRow *row)
     return pass->quarantine ? ic_scan_lookup(pass->quarantine, name) : NULL;
 }
 
-/* Directories under instances_path that are not instances. */
-static GPtrArray *non_instance_dirs(const IcConfig *config)
-{
-    GPtrArray *skip = g_ptr_array_new_with_free_func(g_free);
-    g_ptr_array_add(skip, g_strdup(config->base_dir_name));
-    g_autofree char *ledger_parent = g_path_get_dirname(config->ledger_dir);
-    if (g_str_equal(ledger_parent, config->instances_path))
-        g_ptr_array_add(skip, g_path_get_basename(config->ledger_dir));
-    g_ptr_array_add(skip, NULL);
-    return skip;
-}
-
-/* Asks every witness afresh: the caller's usage, its witness function, the
- * instances dir. */
+/* The first read: the external witnesses are asked here, once; the
+ * filesystem ones (ledger, instances dir) are read as the protocol re-reads them. */
 static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
 {
-    const IcConfig *config = pass->config;
-    g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_usage_merge(usage, pass->given_usage);
+    pass->asked = ic_usage_new();
     if (pass->options->witnesses != NULL)
-        pass->options->witnesses(usage, pass->now, pass->options->witnesses_data);
-    g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
-    if (!ic_usage_add_instances_dir(usage, config->instances_path, pass->base_dir,
-                                    (const char *const *)skip_dirs->pdata, config->host, error))
-        return FALSE;
-    ic_usage_index_identities(usage);
-    *ret_usage = g_steal_pointer(&usage);
-    return TRUE;
+        pass->options->witnesses(pass->asked, pass->now, pass->options->witnesses_data);
+    return ic_protocol_read_witnesses(pass->config, pass->given_usage, pass->asked, pass->now,
+                                      ret_usage, &pass->report->ledger, error);
 }
 
 static void set_users(IcImageRow *row, const IcUsers *users)
@@ -156,7 +140,7 @@ static void plan_action(Pass *pass, IcImageRow *row)
 {
     if (row->decision.verdict == IC_VERDICT_REMOVABLE)
         row->action = IC_ACTION_WOULD_REMOVE;
-    else if (row->decision.quarantine)
+    else if (row->decision.quarantine && pass->quarantine_usable)
         row->action = IC_ACTION_WOULD_QUARANTINE;
 }
 
@@ -338,127 +322,53 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
     }
 }
 
-/* The directory a row's file lives in: the base dir or its quarantine. */
-static int row_dirfd(const IcImageRow *row, int dirfd, int quarantine_fd)
+/* The protocol's re-decision of @row (IcProtocolDecideFunc): the same facts
+ * and policy as the first decision, from the usage re-read under the lock. */
+static void redecide(IcImageRow *row, const IcUsage *usage, gboolean held_open, gpointer data)
 {
-    return row->in_quarantine ? quarantine_fd : dirfd;
-}
-
-/* Carries out one planned removal or quarantine; the usage lock is held and
- * @usage was read under it. */
-static void act_on_row(Pass *pass, IcImageRow *row, const IcUsage *usage,
-                       const IcOpenFiles *open_files, int quarantine_fd)
-{
-    g_autoptr(GError) error = NULL;
-    const IcBaseFile *file = row_file(pass, row);
-    g_autofree char *name = g_path_get_basename(row->name);
-    IcAction planned = row->action;
-    pid_t holder = file ? ic_open_files_holder(open_files, file->dev, file->ino) : 0;
-
-    decide(pass, row, usage, holder != 0);
+    Pass *pass = data;
+    decide(pass, row, usage, held_open);
     row->action = IC_ACTION_NONE;
     plan_action(pass, row);
-    if (row->action != planned) {
-        if (holder != 0)
-            ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name,
-                                "%s: unused by every witness but held open by process %d, "
-                                "keeping it",
-                                row->name, (int)holder);
-        else
-            ic_report_add_event(pass->report, IC_EVENT_INFO, row->name,
-                                "%s: no longer to be moved when re-checked (%s), keeping it",
-                                row->name, row->decision.reason);
-        row->action = IC_ACTION_NONE;
+    if (row->action == IC_ACTION_NONE)
         touch_if_in_use(pass, row);
-        return;
-    }
-    if (file == NULL) {
-        row->action = IC_ACTION_NONE;
-        return;
-    }
-    if (pass->options->test_race_window_us > 0)
-        g_usleep(pass->options->test_race_window_us);
-
-    IcRemoveExpect expect = {.dev = file->dev, .ino = file->ino};
-    gboolean ok;
-    if (planned == IC_ACTION_WOULD_QUARANTINE) {
-        ok = ic_remove_quarantine(pass->dirfd, name, &expect, &error);
-    } else {
-        /* Quarantine age counts from the move; the mtime re-check is for base files. */
-        expect.min_age = row->in_quarantine ? 0 : row->decision.threshold;
-        ok = ic_remove_base_file(row_dirfd(row, pass->dirfd, quarantine_fd), name, &expect,
-                                 pass->now, &error);
-    }
-    if (ok) {
-        row->action =
-            planned == IC_ACTION_WOULD_QUARANTINE ? IC_ACTION_QUARANTINED : IC_ACTION_REMOVED;
-        ic_report_add_event(pass->report, IC_EVENT_INFO, row->name, "%s: %s (%s)", row->name,
-                            row->action == IC_ACTION_QUARANTINED ? "quarantined" : "removed",
-                            row->decision.reason);
-        return;
-    }
-    row->action = IC_ACTION_REMOVE_FAILED;
-    row->error = g_strdup(error->message);
-    ic_report_add_event(pass->report, IC_EVENT_WARNING, row->name, "Failed to %s %s: %s",
-                        planned == IC_ACTION_WOULD_QUARANTINE ? "quarantine" : "remove", row->name,
-                        error->message);
 }
 
-/* Keeps every planned removal, saying why. */
-static void cancel_removals(Pass *pass, GPtrArray *rows, const char *why)
+/* Hands the planned removals to the removal protocol (protocol.c). */
+static void remove_phase(Pass *pass)
 {
-    for (guint i = 0; i < rows->len; i++) {
-        IcImageRow *row = g_ptr_array_index(rows, i);
-        row->action = IC_ACTION_NONE;
-        if (row->decision.verdict == IC_VERDICT_REMOVABLE) {
-            row->decision.verdict = IC_VERDICT_KEPT;
-            row->decision.reason = "usage_unknown";
-        }
-    }
-    ic_report_add_event(pass->report, IC_EVENT_WARNING, NULL, "nothing removed: %s", why);
-}
-
-/* The removal protocol: under the exclusive usage lock (which the hook holds
- * shared while it records a starting domain) read every witness again, then
- * re-decide, check for open handles and unlink. A start that races this either
- * recorded its use before we took the lock, or runs after and finds the file gone. */
-static gboolean remove_phase(Pass *pass, GError **error)
-{
-    g_autoptr(GPtrArray) rows = g_ptr_array_new();
+    g_autoptr(GPtrArray) plans = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; i < pass->report->rows->len; i++) {
         IcImageRow *row = g_ptr_array_index(pass->report->rows, i);
-        if (row->action == IC_ACTION_WOULD_REMOVE || row->action == IC_ACTION_WOULD_QUARANTINE)
-            g_ptr_array_add(rows, row);
+        if (row->action != IC_ACTION_WOULD_REMOVE && row->action != IC_ACTION_WOULD_QUARANTINE)
+            continue;
+        IcProtocolPlan *plan = g_new0(IcProtocolPlan, 1);
+        const IcBaseFile *file = row_file(pass, row);
+        plan->row = row;
+        plan->scanned = file != NULL;
+        plan->dev = file ? file->dev : 0;
+        plan->ino = file ? file->ino : 0;
+        g_ptr_array_add(plans, plan);
     }
-    if (rows->len == 0 || pass->options->mode != IC_PASS_RUN)
-        return TRUE;
+    if (plans->len == 0 || pass->options->mode != IC_PASS_RUN)
+        return;
 
-    g_autoptr(GError) local_error = NULL;
-    ic_autofd lock_fd = -1;
-    if (!pass->options->test_skip_usage_lock &&
-        !ic_ledger_lock_usage(pass->config->ledger_dir, TRUE, &lock_fd, &local_error)) {
-        g_autofree char *why =
-            g_strdup_printf("could not take the usage lock: %s", local_error->message);
-        cancel_removals(pass, rows, why);
-        return TRUE;
-    }
-
-    g_autoptr(IcUsage) usage = NULL;
-    if (!gather_usage(pass, &usage, error))
-        return FALSE;
-    g_autoptr(IcOpenFiles) open_files = NULL;
-    const char *proc_root = pass->options->proc_root ? pass->options->proc_root : "/proc";
-    if (!ic_open_files_scan(proc_root, &open_files, &local_error)) {
-        g_autofree char *why =
-            g_strdup_printf("cannot tell which files are held open: %s", local_error->message);
-        cancel_removals(pass, rows, why);
-        return TRUE;
-    }
-    ic_autofd quarantine_fd =
-        openat(pass->dirfd, IC_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    for (guint i = 0; i < rows->len; i++)
-        act_on_row(pass, g_ptr_array_index(rows, i), usage, open_files, quarantine_fd);
-    return TRUE;
+    IcProtocolRemoval removal = {
+        .config = pass->config,
+        .dirfd = pass->dirfd,
+        .given = pass->given_usage,
+        .asked = pass->asked,
+        .now = pass->now,
+        .cancellable = pass->options->cancellable,
+        .proc_root = pass->options->proc_root,
+        .lock_timeout_ms = pass->options->lock_timeout_ms,
+        .hold_limit_ms = pass->options->hold_limit_ms,
+        .decide = redecide,
+        .decide_data = pass,
+        .seam = pass->options->seam,
+        .seam_data = pass->options->seam_data,
+    };
+    ic_protocol_remove(&removal, plans, pass->report);
 }
 
 /* A writer killed mid-write leaves "<file>.info.tmp.XXXXXXXX"; the next run
@@ -480,6 +390,38 @@ static void remove_stale_temps(Pass *pass)
     }
 }
 
+/* The quarantine dir, looked at without following a symlink: anyone who can
+ * write _base could put a file or a link named .quarantine there, and that must
+ * not stop the pass. Then quarantine is left alone this pass and a note says why. */
+static gboolean scan_quarantine(Pass *pass, IcScan **ret_quarantine, GError **error)
+{
+    struct stat st;
+    *ret_quarantine = NULL;
+    if (fstatat(pass->dirfd, IC_QUARANTINE_DIR, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        int saved_errno = errno;
+        pass->quarantine_usable = saved_errno == ENOENT;
+        if (saved_errno == ENOENT)
+            return TRUE;
+        g_autofree char *note =
+            g_strdup_printf("'%s/%s' cannot be inspected (%s): quarantine is left alone this pass",
+                            pass->base_dir, IC_QUARANTINE_DIR, g_strerror(saved_errno));
+        ic_report_add_note(pass->report, IC_NOTE_QUARANTINE_UNUSABLE, note);
+        return TRUE;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        pass->quarantine_usable = FALSE;
+        g_autofree char *note =
+            g_strdup_printf("'%s/%s' is not a directory: quarantine is left alone this pass "
+                            "(corrupt files stay where they are)",
+                            pass->base_dir, IC_QUARANTINE_DIR);
+        ic_report_add_note(pass->report, IC_NOTE_QUARANTINE_UNUSABLE, note);
+        return TRUE;
+    }
+    pass->quarantine_usable = TRUE;
+    g_autofree char *quarantine_dir = g_build_filename(pass->base_dir, IC_QUARANTINE_DIR, NULL);
+    return ic_scan_base_dir(quarantine_dir, ret_quarantine, error);
+}
+
 static gboolean pass_body(Pass *pass, GError **error)
 {
     g_autoptr(IcUsage) usage = NULL;
@@ -492,23 +434,22 @@ static gboolean pass_body(Pass *pass, GError **error)
     if (!ic_remove_open_base_dir(pass->base_dir, &pass->dirfd, error))
         return FALSE;
     remove_stale_temps(pass);
+    g_autoptr(IcScan) quarantine = NULL;
+    if (!scan_quarantine(pass, &quarantine, error))
+        return FALSE;
+    pass->quarantine = quarantine;
     for (guint i = 0; i < pass->scan->files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(pass->scan->files, i);
         if (wanted(pass, file) && !process_file(pass, file, usage, error))
             return FALSE;
     }
-    g_autofree char *quarantine_dir = g_build_filename(pass->base_dir, IC_QUARANTINE_DIR, NULL);
-    g_autoptr(IcScan) quarantine = NULL;
-    if (!ic_scan_base_dir(quarantine_dir, &quarantine, error))
-        return FALSE;
-    pass->quarantine = quarantine;
-    for (guint i = 0; i < quarantine->files->len; i++)
+    for (guint i = 0; quarantine != NULL && i < quarantine->files->len; i++)
         process_quarantined(pass, g_ptr_array_index(quarantine->files, i), usage);
     add_absent_rows(pass, usage);
     apply_disk_pressure(pass, usage);
-    gboolean ok = remove_phase(pass, error);
+    remove_phase(pass);
     pass->quarantine = NULL;
-    return ok;
+    return TRUE;
 }
 
 gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,
@@ -547,6 +488,7 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
         gboolean ok = pass_body(&pass, error);
         if (pass.dirfd >= 0)
             close(pass.dirfd);
+        g_clear_pointer(&pass.asked, ic_usage_free);
         if (!ok)
             return FALSE;
     }

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "config.h"
+#include "protocol.h"
 #include "report.h"
 #include "usage.h"
 
@@ -17,32 +18,36 @@ typedef enum {
     IC_PASS_RUN,     /* write sidecars, touch in-use files, remove as configured */
 } IcPassMode;
 
-/* Adds what the caller's witnesses say (the ledger, libvirt's live domains) to
- * @usage. The pass calls it at its start and again under the usage lock right
- * before removing anything, so a domain that started meanwhile is seen. */
+/* Adds what the caller's external witnesses say (libvirt's live domains) to
+ * @usage. The pass asks them ONCE, at its start, never under the usage lock:
+ * libvirtd runs the prepare hook while it holds the domain's lock, so asking it
+ * under our lock could deadlock every VM start. A domain starting after that
+ * answer is caught by its own prepare record in the ledger, which the pass
+ * reads itself (from config->ledger_dir) at its start and again under the lock. */
 typedef void (*IcWitnessFunc)(IcUsage *usage, gint64 now, gpointer user_data);
 
 typedef struct {
     IcPassMode mode;
     guint64 checksum_rate_limit; /* bytes/s, 0 = unlimited */
     const char *checksum_only;   /* hash only this base file (explaining one file); NULL: all */
-    GCancellable *cancellable;
-    IcWitnessFunc witnesses; /* NULL: only the given usage and the instances dir */
+    GCancellable *cancellable;   /* stops hashing, the lock wait and removal */
+    IcWitnessFunc witnesses;     /* NULL: only the ledger, the given usage and the instances dir */
     gpointer witnesses_data;
-    const char *proc_root; /* NULL: "/proc" (for the held-open check) */
+    const char *proc_root;  /* NULL: "/proc" (for the held-open check) */
+    gint64 lock_timeout_ms; /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */
+    gint64 hold_limit_ms;   /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
 
-    /* Test-only, never set in production: skip the usage lock and sleep this
-     * long before each unlink, so the race test can show what the lock prevents. */
-    gboolean test_skip_usage_lock;
-    guint test_race_window_us;
+    IcProtocolSeamFunc seam; /* tests only: called at each stage; NULL in production */
+    gpointer seam_data;
 } IcPassOptions;
 
 /* Runs a pass with @config at time @now. @usage (may be NULL) holds users the
- * caller knows directly; options->witnesses and the instances dir add the
- * rest. Removal follows the protocol of design.md: under the exclusive usage
- * lock the witnesses are read again, age is re-checked and a file some process
- * holds open is kept. An absent base dir gives an empty report, not an error.
- * Fails only when the pass could not run at all (unreadable base dir, cancelled). */
+ * caller knows directly; the ledger, options->witnesses and the instances dir
+ * add the rest. Removal follows the protocol of design.md (protocol.h): under
+ * the exclusive usage lock the filesystem witnesses are read again, identity
+ * and age are re-checked and a file some process holds open is kept. An absent
+ * base dir gives an empty report, not an error. Fails only when the pass could
+ * not run at all (unreadable base dir, cancelled while hashing). */
 gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,
                      gint64 now, IcReport **ret_report, GError **error);
 

@@ -76,7 +76,7 @@ static gboolean check_removable(int dirfd, const char *name, const IcRemoveExpec
         return FALSE;
     }
     if (expect != NULL && (st.st_dev != expect->dev || st.st_ino != expect->ino)) {
-        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+        g_set_error(error, IC_ERROR, IC_ERROR_CHANGED,
                     "'%s' was replaced since it was scanned, keeping it", name);
         return FALSE;
     }
@@ -92,7 +92,7 @@ gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *
         return FALSE;
     if (expect != NULL) {
         if (now - st.st_mtim.tv_sec < expect->min_age) {
-            g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+            g_set_error(error, IC_ERROR, IC_ERROR_CHANGED,
                         "'%s' was used since it was scanned (age %" G_GINT64_FORMAT
                         " s < %" G_GINT64_FORMAT " s), keeping it",
                         name, (gint64)(now - st.st_mtim.tv_sec), expect->min_age);

@@ -19,9 +19,11 @@ typedef struct {
 } IcRemoveExpect;
 
 /* Unlinks base file @name in @dirfd and then its sidecars. Refuses (IC_ERROR_UNSAFE)
- * a name outside the grammar, anything but a regular file, a file that is not
- * the one @expect describes (NULL: no identity check), or one younger than
- * @expect->min_age at @now. A missing file fails with IC_ERROR_NOT_FOUND. */
+ * a name outside the grammar or anything but a regular file; refuses
+ * (IC_ERROR_CHANGED) a file that is not the one @expect describes (NULL: no
+ * identity check) or one younger than @expect->min_age at @now: the identity
+ * and age re-check of the removal protocol, made at the last moment. A missing
+ * file fails with IC_ERROR_NOT_FOUND. */
 gboolean ic_remove_base_file(int dirfd, const char *name, const IcRemoveExpect *expect, gint64 now,
                              GError **error);
 

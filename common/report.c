@@ -69,6 +69,7 @@ void ic_report_free(IcReport *report)
     g_ptr_array_unref(report->events);
     g_ptr_array_unref(report->notes);
     g_array_unref(report->note_codes);
+    g_free(report->removal_deferred);
     g_free(report);
 }
 
@@ -267,8 +268,8 @@ static char *format_age(gint64 seconds)
 static char *describe_row(const IcImageRow *row)
 {
     g_autofree char *threshold = format_age(row->decision.threshold);
-    g_autofree char *users =
-        row->users->len > 0 ? g_strjoinv(", ", (char **)row->users->pdata) : NULL;
+    /* row->users is a GPtrArray, not NULL-terminated: never g_strjoinv it. */
+    g_autofree char *users = row->users->len > 0 ? ic_image_row_users_text(row) : NULL;
     const char *reason = row->decision.reason;
     GString *text = g_string_new(NULL);
 
@@ -295,6 +296,10 @@ static char *describe_row(const IcImageRow *row)
         g_string_append_printf(text, "unused for longer than %s", threshold);
     else if (g_str_equal(reason, "usage_unknown"))
         g_string_append(text, "unused as far as known, but a witness could not be read");
+    else if (g_str_equal(reason, "removal_deferred"))
+        g_string_append(text, "unused, removal deferred to the next pass (see the notes)");
+    else if (g_str_equal(reason, "already_gone"))
+        g_string_append(text, "unused, already gone when it was to be removed (another pass?)");
     else if (g_str_equal(reason, "removal_disabled"))
         g_string_append(text, "unused, removal is off (remove_unused_base_images)");
     else
@@ -776,6 +781,7 @@ char *ic_report_to_json(const IcReport *report)
     }
     json_builder_end_array(b);
     json_add_notes(b, report);
+    ic_json_member_string(b, "removal_deferred", report->removal_deferred);
     json_builder_end_object(b);
 
     return ic_json_to_data(b);

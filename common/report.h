@@ -75,6 +75,13 @@ typedef struct {
     guint64 bytes_reclaimed;
 } IcTotals;
 
+/* What the ledger witness saw (the pass reads every host's ledger itself). */
+typedef struct {
+    gboolean known; /* FALSE when the ledger could not be read in full */
+    guint hosts;
+    guint stale_hosts;
+} IcLedgerCounts;
+
 typedef struct {
     char *base_dir;
     gboolean base_dir_exists;
@@ -94,6 +101,9 @@ typedef struct {
     gboolean disk_pressure;             /* use was at or above the high watermark */
     gint64 disk_high_watermark_percent; /* from the config; 0: eviction for space is off */
     gint64 disk_low_watermark_percent;
+    IcLedgerCounts ledger;
+    char *removal_deferred; /* why planned removals were kept this round (lock busy,
+                               hold limit, cancelled), NULL when none were */
 } IcReport;
 
 /* The version of the JSON documents below (docs/report.schema.json): raised

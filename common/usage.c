@@ -43,6 +43,8 @@ static const struct {
     [IC_NOTE_LIVE_DOMAIN_UNREADABLE] = {"live_domain_unreadable", TRUE, IC_WITNESS_LIBVIRT, FALSE},
     [IC_NOTE_INSTANCE_UNREADABLE] = {"instance_unreadable", TRUE, IC_WITNESS_INSTANCES_DIR, FALSE},
     [IC_NOTE_BASE_DIR_MISSING] = {"base_dir_missing", FALSE, 0, FALSE},
+    [IC_NOTE_QUARANTINE_UNUSABLE] = {"quarantine_unusable", FALSE, 0, FALSE},
+    [IC_NOTE_REMOVAL_DEFERRED] = {"removal_deferred", FALSE, 0, FALSE},
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(note_codes) == _IC_NOTE_MAX);
 

@@ -29,6 +29,8 @@ typedef enum {
     IC_NOTE_LIVE_DOMAIN_UNREADABLE, /* a live domain's XML or chain could not be read */
     IC_NOTE_INSTANCE_UNREADABLE,    /* an instance dir or disk could not be read */
     IC_NOTE_BASE_DIR_MISSING,       /* the base dir does not exist (unmounted share?) */
+    IC_NOTE_QUARANTINE_UNUSABLE,    /* <base_dir>/.quarantine is not a directory */
+    IC_NOTE_REMOVAL_DEFERRED,       /* planned removals kept this round (lock busy, cancelled) */
     _IC_NOTE_MAX,
 } IcNoteCode;
 

@@ -1,5 +1,5 @@
-/* witnesses.h — the usage witnesses a pass asks besides the instances dir: every host's
- * ledger and this host's live libvirt domains. Shared by imagecachectl and the plugin. */
+/* witnesses.h — the usage witness a pass asks besides the filesystem ones: this host's live
+ * libvirt domains, asked once before the usage lock. Shared by imagecachectl and the plugin. */
 #pragma once
 
 #include <glib.h>
@@ -9,19 +9,12 @@
 
 G_BEGIN_DECLS
 
-/* What the ledger witness saw. */
-typedef struct {
-    gboolean known; /* FALSE when the ledger could not be read in full */
-    guint hosts;
-    guint stale_hosts;
-} IcLedgerCounts;
-
-/* Adds the ledger's and libvirt's users to @usage. A ledger that cannot be
- * read marks the usage incomplete (nothing is removed); an unreachable libvirt
- * is noted and not fatal (the ledger and the instances dir still speak).
- * @ret_counts (may be NULL) receives the ledger figures. Built into each
- * program that links the libvirt client: this file compiles with or without it. */
-void ic_witnesses_collect(const IcConfig *config, IcUsage *usage, gint64 now,
-                          IcLedgerCounts *ret_counts);
+/* Adds libvirt's live domains to @usage. An unreachable libvirt is noted and
+ * not fatal (the ledger and the instances dir still speak). Never call it
+ * under the usage lock: libvirtd runs the prepare hook holding the domain's
+ * lock (see protocol.h). Built into each program that links the libvirt
+ * client: this file compiles with or without it. The ledger is read by the
+ * pass itself (ic_protocol_read_witnesses). */
+void ic_witnesses_collect_live(const IcConfig *config, IcUsage *usage);
 
 G_END_DECLS

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "fileutil.h"
 #include "ledger.h"
+#include "protocol.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -136,15 +137,37 @@ static IcConfig *load_config(GError **error)
     return g_steal_pointer(&config);
 }
 
-static gboolean record(const IcConfig *config, const IcDomain *domain, const char *op,
-                       GPtrArray **ret_problems, GError **error)
+/* At prepare QEMU has not opened the backing files yet: holding the usage lock
+ * shared while we record means a concurrent removal either sees this domain in
+ * the ledger or removed the file before we looked (and QEMU then fails cleanly).
+ * The wait is bounded (protocol.h): past it, a strict prepare refuses the start;
+ * otherwise the domain is recorded without the lock, loudly, which still tells
+ * every later pass, and the start goes ahead. */
+static gboolean lock_for_prepare(const IcConfig *config, const char *name, gboolean strict,
+                                 int *ret_fd, GError **error)
 {
-    /* At prepare QEMU has not opened the backing files yet: holding the usage lock
-     * shared while we record means a concurrent removal either sees this domain in
-     * the ledger or removed the file before we looked (and QEMU then fails cleanly). */
+    g_autoptr(GError) local_error = NULL;
+    gint64 wait_ms = config->prepare_lock_wait_seconds * 1000;
+    if (ic_protocol_lock_for_start(config->ledger_dir, wait_ms, ret_fd, &local_error))
+        return TRUE;
+    if (strict || !g_error_matches(local_error, IC_ERROR, IC_ERROR_BUSY)) {
+        g_propagate_error(error, g_steal_pointer(&local_error));
+        return FALSE;
+    }
+    hook_log(LOG_ERR,
+             "domain '%s' prepare: usage lock not free after %" G_GINT64_FORMAT
+             " s (%s): a removal pass holds it past its bound; recording the domain without it "
+             "and letting the start go ahead (a base file being removed right now may be gone, "
+             "and QEMU then fails to start)",
+             name, config->prepare_lock_wait_seconds, local_error->message);
+    return TRUE;
+}
+
+static gboolean record(const IcConfig *config, const IcDomain *domain, const char *name,
+                       const char *op, gboolean strict, GPtrArray **ret_problems, GError **error)
+{
     ic_autofd usage_lock = -1;
-    if (strcmp(op, "prepare") == 0 &&
-        !ic_ledger_lock_usage(config->ledger_dir, FALSE, &usage_lock, error))
+    if (strcmp(op, "prepare") == 0 && !lock_for_prepare(config, name, strict, &usage_lock, error))
         return FALSE;
 
     g_autofree char *base_dir = ic_config_base_dir(config);
@@ -203,7 +226,7 @@ static int run(const char *name, const char *op, Action action)
     }
 
     g_autoptr(GPtrArray) problems = NULL;
-    if (!record(config, domain, op, &problems, &error))
+    if (!record(config, domain, name, op, strict, &problems, &error))
         return fail(name, op, strict, error->message, UNRECORDED);
     if (problems == NULL)
         return 0;

@@ -16,6 +16,7 @@ plus an unknown option failing init and a prompt shutdown mid-hash.
 
 Usage: e2e-collectd.py BUILD_DIR   (exit 0 pass, 1 fail, 77 skip)
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
@@ -575,6 +577,48 @@ def check_prompt_shutdown(root, plugin_dir):
           d.log()[-600:])
 
 
+def hold_usage_lock_shared(ledger_dir):
+    """What a VM start's hook holds at prepare: the usage byte of .usage.lock,
+    shared (an OFD lock, as the hook takes it). Returns the fd holding it."""
+    os.makedirs(ledger_dir, exist_ok=True)
+    fd = os.open(os.path.join(ledger_dir, ".usage.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    F_OFD_SETLK = 37
+    flock = struct.pack("hh4xqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 1, 1, 0)
+    fcntl.fcntl(fd, F_OFD_SETLK, flock)
+    return fd
+
+
+def check_shutdown_waiting_for_lock(root, plugin_dir):
+    """Issue 11 item 8: collectd shuts down while the pass waits for the usage
+    lock (the wait is cancellable), and nothing is removed after shutdown began."""
+    cache_root = os.path.join(root, "locked-cache")
+    base = os.path.join(cache_root, "instances", "_base")
+    os.makedirs(base)
+    old = os.path.join(base, fingerprint("e2e-unused-image"))
+    with open(old, "wb") as f:
+        f.write(b"unused")
+    past = time.time() - 3 * DAY
+    os.utime(old, (past, past))
+    conf = os.path.join(cache_root, "imagecache.conf")
+    with open(conf, "w") as f:
+        f.write(f"[imagecache]\ninstances_path={cache_root}/instances\nhost={HOST}\n"
+                f"libvirt_uri={libvirt_test_uri(root)}\n")
+    fd = hold_usage_lock_shared(os.path.join(cache_root, "instances", "_ledger"))
+    try:
+        d = Collectd(root, "locked", plugin_dir, f'  Config "{conf}"\n')
+        d.start()
+        started = wait_for(lambda: "imagecache plugin: checking" in d.log(), 10)
+        time.sleep(1.0)  # the pass has decided and waits for the lock (up to 5 s)
+        t0 = time.monotonic()
+        d.stop()
+        took = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    check(started and took < 3 and os.path.exists(old),
+          f"collectd stops promptly while the pass waits for the usage lock ({took:.2f} s), "
+          "nothing removed", d.log()[-600:])
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -592,6 +636,7 @@ def main():
         check_bad_option(root, plugin_dir)
         check_snippet(root, plugin_dir)
         check_prompt_shutdown(root, plugin_dir)
+        check_shutdown_waiting_for_lock(root, plugin_dir)
     finally:
         for proc in processes:
             if proc.poll() is None:

@@ -83,6 +83,16 @@ static const BadCase bad_cases[] = {
     {"[imagecache]\nremove_unused_original_minimum_age_seconds=-5\n", IC_ERROR_CONFIG,
      "key 'remove_unused_original_minimum_age_seconds'"},
     {"[imagecache]\nchecksum_interval_seconds=1h\n", IC_ERROR_CONFIG, "'1h' is not a number"},
+    /* every duration is bounded (issue 11 item 9): 10^13 s overflowed in µs */
+    {"[imagecache]\nremove_unused_original_minimum_age_seconds=10000000000000\n", IC_ERROR_CONFIG,
+     "key 'remove_unused_original_minimum_age_seconds': '10000000000000' is not a number of "
+     "seconds from 0 to"},
+    {"[imagecache]\nquarantine_retention_seconds=9223372036854775807\n", IC_ERROR_CONFIG,
+     "key 'quarantine_retention_seconds'"},
+    {"[imagecache]\nprepare_lock_wait_seconds=0\n", IC_ERROR_CONFIG,
+     "key 'prepare_lock_wait_seconds': '0' is not a number of seconds from 1 to 300"},
+    {"[imagecache]\nprepare_lock_wait_seconds=301\n", IC_ERROR_CONFIG,
+     "key 'prepare_lock_wait_seconds'"},
     {"[imagecache]\ninstances_path=relative/path\n", IC_ERROR_CONFIG, "not an absolute path"},
     {"[imagecache]\nbase_dir_name=\n", IC_ERROR_CONFIG, "key 'base_dir_name'"},
     {"[nova]\ninstances_path=/x\n", IC_ERROR_CONFIG, "unknown group '[nova]'"},

@@ -1,8 +1,10 @@
 /* test-hook.c — the real imagecache-hook binary (IMAGECACHE_HOOK) fed the domain XML libvirt
  * passes at each operation, Nova-style XML and hostile XML; the ledger it leaves is checked. */
 #include "error.h"
+#include "fileutil.h"
 #include "imgwriter.h"
 #include "ledger.h"
+#include "protocol.h"
 #include "testutil.h"
 #include "usage.h"
 
@@ -219,7 +221,7 @@ static void test_prepare(Fixture *f, gconstpointer data)
     g_assert_cmpint(d->started, <=, now);
     g_assert_cmpint(d->started, >, now - 60);
     /* The usage lock exists: prepare held it. */
-    g_autofree char *lock = g_build_filename(f->ledger_dir, "usage.lock", NULL);
+    g_autofree char *lock = g_build_filename(f->ledger_dir, IC_PROTOCOL_LOCK_NAME, NULL);
     g_assert_true(ic_test_exists(lock));
 }
 
@@ -571,6 +573,63 @@ static void test_links_glib_only(Fixture *f, gconstpointer data)
     g_assert_null(strstr(out, "libxml2"));
 }
 
+/* ---- the usage lock's bound (issue 11) ---- */
+
+/* A pass holds the usage lock past the hook's bound: the hook gives up after
+ * prepare_lock_wait_seconds; by default it records the domain anyway and lets
+ * the start go ahead, with an error in the log; strict_prepare refuses it. */
+static void test_prepare_lock_bound(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    gboolean strict = data != NULL;
+    g_autofree char *text = g_strdup_printf(
+        "[imagecache]\ninstances_path=%s\nhost=hosta\nledger_dir=%s\nstrict_prepare=%s\n"
+        "prepare_lock_wait_seconds=1\n",
+        f->instances, f->ledger_dir, strict ? "true" : "false");
+    g_autofree char *config = ic_test_write_file(f->root, "bound.conf", text, -1);
+    g_autoptr(GError) error = NULL;
+    ic_autofd pass = -1;
+    g_assert_true(ic_protocol_lock_for_removal(f->ledger_dir, 1000, NULL, &pass, &error));
+    g_assert_no_error(error);
+
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    gint64 started = g_get_monotonic_time();
+    run_hook(f, config, in, "prepare", "begin", &run);
+    gint64 waited = g_get_monotonic_time() - started;
+    g_assert_cmpint(waited, >=, 1 * G_USEC_PER_SEC);
+    g_assert_cmpint(waited, <, 5 * G_USEC_PER_SEC);
+    g_assert_cmpstr(run.out, ==, "");
+    if (strict) {
+        g_assert_cmpint(run.status, ==, 1);
+        g_assert_nonnull(strstr(run.err, "refusing the start"));
+        g_assert_false(ic_test_exists(f->ledger_dir) && count_domains(f->ledger_dir) > 0);
+    } else {
+        g_assert_cmpint(run.status, ==, 0);
+        g_assert_nonnull(strstr(run.err, "without it"));
+        g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+    }
+}
+
+/* Issue 11 item 4: any valid host name works, "usage" included (it once named
+ * the global usage lock's file, so every prepare waited on itself). */
+static void test_host_named_usage(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    const char *host = data;
+    g_autofree char *config = write_config(f, "usage-host.conf", host, TRUE, f->ledger_dir);
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    gint64 started = g_get_monotonic_time();
+    run_hook(f, config, in, "prepare", "begin", &run);
+    g_assert_cmpint(g_get_monotonic_time() - started, <, 5 * G_USEC_PER_SEC);
+    assert_ok_silent(&run);
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_nonnull(find_domain(ledger, host, UUID_PREP));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -594,6 +653,10 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/concurrent", NULL, test_concurrent);
     ADD("/imagecache/hook/two-hosts", NULL, test_two_hosts);
     ADD("/imagecache/hook/links-glib-only", NULL, test_links_glib_only);
+    ADD("/imagecache/hook/prepare-lock-bound/default", NULL, test_prepare_lock_bound);
+    ADD("/imagecache/hook/prepare-lock-bound/strict", "strict", test_prepare_lock_bound);
+    ADD("/imagecache/hook/host-named/usage", "usage", test_host_named_usage);
+    ADD("/imagecache/hook/host-named/usage.lock", "usage.lock", test_host_named_usage);
 #undef ADD
 
     return g_test_run();

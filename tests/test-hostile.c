@@ -42,7 +42,7 @@ static void test_replaced_between_scan_and_removal(IcTestTree *tree, gconstpoint
 
     int dirfd = open_base(tree);
     g_assert_false(ic_remove_base_file(dirfd, FP, &expect, NOW, &error));
-    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_error(error, IC_ERROR, IC_ERROR_CHANGED);
     g_assert_true(ic_test_exists(path));
     close(dirfd);
 }

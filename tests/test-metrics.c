@@ -317,7 +317,9 @@ static void test_options_defaults_and_errors(void)
     g_assert_nonnull(strstr(error->message, "unknown option 'RemoveUnusd'"));
     g_clear_error(&error);
 
-    const char *bad[][2] = {{"PassInterval", "0"},        {"PassInterval", "10m"},
+    /* 10^13 s: PassInterval * G_USEC_PER_SEC overflowed (issue 11 item 9) */
+    const char *bad[][2] = {{"PassInterval", "0"},        {"PassInterval", "10000000000000"},
+                            {"PassInterval", "604801"},   {"PassInterval", "10m"},
                             {"PassInterval", "-5"},       {"ChecksumRateLimit", "fast"},
                             {"ChecksumRateLimit", "1.5"}, {"Config", "relative.conf"}};
     for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {

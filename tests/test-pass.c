@@ -3,6 +3,7 @@
  * size-limited tmpfs. */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <sys/mount.h>
@@ -326,6 +327,68 @@ static void test_disk_pressure_tmpfs(IcTestTree *tree, gconstpointer data)
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
+/* Issue 11 item 2: the WHY column names every user, and only them (row->users is a
+ * GPtrArray, not NULL-terminated: joining it as a strv read past its end). */
+static void test_table_names_users(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autofree char *a = make_base(tree, FP_A, "a", NOW - 10 * DAY);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    for (int i = 1; i <= 5; i++) {
+        g_autofree char *user = g_strdup_printf("vm%d", i);
+        ic_usage_add_path_user(usage, a, NULL, user, "testhost", TRUE, IC_WITNESS_STATIC);
+    }
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_REPORT};
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    g_autofree char *table = ic_report_to_table(report);
+    g_auto(GStrv) lines = g_strsplit(table, "\n", -1);
+    gboolean found = FALSE;
+    for (char **line = lines; *line != NULL; line++) {
+        if (!g_str_has_prefix(*line, FP_A))
+            continue;
+        g_assert_true(g_str_has_suffix(*line, "in use by vm1, vm2, vm3, vm4, vm5"));
+        found = TRUE;
+    }
+    g_assert_true(found);
+}
+
+/* Issue 11 item 6: a file or a symlink named .quarantine in _base does not stop
+ * the pass (anyone who can write _base could switch imagecache off): it is
+ * noted, quarantine is left alone, removal goes on. */
+static void test_quarantine_not_a_dir(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "checksum_base_images=true\nquarantine_corrupt=true\n");
+    g_autofree char *elsewhere = g_build_filename(tree->root, "elsewhere", NULL);
+    g_assert_cmpint(g_mkdir(elsewhere, 0700), ==, 0);
+    g_autofree char *q = g_build_filename(tree->base_dir, IC_QUARANTINE_DIR, NULL);
+    if (data == NULL)
+        g_free(ic_test_write_file(tree->base_dir, IC_QUARANTINE_DIR, "not a dir", -1));
+    else
+        g_assert_cmpint(symlink(elsewhere, q), ==, 0);
+    g_autofree char *a = make_base(tree, FP_A, "a", NOW - 10 * DAY);
+    g_autofree char *b = make_base(tree, FP_B, "rotten", NOW - 10 * DAY);
+    g_free(ic_test_write_file(tree->base_dir, FP_B ".sha1",
+                              "0000000000000000000000000000000000000000", -1));
+
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_false(ic_test_exists(a)); /* removal goes on */
+    g_assert_true(ic_test_exists(b));  /* the corrupt one stays where it is */
+    g_assert_cmpint(ic_report_lookup(report, FP_B)->action, ==, IC_ACTION_NONE);
+    g_assert_cmpuint(report->totals.remove_failed, ==, 0);
+    gboolean noted = FALSE;
+    for (guint i = 0; i < report->notes->len; i++)
+        noted |= strstr(g_ptr_array_index(report->notes, i), "not a directory") != NULL;
+    g_assert_true(noted);
+    g_autofree char *moved = g_build_filename(elsewhere, FP_B, NULL);
+    g_assert_false(ic_test_exists(moved));
+    GDir *dir = g_dir_open(elsewhere, 0, NULL);
+    g_assert_null(g_dir_read_name(dir));
+    g_dir_close(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -338,5 +401,10 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/stale_sidecar_temps", test_stale_sidecar_temps);
     ADD("/imagecache/pass/many_instances", test_many_instances);
     ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
+    ADD("/imagecache/pass/table_names_users", test_table_names_users);
+    g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
+               test_quarantine_not_a_dir, ic_test_tree_teardown);
+    g_test_add("/imagecache/pass/quarantine_not_a_dir/symlink", IcTestTree, "symlink",
+               ic_test_tree_setup, test_quarantine_not_a_dir, ic_test_tree_teardown);
     return g_test_run();
 }

@@ -1,7 +1,18 @@
-/* The witnesses beside the instances dir (common/witnesses.c): when a missing ledger dir
- * means "nothing recorded yet" and when it means "unknown". */
-#include "witnesses.h"
+/* The filesystem witnesses the pass reads (ic_protocol_read_witnesses): when a missing
+ * ledger dir means "nothing recorded yet" and when it means "unknown". */
+#include "protocol.h"
 #include "testutil.h"
+#include "witnesses.h"
+
+static IcUsage *read_witnesses(const IcConfig *config, IcLedgerCounts *ret_counts)
+{
+    g_autoptr(GError) error = NULL;
+    IcUsage *usage = NULL;
+    g_assert_true(
+        ic_protocol_read_witnesses(config, NULL, NULL, 1700000000, &usage, ret_counts, &error));
+    g_assert_no_error(error);
+    return usage;
+}
 
 static IcConfig *config_for(const IcTestTree *tree, const char *ledger_dir)
 {
@@ -20,9 +31,8 @@ static IcConfig *config_for(const IcTestTree *tree, const char *ledger_dir)
 static void test_missing_default_ledger_dir(IcTestTree *tree, gconstpointer data)
 {
     g_autoptr(IcConfig) config = config_for(tree, NULL);
-    g_autoptr(IcUsage) usage = ic_usage_new();
     IcLedgerCounts counts;
-    ic_witnesses_collect(config, usage, 1700000000, &counts);
+    g_autoptr(IcUsage) usage = read_witnesses(config, &counts);
     g_assert_false(usage->incomplete);
     g_assert_true(counts.known);
     g_assert_cmpuint(counts.hosts, ==, 0);
@@ -33,15 +43,13 @@ static void test_missing_ledger_dir_elsewhere(IcTestTree *tree, gconstpointer da
 {
     g_autofree char *elsewhere = g_strconcat(tree->root, "-shared/ledger", NULL);
     g_autoptr(IcConfig) config = config_for(tree, elsewhere);
-    g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_witnesses_collect(config, usage, 1700000000, NULL);
+    g_autoptr(IcUsage) usage = read_witnesses(config, NULL);
     g_assert_true(usage->incomplete);
     g_assert_nonnull(strstr(g_ptr_array_index(usage->notes, 0), "unmounted share"));
 
     /* once it exists (mounted, or created to confirm), it is read as usual */
     g_assert_cmpint(g_mkdir_with_parents(elsewhere, 0755), ==, 0);
-    g_autoptr(IcUsage) again = ic_usage_new();
-    ic_witnesses_collect(config, again, 1700000000, NULL);
+    g_autoptr(IcUsage) again = read_witnesses(config, NULL);
     g_assert_false(again->incomplete);
     g_autofree char *shared = g_strconcat(tree->root, "-shared", NULL);
     ic_test_rmtree(shared);

@@ -1,0 +1,123 @@
+/* protocol-lock.c — the lock side of the removal protocol (protocol.h): bounded,
+ * cancellable OFD locks and the hook's shared lock at prepare. GLib only: the hook links it. */
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+#include "error.h"
+#include "fileutil.h"
+#include "ledger.h"
+
+#define BACKOFF_FIRST_US 1000
+#define BACKOFF_MAX_US   50000
+
+static gboolean try_lock(int fd, int byte, short type, gboolean *ret_taken, GError **error,
+                         const char *name)
+{
+    struct flock fl = {
+        .l_type = type,
+        .l_whence = SEEK_SET,
+        .l_start = byte < 0 ? 0 : byte,
+        .l_len = byte < 0 ? 0 : 1,
+        .l_pid = 0,
+    };
+    while (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EACCES) {
+            *ret_taken = FALSE;
+            return TRUE;
+        }
+        return ic_error_set_errno(error, errno, "locking", name);
+    }
+    *ret_taken = TRUE;
+    return TRUE;
+}
+
+gboolean ic_protocol_lock_file_at(int dirfd, int fd, const char *name, int byte, gboolean exclusive,
+                                  gint64 deadline_us, IcProtocolStopFunc stop, gpointer stop_data,
+                                  int *ret_fd, GError **error)
+{
+    ic_autofd own_fd = -1;
+    if (fd < 0) {
+        own_fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (own_fd < 0)
+            return ic_error_set_errno(error, errno, "opening the lock file", name);
+        fd = own_fd;
+    }
+    gint64 delay = BACKOFF_FIRST_US;
+    gint64 started = g_get_monotonic_time();
+    for (;;) {
+        gboolean taken = FALSE;
+        if (!try_lock(fd, byte, exclusive ? F_WRLCK : F_RDLCK, &taken, error, name))
+            return FALSE;
+        if (taken)
+            break;
+        /* Cancellation is checked between tries, so it is seen within BACKOFF_MAX_US. */
+        if (stop != NULL && stop(stop_data)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CANCELLED, "cancelled while waiting for '%s'",
+                        name);
+            return FALSE;
+        }
+        gint64 now = g_get_monotonic_time();
+        if (now >= deadline_us) {
+            g_set_error(error, IC_ERROR, IC_ERROR_BUSY,
+                        "'%s' still locked after %" G_GINT64_FORMAT " ms", name,
+                        (now - started) / 1000);
+            return FALSE;
+        }
+        g_usleep((gulong)MIN(delay, deadline_us - now));
+        delay = MIN(delay * 2, BACKOFF_MAX_US);
+    }
+    if (own_fd >= 0)
+        *ret_fd = ic_steal_fd(&own_fd);
+    return TRUE;
+}
+
+static void unlock_byte(int fd, int byte)
+{
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    (void)fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* Both sides take the intent byte first, then the usage byte, within one
+ * deadline. A start only passes the intent byte (takes it shared and lets it
+ * go), so it queues behind a pass that holds it while it waits for the usage
+ * byte; a pass keeps it until it is done. */
+static gboolean lock_usage(const char *ledger_dir, gint64 timeout_ms, gboolean exclusive,
+                           IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd, GError **error)
+{
+    gint64 deadline = g_get_monotonic_time() + MAX(timeout_ms, 0) * 1000;
+    ic_autofd dirfd = -1;
+    if (!ic_ledger_open_dir(ledger_dir, &dirfd, error))
+        return FALSE;
+    ic_autofd fd = -1;
+    if (!ic_protocol_lock_file_at(dirfd, -1, IC_PROTOCOL_LOCK_NAME, IC_PROTOCOL_INTENT_BYTE,
+                                  exclusive, deadline, stop, stop_data, &fd, error)) {
+        g_prefix_error(error, "in '%s': ", ledger_dir);
+        return FALSE;
+    }
+    if (!exclusive)
+        unlock_byte(fd, IC_PROTOCOL_INTENT_BYTE);
+    if (!ic_protocol_lock_file_at(dirfd, fd, IC_PROTOCOL_LOCK_NAME, IC_PROTOCOL_USAGE_BYTE,
+                                  exclusive, deadline, stop, stop_data, NULL, error)) {
+        g_prefix_error(error, "in '%s': ", ledger_dir);
+        return FALSE;
+    }
+    *ret_fd = ic_steal_fd(&fd);
+    return TRUE;
+}
+
+gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, int *ret_fd,
+                                    GError **error)
+{
+    return lock_usage(ledger_dir, timeout_ms, FALSE, NULL, NULL, ret_fd, error);
+}
+
+gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
+                                    IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd,
+                                    GError **error)
+{
+    return lock_usage(ledger_dir, timeout_ms, TRUE, stop, stop_data, ret_fd, error);
+}

@@ -1,0 +1,287 @@
+/* protocol.c — the removal side of the removal protocol (protocol.h): the exclusive lock,
+ * the re-read of the filesystem witnesses, re-decide, held-open check, unlink. */
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fileutil.h"
+#include "ledger.h"
+#include "openfiles.h"
+#include "remove.h"
+
+static gboolean cancellable_stop(gpointer data)
+{
+    return g_cancellable_is_cancelled(data);
+}
+
+gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
+                                      GCancellable *cancellable, int *ret_fd, GError **error)
+{
+    return ic_protocol_lock_exclusive(ledger_dir, timeout_ms,
+                                      cancellable != NULL ? cancellable_stop : NULL, cancellable,
+                                      ret_fd, error);
+}
+
+/* ---- the filesystem witnesses ---- */
+
+static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLedgerCounts *counts)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedger) ledger = NULL;
+
+    /* A missing ledger dir inside instances_path is a host where no domain
+     * was recorded yet. Elsewhere it may be a shared mount that is not
+     * mounted: then other hosts' users are unknown. */
+    g_autofree char *prefix = g_strconcat(config->instances_path, G_DIR_SEPARATOR_S, NULL);
+    if (!g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR) &&
+        !g_str_has_prefix(config->ledger_dir, prefix)) {
+        g_autofree char *note = g_strdup_printf(
+            "usage ledger dir '%s' does not exist and is outside instances_path (an unmounted "
+            "share?): other hosts' users are unknown, so nothing is removed; create it to "
+            "confirm it is empty",
+            config->ledger_dir);
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_DIR_MISSING, note);
+        return;
+    }
+    if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
+                            &error)) {
+        g_autofree char *note =
+            g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
+                            config->ledger_dir, error->message);
+        ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, note);
+        return;
+    }
+    ic_ledger_add_usage(ledger, config->host, usage);
+    counts->known = ledger->errors->len == 0;
+    counts->hosts = ledger->hosts->len;
+    for (guint i = 0; i < ledger->hosts->len; i++)
+        counts->stale_hosts += ((const IcLedgerHost *)g_ptr_array_index(ledger->hosts, i))->stale;
+}
+
+/* Directories under instances_path that are not instances. */
+static GPtrArray *non_instance_dirs(const IcConfig *config)
+{
+    GPtrArray *skip = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(skip, g_strdup(config->base_dir_name));
+    g_autofree char *ledger_parent = g_path_get_dirname(config->ledger_dir);
+    if (g_str_equal(ledger_parent, config->instances_path))
+        g_ptr_array_add(skip, g_path_get_basename(config->ledger_dir));
+    g_ptr_array_add(skip, NULL);
+    return skip;
+}
+
+gboolean ic_protocol_read_witnesses(const IcConfig *config, const IcUsage *given,
+                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error)
+{
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    IcLedgerCounts counts = {.known = FALSE};
+    ic_usage_merge(usage, given);
+    add_ledger(config, usage, now, &counts);
+    ic_usage_merge(usage, asked);
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
+    if (!ic_usage_add_instances_dir(usage, config->instances_path, base_dir,
+                                    (const char *const *)skip_dirs->pdata, config->host, error))
+        return FALSE;
+    ic_usage_index_identities(usage);
+    if (ret_counts != NULL)
+        *ret_counts = counts;
+    *ret_usage = g_steal_pointer(&usage);
+    return TRUE;
+}
+
+/* ---- the removal ---- */
+
+static void seam(const IcProtocolRemoval *removal, IcProtocolStage stage, const char *name)
+{
+    if (removal->seam != NULL)
+        removal->seam(stage, name, removal->seam_data);
+}
+
+/* Keeps the plans from @from on, saying why, in an event and in the report. */
+static void defer_plans(GPtrArray *plans, guint from, IcReport *report, const char *reason,
+                        const char *why)
+{
+    guint kept = 0;
+    for (guint i = from; i < plans->len; i++) {
+        IcImageRow *row = ((IcProtocolPlan *)g_ptr_array_index(plans, i))->row;
+        row->action = IC_ACTION_NONE;
+        if (row->decision.verdict == IC_VERDICT_REMOVABLE) {
+            row->decision.verdict = IC_VERDICT_KEPT;
+            row->decision.reason = reason;
+        }
+        kept++;
+    }
+    if (kept == 0)
+        return;
+    g_autofree char *text = g_strdup_printf("%u planned removal%s kept until the next pass: %s",
+                                            kept, kept == 1 ? "" : "s", why);
+    ic_report_add_event(report, IC_EVENT_WARNING, NULL, "%s", text);
+    if (report->removal_deferred == NULL)
+        report->removal_deferred = g_strdup(text);
+    ic_report_add_note(report, IC_NOTE_REMOVAL_DEFERRED, text);
+}
+
+typedef struct {
+    const IcProtocolRemoval *removal;
+    IcReport *report;
+    const IcUsage *usage;
+    const IcOpenFiles *open_files;
+    int quarantine_fd; /* -1: no usable quarantine dir */
+} Locked;
+
+static void report_kept(Locked *locked, IcImageRow *row, pid_t holder)
+{
+    if (holder != 0)
+        ic_report_add_event(locked->report, IC_EVENT_WARNING, row->name,
+                            "%s: unused by every witness but held open by process %d, "
+                            "keeping it",
+                            row->name, (int)holder);
+    else
+        ic_report_add_event(locked->report, IC_EVENT_INFO, row->name,
+                            "%s: no longer to be moved when re-checked (%s), keeping it", row->name,
+                            row->decision.reason);
+}
+
+static gboolean unlink_planned(Locked *locked, const IcProtocolPlan *plan, IcAction planned,
+                               const char *name, GError **error)
+{
+    const IcImageRow *row = plan->row;
+    IcRemoveExpect expect = {.dev = plan->dev, .ino = plan->ino};
+    if (planned == IC_ACTION_WOULD_QUARANTINE)
+        return ic_remove_quarantine(locked->removal->dirfd, name, &expect, error);
+    int dirfd = row->in_quarantine ? locked->quarantine_fd : locked->removal->dirfd;
+    if (dirfd < 0) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "'%s' is not a directory, keeping '%s'",
+                    IC_QUARANTINE_DIR, name);
+        return FALSE;
+    }
+    /* Quarantine age counts from the move; the mtime re-check is for base files. */
+    expect.min_age = row->in_quarantine ? 0 : row->decision.threshold;
+    return ic_remove_base_file(dirfd, name, &expect, locked->removal->now, error);
+}
+
+/* One planned removal or quarantine, under the lock, with the re-read usage. */
+static void act_on_plan(Locked *locked, IcProtocolPlan *plan)
+{
+    const IcProtocolRemoval *removal = locked->removal;
+    IcImageRow *row = plan->row;
+    IcAction planned = row->action;
+    g_autofree char *name = g_path_get_basename(row->name);
+    pid_t holder =
+        plan->scanned ? ic_open_files_holder(locked->open_files, plan->dev, plan->ino) : 0;
+
+    removal->decide(row, locked->usage, holder != 0, removal->decide_data);
+    if (row->action != planned) {
+        report_kept(locked, row, holder);
+        if (row->action != IC_ACTION_TOUCHED)
+            row->action = IC_ACTION_NONE;
+        return;
+    }
+    if (!plan->scanned) {
+        row->action = IC_ACTION_NONE;
+        return;
+    }
+
+    seam(removal, IC_PROTOCOL_STAGE_BEFORE_UNLINK, row->name);
+    g_autoptr(GError) error = NULL;
+    if (unlink_planned(locked, plan, planned, name, &error)) {
+        row->action =
+            planned == IC_ACTION_WOULD_QUARANTINE ? IC_ACTION_QUARANTINED : IC_ACTION_REMOVED;
+        ic_report_add_event(locked->report, IC_EVENT_INFO, row->name, "%s: %s (%s)", row->name,
+                            row->action == IC_ACTION_QUARANTINED ? "quarantined" : "removed",
+                            row->decision.reason);
+        return;
+    }
+    row->action = IC_ACTION_NONE;
+    if (g_error_matches(error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+        /* Another pass (the CLI beside the plugin) got there first: not a failure. */
+        row->decision.reason = "already_gone";
+        ic_report_add_event(locked->report, IC_EVENT_INFO, row->name,
+                            "%s: already gone when it was to be removed (another pass?)",
+                            row->name);
+        return;
+    }
+    if (g_error_matches(error, IC_ERROR, IC_ERROR_CHANGED)) {
+        ic_report_add_event(locked->report, IC_EVENT_INFO, row->name, "%s: %s", row->name,
+                            error->message);
+        return;
+    }
+    row->action = IC_ACTION_REMOVE_FAILED;
+    row->error = g_strdup(error->message);
+    ic_report_add_event(locked->report, IC_EVENT_WARNING, row->name, "Failed to %s %s: %s",
+                        planned == IC_ACTION_WOULD_QUARANTINE ? "quarantine" : "remove", row->name,
+                        error->message);
+}
+
+void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
+{
+    if (plans->len == 0)
+        return;
+    seam(removal, IC_PROTOCOL_STAGE_BEFORE_LOCK, NULL);
+
+    g_autoptr(GError) local_error = NULL;
+    gint64 wait_ms =
+        removal->lock_timeout_ms > 0 ? removal->lock_timeout_ms : IC_PROTOCOL_REMOVAL_WAIT_MS;
+    ic_autofd lock_fd = -1;
+    if (!ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
+                                      &lock_fd, &local_error)) {
+        g_autofree char *why =
+            g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)
+                ? g_strdup("the pass was cancelled while it waited for the usage lock")
+                : g_strdup_printf("could not take the usage lock: %s", local_error->message);
+        defer_plans(plans, 0, report, "removal_deferred", why);
+        return;
+    }
+    gint64 hold_ms =
+        removal->hold_limit_ms > 0 ? removal->hold_limit_ms : IC_PROTOCOL_HOLD_LIMIT_MS;
+    gint64 deadline = g_get_monotonic_time() + hold_ms * 1000;
+    seam(removal, IC_PROTOCOL_STAGE_LOCKED, NULL);
+
+    /* Only the filesystem witnesses: libvirt is never asked under this lock
+     * (libvirtd runs the prepare hook holding the domain's lock); a domain that
+     * started after its answer is in the ledger by its own prepare record. */
+    g_autoptr(IcUsage) usage = NULL;
+    if (!ic_protocol_read_witnesses(removal->config, removal->given, removal->asked, removal->now,
+                                    &usage, NULL, &local_error)) {
+        g_autofree char *why =
+            g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
+        defer_plans(plans, 0, report, "usage_unknown", why);
+        return;
+    }
+    g_autoptr(IcOpenFiles) open_files = NULL;
+    const char *proc_root = removal->proc_root ? removal->proc_root : "/proc";
+    if (!ic_open_files_scan(proc_root, &open_files, &local_error)) {
+        g_autofree char *why =
+            g_strdup_printf("cannot tell which files are held open: %s", local_error->message);
+        defer_plans(plans, 0, report, "usage_unknown", why);
+        return;
+    }
+    ic_autofd quarantine_fd =
+        openat(removal->dirfd, IC_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    Locked locked = {
+        .removal = removal,
+        .report = report,
+        .usage = usage,
+        .open_files = open_files,
+        .quarantine_fd = quarantine_fd,
+    };
+    for (guint i = 0; i < plans->len; i++) {
+        /* Nothing is removed once shutdown has begun. */
+        if (removal->cancellable != NULL && g_cancellable_is_cancelled(removal->cancellable)) {
+            defer_plans(plans, i, report, "removal_deferred", "the pass was cancelled");
+            break;
+        }
+        if (g_get_monotonic_time() >= deadline) {
+            g_autofree char *why = g_strdup_printf(
+                "the pass held the usage lock for its limit (%" G_GINT64_FORMAT " ms)", hold_ms);
+            defer_plans(plans, i, report, "removal_deferred", why);
+            break;
+        }
+        act_on_plan(&locked, g_ptr_array_index(plans, i));
+    }
+}

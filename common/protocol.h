@@ -1,0 +1,136 @@
+/* protocol.h — the removal protocol: the locks a starting VM and a removing pass share,
+ * and the removal itself (bounded lock, filesystem witnesses re-read, re-decide, held-open,
+ * identity and age re-check, unlink). Lock side: protocol-lock.c (GLib only, the hook links
+ * it); removal side: protocol.c. */
+#pragma once
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "report.h"
+#include "usage.h"
+
+G_BEGIN_DECLS
+
+/* The usage lock: one file in the ledger dir whose name no host's file can take
+ * (host names never start with '.'). Two one-byte OFD lock ranges in it:
+ *  - the intent byte: a pass holds it exclusive from before it waits for the
+ *    usage byte until it is done; a hook takes it shared and lets it go at once
+ *    before it asks for the usage byte, so a waiting pass is not starved by a
+ *    stream of starts (new starts queue behind it);
+ *  - the usage byte: the hook holds it shared across its prepare ledger write,
+ *    the pass exclusive while it re-reads, re-decides and unlinks. */
+#define IC_PROTOCOL_LOCK_NAME   ".usage.lock"
+#define IC_PROTOCOL_INTENT_BYTE 0
+#define IC_PROTOCOL_USAGE_BYTE  1
+
+/* The bounds (milliseconds). A pass waits at most REMOVAL_WAIT for the lock
+ * (then removes nothing this round) and stops unlinking once it has held it for
+ * HOLD_LIMIT. A VM start waits at most prepare_lock_wait_seconds (config, 20 s by
+ * default: START_WAIT) for the usage lock (then the hook records without it, or
+ * refuses under strict_prepare), plus HOST_WAIT for its host file's lock.
+ * START_WAIT > REMOVAL_WAIT + HOLD_LIMIT leaves the pass's re-read under the lock
+ * (ledgers, instance disks' headers, /proc) 10 s of margin. */
+#define IC_PROTOCOL_REMOVAL_WAIT_MS 5000
+#define IC_PROTOCOL_HOLD_LIMIT_MS   5000
+#define IC_PROTOCOL_START_WAIT_MS   20000
+#define IC_PROTOCOL_HOST_WAIT_MS    10000
+
+/* TRUE to stop waiting (cancelled); see ic_protocol_lock_file_at. */
+typedef gboolean (*IcProtocolStopFunc)(gpointer data);
+
+/* Takes an OFD lock on byte @byte (-1: the whole file) of @name in @dirfd
+ * (created 0644, never through a symlink), polling F_OFD_SETLK with backoff
+ * (1 ms doubling to 50 ms) until @deadline_us (monotonic µs); never blocks in
+ * the kernel, so the wait is bounded and cancellable. @fd >= 0 reuses an open
+ * lock file and @name is only for messages. Errors: IC_ERROR_BUSY (deadline),
+ * IC_ERROR_CANCELLED (@stop said so), IC_ERROR_IO. *ret_fd (when @fd < 0) holds
+ * the lock until closed. */
+gboolean ic_protocol_lock_file_at(int dirfd, int fd, const char *name, int byte, gboolean exclusive,
+                                  gint64 deadline_us, IcProtocolStopFunc stop, gpointer stop_data,
+                                  int *ret_fd, GError **error);
+
+/* The hook's side, at prepare: the usage lock shared, waited for at most
+ * @timeout_ms (after passing the intent byte). Creates the ledger dir's last
+ * component when missing. IC_ERROR_BUSY on timeout. */
+gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, int *ret_fd,
+                                    GError **error);
+
+/* The pass's side: the intent byte, then the usage byte, both exclusive, within
+ * @timeout_ms in all, cancellable by @cancellable (may be NULL). IC_ERROR_BUSY
+ * on timeout, IC_ERROR_CANCELLED when cancelled; closing *ret_fd releases both. */
+gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
+                                      GCancellable *cancellable, int *ret_fd, GError **error);
+
+/* The same with a stop function for the cancellable (GLib only). */
+gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
+                                    IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd,
+                                    GError **error);
+
+/* ---- the removal ---- */
+
+typedef enum {
+    IC_PROTOCOL_STAGE_BEFORE_LOCK, /* decided from the first read, lock not yet asked for (name
+                                      NULL) */
+    IC_PROTOCOL_STAGE_LOCKED,      /* exclusive usage lock held, nothing re-read yet (name NULL) */
+    IC_PROTOCOL_STAGE_BEFORE_UNLINK, /* witnesses re-read and the file re-decided as still
+                                        removable; about to re-check identity/age and unlink @name
+                                      */
+} IcProtocolStage;
+
+/* Tests only: called at each stage (production leaves it NULL). */
+typedef void (*IcProtocolSeamFunc)(IcProtocolStage stage, const char *name, gpointer user_data);
+
+/* The witnesses that live on the filesystem, read afresh: every host's ledger in
+ * config->ledger_dir and the instances dir; merged with @given (users the caller
+ * knows directly) and @asked (what the external witnesses, libvirt, answered
+ * before the lock), either may be NULL. A ledger that cannot be read (or a
+ * missing ledger dir outside instances_path) marks the usage incomplete. Fails
+ * only when the instances dir cannot be listed. @ret_counts may be NULL. */
+gboolean ic_protocol_read_witnesses(const IcConfig *config, const IcUsage *given,
+                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error);
+
+/* Re-decides @row from @usage with the pure policy (and @held_open) and sets
+ * row->action to what is planned now; the pass owns how facts are assembled. */
+typedef void (*IcProtocolDecideFunc)(IcImageRow *row, const IcUsage *usage, gboolean held_open,
+                                     gpointer data);
+
+/* One planned removal or quarantine. */
+typedef struct {
+    IcImageRow *row;  /* row->action: IC_ACTION_WOULD_REMOVE or IC_ACTION_WOULD_QUARANTINE */
+    gboolean scanned; /* the first read saw the file: @dev/@ino are its identity */
+    dev_t dev;
+    ino_t ino;
+} IcProtocolPlan;
+
+typedef struct {
+    const IcConfig *config;
+    int dirfd;            /* the base dir */
+    const IcUsage *given; /* may be NULL */
+    const IcUsage *asked; /* the external witnesses' answer from before the lock; may be NULL */
+    gint64 now;
+    GCancellable *cancellable; /* may be NULL */
+    const char *proc_root;     /* NULL: "/proc" */
+    gint64 lock_timeout_ms;    /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */
+    gint64 hold_limit_ms;      /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
+    IcProtocolDecideFunc decide;
+    gpointer decide_data;
+    IcProtocolSeamFunc seam;
+    gpointer seam_data;
+} IcProtocolRemoval;
+
+/* Carries out @plans (IcProtocolPlan*) on the base dir: takes the exclusive
+ * usage lock (bounded, cancellable), re-reads only the filesystem witnesses
+ * (@removal->asked is reused, never asked again under the lock), re-decides
+ * each plan, keeps a file some process holds open or maps, re-checks identity
+ * and age and unlinks relative to the base dir fd. What cannot be done (lock
+ * busy, hold limit reached, cancelled) is kept, with an event and
+ * report->removal_deferred saying why. A file already gone is reported as such,
+ * not as a failure. Never fails: when the witnesses cannot be re-read or the
+ * held-open check cannot run, everything is kept (usage_unknown) and said. */
+void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report);
+
+G_END_DECLS
