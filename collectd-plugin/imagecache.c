@@ -35,8 +35,10 @@ static gboolean stopping;
 static gboolean worker_running;
 static pthread_t worker_thread;
 static GCancellable *cancellable;
-static IcMetricSet *snapshot;      /* the latest pass's values, NULL until the first */
+static IcMetricSet *snapshot;      /* the latest good pass's values, NULL until the first */
 static gboolean snapshot_reported; /* its first cycle was logged */
+static IcPassStatus pass_status;   /* for the liveness values */
+static gint64 started_at;          /* epoch seconds init started the worker */
 
 /* ---- logging ---- */
 
@@ -170,18 +172,33 @@ static gboolean run_pass(IcAlertState *alerts, char **last_notes)
         ERROR(LOG_PREFIX "pass over '%s/%s' failed: %s; trying again in %" G_GINT64_FORMAT " s",
               config->instances_path, config->base_dir_name, error->message,
               options->pass_interval);
+        g_mutex_lock(&lock);
+        pass_status.last_pass = now;
+        pass_status.finished = g_get_real_time() / G_USEC_PER_SEC;
+        guint failed = ++pass_status.failed_passes;
+        g_mutex_unlock(&lock);
+        g_autoptr(IcNotification) alert = ic_notification_pass_failed(failed, error->message);
+        if (alert != NULL)
+            dispatch_notification(alert);
         return TRUE;
     }
     ic_report_log_events(report);
     log_notes(report, last_notes);
 
-    IcMetricSet *values = ic_metric_set_new_from_report(report, &report->ledger);
+    IcMetricSet *values =
+        ic_metric_set_new_from_report(report, &report->ledger, options->per_image);
     g_mutex_lock(&lock);
     IcMetricSet *old = g_steal_pointer(&snapshot);
     snapshot = values;
     snapshot_reported = FALSE;
+    guint had_failed = pass_status.failed_passes;
+    pass_status = (IcPassStatus){
+        .last_pass = now, .finished = g_get_real_time() / G_USEC_PER_SEC, .failed_passes = 0};
     g_mutex_unlock(&lock);
     ic_metric_set_unref(old);
+    g_autoptr(IcNotification) recovered = ic_notification_pass_recovered(had_failed);
+    if (recovered != NULL)
+        dispatch_notification(recovered);
 
     g_autoptr(GPtrArray) alerts_raised = ic_alert_state_update(alerts, report);
     for (guint i = 0; i < alerts_raised->len; i++)
@@ -225,10 +242,18 @@ static int imagecache_init(void)
     log_handler_id = g_log_set_handler("imagecache", G_LOG_LEVEL_MASK, forward_log, NULL);
     if (!load_options(&error)) {
         ERROR(LOG_PREFIX "%s; the plugin is not started", error->message);
+        /* Nothing of ours will ever be sent: say so once, where alerts go. */
+        g_autofree char *message =
+            g_strdup_printf("imagecache plugin not started: %s", error->message);
+        dispatch_notification(&(IcNotification){.severity = IC_NOTIFY_FAILURE,
+                                                .file = "",
+                                                .condition = "not_started",
+                                                .message = message});
         return -1;
     }
     cancellable = g_cancellable_new();
     stopping = FALSE;
+    started_at = g_get_real_time() / G_USEC_PER_SEC;
     int status = plugin_thread_create(&worker_thread, worker_main, NULL, "imagecache");
     if (status != 0) {
         ERROR(LOG_PREFIX "could not start the worker thread: %s", g_strerror(status));
@@ -237,10 +262,12 @@ static int imagecache_init(void)
     worker_running = TRUE;
     g_autofree char *base_dir = ic_config_base_dir(config);
     INFO(LOG_PREFIX "checking '%s' every %" G_GINT64_FORMAT " s (config '%s', removal %s, "
-                    "checksums %s, hashing at most %" G_GUINT64_FORMAT " bytes/s)",
+                    "checksums %s, hashing at most %" G_GUINT64_FORMAT " bytes/s, "
+                    "per-image values: %s)",
          base_dir, options->pass_interval, options->config_path,
          config->remove_unused_base_images ? "on" : "off",
-         config->checksum_base_images ? "on" : "off", options->checksum_rate_limit);
+         config->checksum_base_images ? "on" : "off", options->checksum_rate_limit,
+         ic_per_image_values_to_string(options->per_image));
     return 0;
 }
 
@@ -268,21 +295,40 @@ static guint cycle_next;                 /* index of the next value to send */
 static cdtime_t cycle_interval;          /* interval × reads the cycle takes */
 static double seconds_per_value = 20e-6; /* measured, as a moving average */
 
+/* The liveness values, sent at the start of every cycle, whatever the snapshot;
+ * a hung worker is noticed here, where the read callback still runs. */
+static void submit_status(IcPassStatus status, cdtime_t interval)
+{
+    static gboolean overdue;
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    g_autoptr(IcNotification) alert =
+        ic_notification_liveness(&overdue, &status, started_at, now, options->pass_interval);
+    if (alert != NULL)
+        dispatch_notification(alert);
+    g_autoptr(IcMetricSet) values = ic_metric_set_new_status(&status, now, options->pass_interval);
+    for (guint i = 0; i < values->metrics->len; i++)
+        submit(&g_array_index(values->metrics, IcMetric, i), interval);
+}
+
 static void start_cycle(cdtime_t interval)
 {
     g_mutex_lock(&lock);
+    IcPassStatus status = pass_status;
     cycle = snapshot ? ic_metric_set_ref(snapshot) : NULL;
     gboolean first_of_snapshot = cycle != NULL && !snapshot_reported;
     snapshot_reported = TRUE;
     g_mutex_unlock(&lock);
-    if (cycle == NULL)
-        return; /* the first pass is still running */
+    if (cycle == NULL) {
+        submit_status(status, interval);
+        return; /* the first good pass is still to come */
+    }
 
     guint per_read =
         (guint)MAX(64.0, READ_BUDGET * CDTIME_T_TO_DOUBLE(interval) / seconds_per_value);
     guint reads = MAX(1u, (cycle->metrics->len + per_read - 1) / per_read);
     cycle_next = 0;
     cycle_interval = interval * reads;
+    submit_status(status, cycle_interval);
     if (first_of_snapshot)
         INFO(LOG_PREFIX "sending %u values every %.1f s (%u read%s of %.1f us per value)",
              cycle->metrics->len, CDTIME_T_TO_DOUBLE(cycle_interval), reads, reads > 1 ? "s" : "",

@@ -82,24 +82,86 @@ static void add_totals(IcMetricSet *set, const IcReport *report, const IcLedgerC
         add_metric(set, "", "count", "ledger_stale_hosts", ledger->stale_hosts);
     }
     add_metric(set, "", "duration", "pass", report->duration_seconds);
-    add_metric(set, "", "timestamp", "last_pass", (double)report->now);
 }
 
-IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedgerCounts *ledger)
+static const char *const per_image_names[] = {
+    [IC_PER_IMAGE_PROBLEMS] = "problems",
+    [IC_PER_IMAGE_ALL] = "all",
+    [IC_PER_IMAGE_NONE] = "none",
+};
+G_STATIC_ASSERT(G_N_ELEMENTS(per_image_names) == _IC_PER_IMAGE_MAX);
+
+const char *ic_per_image_values_to_string(IcPerImageValues mode)
+{
+    return mode < _IC_PER_IMAGE_MAX ? per_image_names[mode] : "?";
+}
+
+gboolean ic_per_image_values_from_string(const char *text, IcPerImageValues *ret_mode)
+{
+    for (int i = 0; i < _IC_PER_IMAGE_MAX; i++)
+        if (g_ascii_strcasecmp(text, per_image_names[i]) == 0) {
+            *ret_mode = (IcPerImageValues)i;
+            return TRUE;
+        }
+    return FALSE;
+}
+
+/* A file someone has to look at: the ones the default mode keeps sending. */
+static gboolean row_is_problem(const IcImageRow *row)
+{
+    return row->checksum.state == IC_CHECKSUM_MISMATCH ||
+           row->decision.verdict == IC_VERDICT_CORRUPT ||
+           row->decision.verdict == IC_VERDICT_ABSENT ||
+           row->decision.verdict == IC_VERDICT_QUARANTINED || row->in_quarantine ||
+           row->action == IC_ACTION_QUARANTINED ||
+           g_strcmp0(row->decision.reason, "held_open") == 0;
+}
+
+gboolean ic_metric_row_wanted(const IcImageRow *row, IcPerImageValues mode)
+{
+    /* A removed file's values stop, and age out in collectd. */
+    if (row->action == IC_ACTION_REMOVED)
+        return FALSE;
+    switch (mode) {
+    case IC_PER_IMAGE_ALL:
+        return TRUE;
+    case IC_PER_IMAGE_PROBLEMS:
+        return row_is_problem(row);
+    case IC_PER_IMAGE_NONE:
+    case _IC_PER_IMAGE_MAX:
+        break;
+    }
+    return FALSE;
+}
+
+static IcMetricSet *metric_set_new(gint64 pass_time, guint reserve)
 {
     IcMetricSet *set = g_atomic_rc_box_new0(IcMetricSet);
-    set->pass_time = report->now;
-    set->metrics = g_array_sized_new(FALSE, FALSE, sizeof(IcMetric), 6 * report->rows->len + 16);
+    set->pass_time = pass_time;
+    set->metrics = g_array_sized_new(FALSE, FALSE, sizeof(IcMetric), reserve);
     g_array_set_clear_func(set->metrics, clear_metric);
+    return set;
+}
+
+IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedgerCounts *ledger,
+                                           IcPerImageValues mode)
+{
+    IcMetricSet *set = metric_set_new(report->now, 32);
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
-        /* A removed or quarantined file's values stop, and age out in collectd;
-         * quarantined files are counted in the totals. */
-        if (row->action != IC_ACTION_REMOVED && row->action != IC_ACTION_QUARANTINED &&
-            !row->in_quarantine)
+        if (ic_metric_row_wanted(row, mode))
             add_row_metrics(set, row);
     }
     add_totals(set, report, ledger);
+    return set;
+}
+
+IcMetricSet *ic_metric_set_new_status(const IcPassStatus *status, gint64 now, gint64 pass_interval)
+{
+    IcMetricSet *set = metric_set_new(status->last_pass, 2);
+    add_metric(set, "", "count", "failed_passes", status->failed_passes);
+    if (status->last_pass != 0 && now - status->finished <= 2 * pass_interval)
+        add_metric(set, "", "timestamp", "last_pass", (double)status->last_pass);
     return set;
 }
 
@@ -289,6 +351,56 @@ GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report)
     return out;
 }
 
+IcNotification *ic_notification_pass_failed(guint failed_passes, const char *message)
+{
+    if (failed_passes != 1)
+        return NULL;
+    IcNotification *notification = g_new0(IcNotification, 1);
+    notification->severity = IC_NOTIFY_FAILURE;
+    notification->file = g_strdup("");
+    notification->condition = "pass_failed";
+    notification->message = g_strdup_printf("the imagecache pass failed: %s", message);
+    return notification;
+}
+
+IcNotification *ic_notification_liveness(gboolean *overdue, const IcPassStatus *status,
+                                         gint64 started, gint64 now, gint64 pass_interval)
+{
+    gint64 since = status->last_pass != 0 ? status->finished : started;
+    gboolean late = now - since > 2 * pass_interval;
+    if (late == *overdue)
+        return NULL;
+    *overdue = late;
+    IcNotification *notification = g_new0(IcNotification, 1);
+    notification->file = g_strdup("");
+    notification->condition = "pass_overdue";
+    if (late) {
+        notification->severity = IC_NOTIFY_FAILURE;
+        notification->message =
+            g_strdup_printf("no imagecache pass has finished for %" G_GINT64_FORMAT
+                            " s (PassInterval %" G_GINT64_FORMAT " s): the pass hangs or crawls",
+                            now - since, pass_interval);
+    } else {
+        notification->severity = IC_NOTIFY_OKAY;
+        notification->message = g_strdup("an imagecache pass finished again");
+    }
+    return notification;
+}
+
+IcNotification *ic_notification_pass_recovered(guint failed_passes)
+{
+    if (failed_passes == 0)
+        return NULL;
+    IcNotification *notification = g_new0(IcNotification, 1);
+    notification->severity = IC_NOTIFY_OKAY;
+    notification->file = g_strdup("");
+    notification->condition = "pass_failed";
+    notification->message =
+        g_strdup_printf("the imagecache pass succeeded again after %u failed pass%s", failed_passes,
+                        failed_passes == 1 ? "" : "es");
+    return notification;
+}
+
 /* ---- the <Plugin imagecache> options ---- */
 
 /* collectd option -> library key; NULL key: handled by the plugin itself. */
@@ -310,6 +422,7 @@ static const struct {
     {"LedgerStaleAge", "ledger_stale_seconds"},
     {"PassInterval", NULL},
     {"ChecksumRateLimit", NULL},
+    {"PerImageValues", NULL},
 };
 
 typedef struct {
@@ -413,6 +526,14 @@ gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const
             return FALSE;
         options->pass_interval = (gint64)number;
         return TRUE;
+    }
+    if (g_str_equal(option, "PerImageValues")) {
+        if (ic_per_image_values_from_string(value, &options->per_image))
+            return TRUE;
+        g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                    "collectd config: option '%s': '%s' is none of problems, all, none", name,
+                    value);
+        return FALSE;
     }
     g_assert(g_str_equal(option, "ChecksumRateLimit"));
     if (!parse_unsigned(name, value, 0, G_MAXINT64, &number, error))

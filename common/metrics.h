@@ -33,11 +33,43 @@ typedef struct {
     GArray *metrics;  /* IcMetric: per image in report order, then the totals */
 } IcMetricSet;
 
-/* The values of @report: per present or in-use base file (files the pass
- * removed are left out, so their values stop and age out) bytes, duration-age,
+/* Which base files get per-file values (the PerImageValues option). Totals
+ * are always sent. Series per host: 26 totals + 6 per file that gets values. */
+typedef enum {
+    IC_PER_IMAGE_PROBLEMS, /* default: corrupt, absent, quarantined or held-open files only */
+    IC_PER_IMAGE_ALL,      /* every present or in-use file */
+    IC_PER_IMAGE_NONE,     /* totals only */
+    _IC_PER_IMAGE_MAX,
+} IcPerImageValues;
+
+/* "problems", "all", "none". */
+const char *ic_per_image_values_to_string(IcPerImageValues mode);
+/* Case-insensitive; FALSE for an unknown name. */
+gboolean ic_per_image_values_from_string(const char *text, IcPerImageValues *ret_mode);
+
+/* Whether @row's file gets per-file values under @mode. Files the pass removed
+ * never do (their values stop and age out). */
+gboolean ic_metric_row_wanted(const IcImageRow *row, IcPerImageValues mode);
+
+/* The values of @report: per base file that @mode wants bytes, duration-age,
  * count-local_users, count-remote_users, gauge-corrupt, gauge-in_use; then the
- * totals with an empty plugin_instance. @ledger may be NULL (not consulted). */
-IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedgerCounts *ledger);
+ * totals with an empty plugin_instance. @ledger may be NULL (not consulted).
+ * The pass's liveness values are not in here: see ic_metric_set_new_status. */
+IcMetricSet *ic_metric_set_new_from_report(const IcReport *report, const IcLedgerCounts *ledger,
+                                           IcPerImageValues mode);
+
+/* What the plugin's worker knows about its passes, for the liveness values. */
+typedef struct {
+    gint64 last_pass;    /* epoch seconds the last finished pass (good or failed) started; 0 none */
+    gint64 finished;     /* epoch seconds it finished */
+    guint failed_passes; /* failed passes in a row, 0 after a good one */
+} IcPassStatus;
+
+/* The liveness totals at @now: count-failed_passes always; timestamp-last_pass
+ * only while the last pass finished at most 2 x @pass_interval ago, so that a
+ * hung worker makes it stop and every back end's missing-data check fires. */
+IcMetricSet *ic_metric_set_new_status(const IcPassStatus *status, gint64 now, gint64 pass_interval);
+
 IcMetricSet *ic_metric_set_ref(IcMetricSet *set);
 void ic_metric_set_unref(IcMetricSet *set);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcMetricSet, ic_metric_set_unref)
@@ -59,11 +91,13 @@ const char *ic_notify_severity_to_string(IcNotifySeverity severity);
 typedef struct {
     IcNotifySeverity severity;
     char *file;            /* the base file: the notification's plugin_instance */
-    const char *condition; /* static: "corrupt", "absent", "remove_failed" (type_instance) */
+    const char *condition; /* static: "corrupt", "absent", "remove_failed", "pass_failed",
+                            * "pass_overdue", "not_started" (type_instance) */
     char *message;
 } IcNotification;
 
 void ic_notification_free(IcNotification *notification);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcNotification, ic_notification_free)
 
 /* The alert conditions of each base file as of the last report: a file turns
  * corrupt (FAILURE), an in-use file is absent (WARNING), a removal failed
@@ -81,6 +115,19 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcAlertState, ic_alert_state_free)
  * (an error reading it) stays corrupt: OKAY needs a good digest or the file gone. */
 GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report);
 
+/* A pass failed with @message (@failed_passes in a row): one FAILURE
+ * "pass_failed" (empty file) for the first failure, NULL for the next ones. */
+IcNotification *ic_notification_pass_failed(guint failed_passes, const char *message);
+/* The pass is overdue: none has finished for more than 2 x @pass_interval
+ * (before the first, since @started):
+ * the worker hangs. Updates *@overdue and returns one FAILURE "pass_overdue"
+ * when it turns overdue, one OKAY when a pass finishes again, else NULL. */
+IcNotification *ic_notification_liveness(gboolean *overdue, const IcPassStatus *status,
+                                         gint64 started, gint64 now, gint64 pass_interval);
+/* A pass succeeded after @failed_passes failures: one OKAY "pass_failed", NULL
+ * when none had failed. */
+IcNotification *ic_notification_pass_recovered(guint failed_passes);
+
 /* ---- the <Plugin imagecache> options ---- */
 
 #define IC_PLUGIN_DEFAULT_PASS_INTERVAL 2400 /* seconds: Nova's image cache period */
@@ -94,6 +141,7 @@ typedef struct {
     GPtrArray *overrides;        /* private: the library keys to set, in order */
     gint64 pass_interval;        /* PassInterval, seconds, 1..IC_PLUGIN_MAX_PASS_INTERVAL */
     guint64 checksum_rate_limit; /* ChecksumRateLimit, bytes/s, 0 = unlimited */
+    IcPerImageValues per_image;  /* PerImageValues */
 } IcPluginOptions;
 
 IcPluginOptions *ic_plugin_options_new(void);
@@ -105,7 +153,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcPluginOptions, ic_plugin_options_free)
 const char *ic_plugin_option_to_key(const char *name);
 
 /* Records option @name with its textual @value. An unknown option or a bad
- * PassInterval/ChecksumRateLimit fails with IC_ERROR_CONFIG naming the option;
+ * PassInterval/ChecksumRateLimit/PerImageValues fails with IC_ERROR_CONFIG naming the option;
  * library keys are checked when the config is built. */
 gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const char *value,
                                GError **error);

@@ -402,6 +402,7 @@ LoadPlugin exec
   PassInterval 3
   ChecksumRateLimit 104857600
   LibvirtURI "{cache.libvirt_uri}"
+  PerImageValues all
 """, extra)
     d.start()
     try:
@@ -617,6 +618,33 @@ def check_shutdown_waiting_for_lock(root, plugin_dir):
     check(started and took < 3 and os.path.exists(old),
           f"collectd stops promptly while the pass waits for the usage lock ({took:.2f} s), "
           "nothing removed", d.log()[-600:])
+
+
+def setup(prefix):
+    """The built plugin's dir and a temp root, or an exit status (usage, not built)."""
+    if len(sys.argv) != 2:
+        print(sys.modules["__main__"].__doc__, file=sys.stderr)
+        return 2, None
+    plugin_dir = os.path.abspath(os.path.join(sys.argv[1], "collectd-plugin"))
+    if not os.path.exists(os.path.join(plugin_dir, "imagecache.so")):
+        log(f"FAIL: {plugin_dir}/imagecache.so not built")
+        return 1, None
+    ensure_collectd()
+    root = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(root, 0o755)
+    return plugin_dir, root
+
+
+def cleanup(root):
+    """Kills what is left of the started daemons, removes @root (or keeps it)."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if os.environ.get("IMAGECACHE_E2E_KEEP"):
+        log(f"INFO: kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main():

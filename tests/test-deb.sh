@@ -81,7 +81,7 @@ for path in /usr/bin/imagecachectl /etc/libvirt/hooks/qemu.d/imagecache \
     grep -qx "$path" "$work/main.list" && pass "imagecache has $path" || fail "imagecache lacks $path"
 done
 for path in /usr/lib/collectd/imagecache.so /usr/share/man/man5/collectd-imagecache.5.gz \
-    /usr/share/imagecache/collectd/thresholds.conf /usr/share/doc/collectd-imagecache/copyright; do
+    /usr/share/doc/collectd-imagecache/copyright; do
     grep -qx "$path" "$work/plugin.list" && pass "collectd-imagecache has $path" \
         || fail "collectd-imagecache lacks $path"
 done

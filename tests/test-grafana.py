@@ -27,14 +27,37 @@ ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.
 PER_IMAGE = {("bytes", ""), ("duration", "age"), ("count", "local_users"),
              ("count", "remote_users"), ("gauge", "corrupt"), ("gauge", "in_use")}
 TOTALS = {("count", t) for t in ("images", "active", "removable", "too_young", "corrupt",
-                                 "removed", "ledger_hosts", "ledger_stale_hosts")} | \
+                                 "removed", "ledger_hosts", "ledger_stale_hosts",
+                                 "failed_passes")} | \
          {("bytes", t) for t in ("total", "active", "removable", "reclaimed")} | \
          {("duration", "pass"), ("timestamp", "last_pass")} | \
          {("count", t) for t in ("absent", "kept", "pinned", "quarantined")} | \
          {("bytes", "quarantined")}  # issue 6
-MEASUREMENT = {"bytes": "imagecache_value", "count": "imagecache_value", "gauge": "imagecache_value",
-               "timestamp": "imagecache_value", "duration": "imagecache_seconds"}
-FIELD = {"imagecache_value": "value", "imagecache_seconds": "seconds"}
+TYPES_DB = "/usr/share/collectd/types.db"
+
+
+def types_db_sources():
+    """type -> its one data source name, from collectd's types.db (InfluxDB's collectd
+    input names the measurement <plugin>_<data source>)."""
+    sources = {}
+    if os.path.exists(TYPES_DB):
+        with open(TYPES_DB, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and not parts[0].startswith("#"):
+                    sources[parts[0]] = parts[1].split(":")[0]
+    return sources
+
+
+# The measurement of each type: from types.db where installed, else the stock names.
+_SOURCES = types_db_sources()
+MEASUREMENT = {t: "imagecache_" + _SOURCES.get(t, "seconds" if t == "duration" else "value")
+               for t in ("bytes", "count", "gauge", "timestamp", "duration")}
+# The field names, as a real InfluxDB showed them (SHOW FIELD KEYS), recorded by
+# tests/e2e-backends.py, which fails when the live names differ from this file.
+with open(os.path.join(ROOT, "tests", "data", "grafana", "influxdb-fields.json"), encoding="utf-8") as f:
+    FIELDS = json.load(f)
+FIELD = {m: names[0] for m, names in FIELDS.items() if len(names) == 1}
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "gauge", "text", "row", "piechart",
                "state-timeline", "status-history", "heatmap", "barchart"}
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -67,7 +90,7 @@ def check_metric(where, per_image, mtype, tinst):
     checked_metrics.add((per_image, mtype, tinst))
 
 
-GRAPHITE_PATH = re.compile(r"\.imagecache(-\*|-[0-9a-f_]+)?\.(\{[^}]*\}|[a-z_]+(?:-[a-z_]+)?)")
+GRAPHITE_PATH = re.compile(r"\.imagecache(-\*|-\$image|-[0-9a-f_]+)?\.(\{[^}]*\}|[a-z_]+(?:-[a-z_]+)?)")
 
 
 def check_graphite(where, target):
@@ -117,6 +140,30 @@ def check_influx(where, query):
     if per_image and "instance" not in (group or ""):
         fail(where, "per-image query not grouped by instance")
     check_metric(where, per_image, t.group(1), ti.group(1))
+
+
+# write_prometheus: collectd_<plugin>_<type>[_<unit>], label imagecache = the plugin
+# instance (per file, with type = the type instance) or, for totals, the type instance.
+PROM_TYPE = {"bytes": "bytes", "count": "count", "duration_seconds": "duration", "gauge": "gauge",
+             "timestamp": "timestamp"}
+PROM_SELECTOR = re.compile(r'collectd_imagecache_(\w+?)\{((?:[^}"]|"[^"]*")*)\}')
+
+
+def check_promql(where, expr):
+    selectors = list(PROM_SELECTOR.finditer(expr))
+    if not selectors:
+        fail(where, f"no collectd_imagecache_<type>{{...}} selector in: {expr}")
+    for m in selectors:
+        mtype = PROM_TYPE.get(m.group(1))
+        if mtype is None:
+            fail(where, f"collectd_imagecache_{m.group(1)} is no type of the plugin")
+            continue
+        labels = dict(re.findall(r'(\w+)=~?"([^"]*)"', m.group(2)))
+        if "type" in labels or "$image" in m.group(2):
+            check_metric(where, True, mtype, labels.get("type", ""))
+        else:
+            for tinst in labels.get("imagecache", "").split("|"):
+                check_metric(where, False, mtype, tinst)
 
 
 def check_dashboard(path, kind):
@@ -190,6 +237,11 @@ def check_dashboard(path, kind):
                     fail(tw, "Graphite target without 'target'")
                     continue
                 check_graphite(tw, t["target"])
+            elif kind == "prometheus":
+                if not isinstance(t.get("expr"), str):
+                    fail(tw, "Prometheus target without 'expr'")
+                    continue
+                check_promql(tw, t["expr"])
             else:
                 if not isinstance(t.get("query"), str) or t.get("rawQuery") is not True:
                     fail(tw, "InfluxDB target without raw 'query'")
@@ -263,9 +315,9 @@ def check_alert_rules(path):
                 conditions.add("corrupt")
             if "last_pass" in text:
                 conditions.add("last_pass")
-                if "4800" not in text:
-                    fail(rw, "the stale-pass rule should use 2 x PassInterval = 4800 s")
-    for c in ("corrupt", "last_pass"):
+            if "failed_passes" in text:
+                conditions.add("failed_passes")
+    for c in ("corrupt", "last_pass", "failed_passes"):
         if c not in conditions:
             fail(where, f"no rule on {c}")
 
@@ -273,6 +325,7 @@ def check_alert_rules(path):
 def main():
     check_dashboard(os.path.join(ROOT, "contrib/grafana/imagecache-graphite.json"), "graphite")
     check_dashboard(os.path.join(ROOT, "contrib/grafana/imagecache-influxdb.json"), "influxdb")
+    check_dashboard(os.path.join(ROOT, "contrib/grafana/imagecache-prometheus.json"), "prometheus")
     check_alert_rules(os.path.join(ROOT, "contrib/grafana/alert-rules.json"))
     from_code = code_metrics()
     if from_code is not None:

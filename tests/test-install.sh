@@ -77,10 +77,10 @@ else
 fi
 check_file "$datadir/doc/imagecache/logging.md"
 check_file "$datadir/doc/imagecache/report.schema.json"
-for f in imagecache-graphite.json imagecache-influxdb.json alert-rules.json; do
+for f in imagecache-graphite.json imagecache-influxdb.json imagecache-prometheus.json alert-rules.json; do
     check_file "$datadir/imagecache/grafana/$f"
 done
-check_file "$datadir/imagecache/collectd/thresholds.conf"
+check_file "$datadir/imagecache/prometheus/imagecache-rules.yml"
 if [ -f "$src/contrib/collectd/imagecache.conf" ]; then
     check_file "$datadir/imagecache/collectd/imagecache.conf"
 else

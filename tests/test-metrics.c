@@ -1,6 +1,8 @@
 /* What the collectd plugin publishes, without collectd: the values built from a
  * real pass over a temporary tree, the notification transitions, the options. */
+#include <fcntl.h>
 #include <glib/gstdio.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "imgwriter.h"
@@ -28,6 +30,35 @@ static void make_base(IcTestTree *tree, const char *name, const char *contents,
     ic_test_set_mtime(path, mtime);
 }
 
+/* An instance dir @instance_name whose disk is a qcow2 overlay on base file @backing_name. */
+static void make_instance(IcTestTree *tree, const char *instance_name, const char *backing_name)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *instance = g_build_filename(tree->root, instance_name, NULL);
+    g_assert_cmpint(g_mkdir(instance, 0755), ==, 0);
+    g_autofree char *disk = g_build_filename(instance, "disk", NULL);
+    g_autofree char *backing = g_strconcat("../_base/", backing_name, NULL);
+    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, backing, "raw", &error));
+    g_assert_no_error(error);
+}
+
+/* A real pass (run mode, checksums on) over @tree at @now. */
+static IcReport *run_pass(IcTestTree *tree, gint64 now)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_assert_true(ic_config_set(config, "instances_path", tree->root, "test", &error));
+    g_assert_true(ic_config_set(config, "host", "testhost", "test", &error));
+    g_assert_true(ic_config_set(config, "checksum_base_images", "true", "test", &error));
+    g_assert_true(ic_config_finish(config, &error));
+    g_assert_no_error(error);
+    IcPassOptions options = {.mode = IC_PASS_RUN};
+    IcReport *report = NULL;
+    g_assert_true(ic_pass_run(config, NULL, &options, now, &report, &error));
+    g_assert_no_error(error);
+    return report;
+}
+
 static void assert_metric(const IcMetricSet *set, const char *plugin_instance, const char *type,
                           const char *type_instance, double expected)
 {
@@ -52,27 +83,11 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     make_base(tree, rotten, "rotten contents", "0123456789abcdef0123456789abcdef01234567",
               now - 3 * DAY);
     make_base(tree, young, "young", NULL, now - 60);
-    g_autofree char *instance = g_build_filename(tree->root, "instance-0001", NULL);
-    g_assert_cmpint(g_mkdir(instance, 0755), ==, 0);
-    g_autofree char *disk = g_build_filename(instance, "disk", NULL);
-    g_autofree char *backing = g_strconcat("../_base/", used, NULL);
-    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, backing, "raw", &error));
-    g_assert_no_error(error);
-
-    g_autoptr(IcConfig) config = ic_config_new();
-    g_assert_true(ic_config_set(config, "instances_path", tree->root, "test", &error));
-    g_assert_true(ic_config_set(config, "host", "testhost", "test", &error));
-    g_assert_true(ic_config_set(config, "checksum_base_images", "true", "test", &error));
-    g_assert_true(ic_config_finish(config, &error));
-    g_assert_no_error(error);
-
-    IcPassOptions options = {.mode = IC_PASS_RUN};
-    g_autoptr(IcReport) report = NULL;
-    g_assert_true(ic_pass_run(config, NULL, &options, now, &report, &error));
-    g_assert_no_error(error);
+    make_instance(tree, "instance-0001", used);
+    g_autoptr(IcReport) report = run_pass(tree, now);
 
     IcLedgerCounts ledger = {.known = TRUE, .hosts = 3, .stale_hosts = 1};
-    g_autoptr(IcMetricSet) set = ic_metric_set_new_from_report(report, &ledger);
+    g_autoptr(IcMetricSet) set = ic_metric_set_new_from_report(report, &ledger, IC_PER_IMAGE_ALL);
     g_assert_cmpint(set->pass_time, ==, now);
 
     assert_metric(set, used, "bytes", "", strlen("used contents"));
@@ -98,7 +113,8 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     assert_metric(set, "", "bytes", "active", strlen("used contents"));
     assert_metric(set, "", "count", "ledger_hosts", 3);
     assert_metric(set, "", "count", "ledger_stale_hosts", 1);
-    assert_metric(set, "", "timestamp", "last_pass", (double)now);
+    /* The liveness values come from the worker, not from the report. */
+    g_assert_null(ic_metric_set_lookup(set, "", "timestamp", "last_pass"));
     g_assert_nonnull(ic_metric_set_lookup(set, "", "duration", "pass"));
     /* per reason (issue 6): the one removal was of an unused file */
     assert_metric(set, "", "count", "removed-unused", 1);
@@ -106,9 +122,10 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     assert_metric(set, "", "count", "removed-disk_pressure", 0);
     assert_metric(set, "", "bytes", "reclaimed-quarantine_expired", 0);
     assert_metric(set, "", "count", "quarantined", 0);
-    /* 3 files with values, 6 each; 14 totals of issue 4, 5 of issue 6 and
-     * count/bytes for each of the 3 removal reasons. */
-    g_assert_cmpuint(set->metrics->len, ==, 3 * 6 + 14 + 5 + 3 * 2);
+    /* 3 files with values, 6 each; 13 totals of issue 4 (last_pass is a
+     * liveness value now), 5 of issue 6 and count/bytes for each of the 3
+     * removal reasons. */
+    g_assert_cmpuint(set->metrics->len, ==, 3 * 6 + 13 + 5 + 3 * 2);
 
     /* Only the types of collectd's stock types.db. */
     for (guint i = 0; i < set->metrics->len; i++) {
@@ -118,9 +135,166 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     }
 
     /* Without the ledger, its two totals are left out rather than reported as 0. */
-    g_autoptr(IcMetricSet) no_ledger = ic_metric_set_new_from_report(report, NULL);
+    g_autoptr(IcMetricSet) no_ledger =
+        ic_metric_set_new_from_report(report, NULL, IC_PER_IMAGE_ALL);
     g_assert_null(ic_metric_set_lookup(no_ledger, "", "count", "ledger_hosts"));
     g_assert_cmpuint(no_ledger->metrics->len, ==, set->metrics->len - 2);
+}
+
+/* ---- cardinality: PerImageValues over a 5,000-file cache (issue 14) ---- */
+
+/* A plain write: no temp file and rename, which 10,000 files can't afford. */
+static char *write_plain(const char *dir, const char *name, const char *contents)
+{
+    g_autoptr(GError) error = NULL;
+    char *path = g_build_filename(dir, name, NULL);
+    g_assert_true(
+        g_file_set_contents_full(path, contents, -1, G_FILE_SET_CONTENTS_NONE, 0644, &error));
+    g_assert_no_error(error);
+    return path;
+}
+
+#define CACHE_FILES 5000
+
+/* One real pass over 5,000 base files of which 3 are corrupt and 1 is unused,
+ * old and held open, plus 2 in-use files that are absent: the series count per
+ * host under each PerImageValues setting, as collectd would get them. */
+static void test_cardinality(IcTestTree *tree, gconstpointer data)
+{
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    g_autoptr(GError) error = NULL;
+    int held_fd = -1;
+    for (guint i = 0; i < CACHE_FILES; i++) {
+        g_autofree char *id = g_strdup_printf("image-%u", i);
+        g_autofree char *name = fingerprint(id);
+        if (i < 3) { /* corrupt */
+            make_base(tree, name, id, "0123456789abcdef0123456789abcdef01234567", now - 60);
+            continue;
+        }
+        g_autofree char *path = write_plain(tree->base_dir, name, id);
+        /* verified a moment ago: not hashed again (checksum_interval_seconds) */
+        g_autofree char *info_name = g_strconcat(name, ".info", NULL);
+        g_autofree char *sha1 = fingerprint(id);
+        g_autofree char *info = g_strdup_printf(
+            "{\"sha1\": \"%s\", \"sha1-timestamp\": %" G_GINT64_FORMAT "}\n", sha1, now);
+        g_free(write_plain(tree->base_dir, info_name, info));
+        if (i == 3) { /* old, unused, held open: kept "held_open" */
+            ic_test_set_mtime(path, now - 3 * DAY);
+            held_fd = g_open(path, O_RDONLY | O_CLOEXEC, 0);
+            g_assert_cmpint(held_fd, >=, 0);
+        } else {
+            ic_test_set_mtime(path, now - 60); /* young: kept, too_young */
+        }
+    }
+    for (guint i = 0; i < 2; i++) { /* in use, absent */
+        g_autofree char *instance_name = g_strdup_printf("instance-%u", i);
+        g_autofree char *id = g_strdup_printf("absent-image-%u", i);
+        g_autofree char *missing = fingerprint(id);
+        make_instance(tree, instance_name, missing);
+    }
+
+    gint64 started = g_get_monotonic_time();
+    g_autoptr(IcReport) report = run_pass(tree, now);
+    g_test_message("pass over %u files: %.2f s", report->rows->len,
+                   (g_get_monotonic_time() - started) / 1e6);
+    g_assert_cmpuint(report->totals.corrupt, ==, 3);
+    g_assert_cmpuint(report->totals.absent, ==, 2);
+    g_assert_cmpuint(report->totals.removed, ==, 0);
+
+    IcLedgerCounts ledger = {.known = TRUE, .hosts = 1, .stale_hosts = 0};
+    IcPassStatus status = {.last_pass = now, .finished = now, .failed_passes = 0};
+    g_autoptr(IcMetricSet) liveness = ic_metric_set_new_status(&status, now, 2400);
+    guint series[_IC_PER_IMAGE_MAX];
+    for (int mode = 0; mode < _IC_PER_IMAGE_MAX; mode++) {
+        g_autoptr(IcMetricSet) set = ic_metric_set_new_from_report(report, &ledger, mode);
+        series[mode] = set->metrics->len + liveness->metrics->len;
+        g_test_message("PerImageValues %s: %u series for %u files",
+                       ic_per_image_values_to_string(mode), series[mode], report->rows->len);
+        if (mode == IC_PER_IMAGE_PROBLEMS) {
+            /* every problem file, and no other, has its six values */
+            guint files = 0;
+            for (guint i = 0; i < report->rows->len; i++) {
+                const IcImageRow *row = g_ptr_array_index(report->rows, i);
+                gboolean has = ic_metric_set_lookup(set, row->name, "gauge", "corrupt") != NULL;
+                files += has;
+                gboolean problem = row->checksum.state == IC_CHECKSUM_MISMATCH || !row->present ||
+                                   g_strcmp0(row->decision.reason, "held_open") == 0;
+                if (has != problem)
+                    g_error("%s (%s): per-file values %s", row->name, row->decision.reason,
+                            has ? "sent" : "missing");
+            }
+            g_assert_cmpuint(files, ==, 3 + 2 + 1);
+        }
+    }
+    /* totals only: the figure collectd-imagecache(5) documents */
+    g_assert_cmpuint(series[IC_PER_IMAGE_NONE], ==, 26);
+    g_assert_cmpuint(series[IC_PER_IMAGE_PROBLEMS], ==, 26 + 6 * (3 + 2 + 1));
+    g_assert_cmpuint(series[IC_PER_IMAGE_ALL], ==, 26 + 6 * (CACHE_FILES + 2));
+    g_assert_cmpint(close(held_fd), ==, 0);
+}
+
+static void test_per_image_option(void)
+{
+    g_autoptr(IcPluginOptions) options = ic_plugin_options_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_cmpint(options->per_image, ==, IC_PER_IMAGE_PROBLEMS); /* the default */
+    g_assert_true(ic_plugin_options_set(options, "PerImageValues", "All", &error));
+    g_assert_cmpint(options->per_image, ==, IC_PER_IMAGE_ALL);
+    g_assert_true(ic_plugin_options_set(options, "perimagevalues", "none", &error));
+    g_assert_cmpint(options->per_image, ==, IC_PER_IMAGE_NONE);
+    g_assert_no_error(error);
+    g_assert_false(ic_plugin_options_set(options, "PerImageValues", "some", &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+    g_assert_nonnull(strstr(error->message, "option 'PerImageValues'"));
+}
+
+/* The liveness values: failed passes always, last_pass only while fresh. */
+static void test_status_values(void)
+{
+    IcPassStatus none = {0};
+    g_autoptr(IcMetricSet) before = ic_metric_set_new_status(&none, 1000, 10);
+    g_assert_null(ic_metric_set_lookup(before, "", "timestamp", "last_pass"));
+    assert_metric(before, "", "count", "failed_passes", 0);
+
+    IcPassStatus failing = {.last_pass = 990, .finished = 1000, .failed_passes = 2};
+    g_autoptr(IcMetricSet) fresh = ic_metric_set_new_status(&failing, 1020, 10);
+    assert_metric(fresh, "", "timestamp", "last_pass", 990);
+    assert_metric(fresh, "", "count", "failed_passes", 2);
+    /* 2 x PassInterval without a finished pass: a hung worker stops the value */
+    g_autoptr(IcMetricSet) hung = ic_metric_set_new_status(&failing, 1021, 10);
+    g_assert_null(ic_metric_set_lookup(hung, "", "timestamp", "last_pass"));
+}
+
+static void test_liveness_notifications(void)
+{
+    gboolean overdue = FALSE;
+    IcPassStatus status = {0};
+    /* the first pass may take up to 2 x PassInterval */
+    g_assert_null(ic_notification_liveness(&overdue, &status, 1000, 1020, 10));
+    g_autoptr(IcNotification) late = ic_notification_liveness(&overdue, &status, 1000, 1021, 10);
+    g_assert_nonnull(late);
+    g_assert_cmpint(late->severity, ==, IC_NOTIFY_FAILURE);
+    g_assert_cmpstr(late->condition, ==, "pass_overdue");
+    g_assert_null(ic_notification_liveness(&overdue, &status, 1000, 1500, 10)); /* once */
+    status.last_pass = 1400;
+    status.finished = 1495;
+    g_autoptr(IcNotification) okay = ic_notification_liveness(&overdue, &status, 1000, 1500, 10);
+    g_assert_cmpint(okay->severity, ==, IC_NOTIFY_OKAY);
+    g_assert_null(ic_notification_liveness(&overdue, &status, 1000, 1501, 10));
+}
+
+static void test_pass_failed_notifications(void)
+{
+    g_autoptr(IcNotification) first = ic_notification_pass_failed(1, "base dir gone");
+    g_assert_nonnull(first);
+    g_assert_cmpint(first->severity, ==, IC_NOTIFY_FAILURE);
+    g_assert_cmpstr(first->condition, ==, "pass_failed");
+    g_assert_nonnull(strstr(first->message, "base dir gone"));
+    g_assert_null(ic_notification_pass_failed(2, "base dir gone")); /* one per event */
+    g_assert_null(ic_notification_pass_recovered(0));
+    g_autoptr(IcNotification) okay = ic_notification_pass_recovered(2);
+    g_assert_cmpint(okay->severity, ==, IC_NOTIFY_OKAY);
+    g_assert_cmpstr(okay->condition, ==, "pass_failed");
 }
 
 /* ---- notifications: one report per step, the notifications it must raise ---- */
@@ -395,6 +569,12 @@ int main(int argc, char **argv)
         g_test_add_data_func(path, &alert_cases[i], test_alerts);
     }
     g_test_add_func("/imagecache/metrics/alerts/several-files", test_alerts_several_files);
+    g_test_add_func("/imagecache/metrics/alerts/pass-failed", test_pass_failed_notifications);
+    g_test_add_func("/imagecache/metrics/alerts/liveness", test_liveness_notifications);
+    g_test_add("/imagecache/metrics/cardinality", IcTestTree, NULL, ic_test_tree_setup,
+               test_cardinality, ic_test_tree_teardown);
+    g_test_add_func("/imagecache/metrics/status-values", test_status_values);
+    g_test_add_func("/imagecache/metrics/options/per-image-values", test_per_image_option);
     g_test_add_func("/imagecache/metrics/options/keys", test_option_keys);
     g_test_add_func("/imagecache/metrics/options/defaults-and-errors",
                     test_options_defaults_and_errors);
