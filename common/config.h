@@ -72,7 +72,7 @@ gboolean ic_config_parse_rate_limit(const char *value, guint64 *ret_bytes_per_se
 char *ic_config_base_dir(const IcConfig *config);
 
 /* Every known key with its current value, in file order, as GKeyFile text
- * (for `imagecachectl config` and the example file). */
+ * (for the example file and the man page). */
 char *ic_config_to_data(const IcConfig *config);
 
 G_END_DECLS

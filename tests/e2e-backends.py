@@ -285,6 +285,23 @@ def labels_used(rule):
     return set(re.findall(r"\$labels\.(\w+)", text))
 
 
+def readme_blocks(lang):
+    """The fenced code blocks of README.md with the info string @lang ('' for none)."""
+    blocks, current = [], None
+    with open(os.path.join(SOURCE_ROOT, "README.md"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("```"):
+                if current is None:
+                    current = [] if line[3:].strip() == lang else False
+                else:
+                    if current is not False:
+                        blocks.append("".join(current))
+                    current = None
+            elif current is not None and current is not False:
+                current.append(line)
+    return blocks
+
+
 # ---- Graphite checks ----
 
 def graphite_subst(target):
@@ -303,6 +320,15 @@ def check_graphite(graphite):
             found = graphite.find(graphite_subst(v["query"]))
             check(isinstance(found, list) and found, f"Graphite: variable ${v['name']} lists values",
                   str(found)[:200])
+    # the README's examples: the path in each line of the block after "**Graphite**"
+    examples = [re.split(r"\s{2,}", line)[0].replace("compute1", "e2e-host")
+                for block in readme_blocks("") for line in block.splitlines()
+                if line.startswith(("collectd.", "aliasByNode(collectd"))]
+    check(examples, "README has Graphite examples")
+    for target in examples:
+        series = graphite.render(target)
+        check(isinstance(series, list) and series, f"Graphite: README example {target} returns series",
+              str(series)[:200])
     expected = {"imagecache-graphite-corrupt": {"e2e-host"},
                 "imagecache-graphite-failed-passes": {"e2e-failing"},
                 "imagecache-graphite-absent": {"e2e-typo", "e2e-hung"}}
@@ -371,6 +397,11 @@ def check_influx(influx):
         if v["type"] == "query":
             rows = influx_series(influx, influx_subst(v["query"]))
             check(rows, f"InfluxDB: variable ${v['name']} lists values", influx_subst(v["query"]))
+    readme = [q.strip() for block in readme_blocks("sql") for q in re.split(r"\n(?=SELECT)", block)]
+    check(readme, "README has InfluxQL examples")
+    for query in readme:
+        rows = influx_series(influx, " ".join(query.split()))
+        check(any(s["values"] for s in rows), f"InfluxDB: README query returns data", query)
     expected = {"imagecache-influxdb-corrupt": {"e2e-host"},
                 "imagecache-influxdb-failed-passes": {"e2e-failing"},
                 "imagecache-influxdb-stale": {"e2e-hung"}}

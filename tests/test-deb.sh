@@ -1,10 +1,13 @@
 #!/bin/sh
-# test-deb.sh [BUILD_DIR] — builds the Debian packages from contrib/debian (issue 8) and
-# checks them: dpkg-buildpackage -us -uc -b in a temporary copy of the tree (contrib/debian
-# copied to ./debian there), the contents of both .debs (dpkg-deb -c), lintian (errors
-# fail, warnings are shown), then installs them into an empty root with dpkg --root
+# test-deb.sh [BUILD_DIR] — checks the Debian packages of contrib/debian (issue 8): builds
+# them with dpkg-buildpackage -us -uc -b in a temporary copy of the tree (contrib/debian
+# copied to ./debian there), checks the contents of both .debs (dpkg-deb -c), lintian
+# (errors fail, warnings are shown), installs them into an empty root with dpkg --root
 # (dependencies are the host's: --force-depends), runs the installed imagecachectl,
-# and purges them again, leaving no file behind.
+# purges them again (no file left behind), and deletes the temporary copy with the
+# packages in it. To keep the .debs: IMAGECACHE_DEB_OUT=DIR copies them there.
+# The copy works from a git clone (git ls-files) and from a release tarball without
+# .git (`meson dist`; every file but build dirs).
 # Needs: dpkg-dev debhelper lintian scdoc and the build dependencies; as root it installs
 # what is missing with scripts/install-deps.sh. Exit 0 pass, 1 fail, 77 skip.
 set -eu
@@ -28,17 +31,25 @@ if ! command -v dpkg-buildpackage >/dev/null || ! command -v dh >/dev/null \
     fi
 fi
 
-# A copy of the tree: by default as git sees the working tree (tracked and untracked
-# files, not ignored ones: no build dirs); IMAGECACHE_DEB_SOURCE=head takes the last
-# commit instead (git archive HEAD), with the working tree's contrib/debian.
+# A copy of the tree: in a git work tree, as git sees it (tracked and untracked files,
+# not ignored ones: no build dirs); IMAGECACHE_DEB_SOURCE=head takes the last commit
+# instead (git archive HEAD), with the working tree's contrib/debian. In a release
+# tarball (no .git), every file except meson build dirs (those holding meson-private/).
 mkdir "$work/src"
 if [ "${IMAGECACHE_DEB_SOURCE:-worktree}" = head ]; then
     git -C "$src" archive HEAD | tar -C "$work/src" -xf -
-else
-    (cd "$src" && git ls-files -z --cached --others --exclude-standard 2>/dev/null \
+elif [ "$(git -C "$src" rev-parse --show-toplevel 2>/dev/null)" = "$src" ]; then
+    (cd "$src" && git ls-files -z --cached --others --exclude-standard \
         | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
         | tar --null -T - -cf -) | tar -C "$work/src" -xf -
+else
+    excludes=$(cd "$src" && find . -mindepth 2 -maxdepth 2 -type d -name meson-private \
+        | sed 's|/meson-private$||; s|^|--exclude=|')
+    # shellcheck disable=SC2086
+    tar -C "$src" --exclude-vcs $excludes -cf - . | tar -C "$work/src" -xf -
 fi
+[ -f "$work/src/meson.build" ] && [ -d "$work/src/common" ] \
+    || { echo "FAIL: the copy of $src holds no source tree"; exit 1; }
 rm -rf "$work/src/debian"
 cp -a "$src/contrib/debian" "$work/src/debian"
 if ! (cd "$work/src" && dpkg-checkbuilddeps) >"$work/deps.log" 2>&1; then
@@ -60,6 +71,10 @@ else
 fi
 
 version=$(cd "$work/src" && dpkg-parsechangelog -S Version)
+if [ -n "${IMAGECACHE_DEB_OUT:-}" ]; then
+    mkdir -p "$IMAGECACHE_DEB_OUT" && cp "$work"/*.deb "$IMAGECACHE_DEB_OUT"/ \
+        && echo "# kept the packages in $IMAGECACHE_DEB_OUT"
+fi
 arch=$(dpkg --print-architecture)
 main_deb=$work/imagecache_${version}_$arch.deb
 plugin_deb=$work/collectd-imagecache_${version}_$arch.deb
@@ -77,11 +92,16 @@ for path in /usr/bin/imagecachectl /etc/libvirt/hooks/qemu.d/imagecache \
     /usr/share/man/man1/imagecachectl.1.gz /usr/share/man/man5/imagecache.conf.5.gz \
     /usr/share/man/man8/imagecache-hook.8.gz \
     /usr/share/doc/imagecache/examples/imagecache.conf /usr/share/doc/imagecache/copyright \
-    /usr/share/imagecache/grafana/imagecache-graphite.json; do
+    /usr/lib/systemd/system/imagecache.service /usr/lib/systemd/system/imagecache.timer; do
     grep -qx "$path" "$work/main.list" && pass "imagecache has $path" || fail "imagecache lacks $path"
 done
 for path in /usr/lib/collectd/imagecache.so /usr/share/man/man5/collectd-imagecache.5.gz \
-    /usr/share/doc/collectd-imagecache/copyright; do
+    /usr/share/doc/collectd-imagecache/copyright \
+    /usr/share/imagecache/grafana/imagecache-graphite.json \
+    /usr/share/imagecache/grafana/imagecache-influxdb.json \
+    /usr/share/imagecache/grafana/imagecache-prometheus.json \
+    /usr/share/imagecache/grafana/alert-rules.json \
+    /usr/share/imagecache/prometheus/imagecache-rules.yml; do
     grep -qx "$path" "$work/plugin.list" && pass "collectd-imagecache has $path" \
         || fail "collectd-imagecache lacks $path"
 done
@@ -91,6 +111,19 @@ if [ -f "$src/contrib/collectd/imagecache.conf" ]; then
 fi
 grep -qx /etc/imagecache.conf "$work/main.list" && fail "imagecache ships /etc/imagecache.conf" \
     || pass "no /etc/imagecache.conf in the package"
+# The dashboards belong with the plugin that produces their metrics.
+grep -q /usr/share/imagecache/grafana "$work/main.list" \
+    && fail "imagecache ships the Grafana files (they belong to collectd-imagecache)" \
+    || pass "no Grafana files in imagecache"
+# The timer removes files: the package must not enable it on a new install, nor start it
+# (dh_installsystemd without --no-enable writes "was-enabled defaults to true ... enable").
+dpkg-deb -e "$main_deb" "$work/main.control"
+if grep -q "was-enabled defaults to true" "$work/main.control/postinst" 2>/dev/null \
+    || grep -E "(enable|start).*imagecache\.(timer|service)" "$work/main.control/postinst" 2>/dev/null; then
+    fail "imagecache's postinst enables or starts imagecache.timer"
+else
+    pass "imagecache.timer is installed, not enabled or started"
+fi
 dpkg-deb -f "$plugin_deb" Depends | grep -q "imagecache (= $version)" \
     && pass "collectd-imagecache depends on imagecache (= $version)" || fail "plugin Depends"
 dpkg-deb -f "$main_deb" Depends | grep -q libglib2.0-0 && pass "shlibs: imagecache depends on libglib2.0-0" \

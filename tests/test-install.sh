@@ -2,8 +2,8 @@
 # test-install.sh BUILD_DIR — `meson install --destdir` into a temporary directory, then checks
 # the tree an operator or packager gets (issue 8): the hook as
 # <hooks_dir>/imagecache, imagecachectl in <bindir>, the four man pages (when scdoc is
-# installed), the example config, the collectd snippet and threshold rules, the Grafana
-# files, the plugin in <collectd_plugin_dir> (when collectd's headers are present), and no
+# installed), the example config, the collectd snippet, the Grafana and Prometheus files,
+# the systemd service + timer (checked with systemd-analyze verify), the plugin in <collectd_plugin_dir> (when collectd's headers are present), and no
 # /etc/imagecache.conf (only the operator writes that one). Exit 0 pass, 1 fail.
 set -eu
 build=$(cd "${1:?usage: test-install.sh BUILD_DIR}" && pwd)
@@ -41,6 +41,8 @@ hooks_dir=$(opt hooks_dir)
 [ "$hooks_dir" = "$prefix/" ] && hooks_dir=$sysconfdir/libvirt/hooks/qemu.d
 plugin_dir=$(opt collectd_plugin_dir)
 [ "$plugin_dir" = "$prefix/" ] && plugin_dir=$libdir/collectd
+unit_dir=$(opt systemd_unit_dir)
+[ "$unit_dir" = "$prefix/" ] && unit_dir=$prefix/lib/systemd/system
 rm -f "$dest.options.json"
 echo "# prefix=$prefix sysconfdir=$sysconfdir hooks_dir=$hooks_dir plugin_dir=$plugin_dir"
 
@@ -81,6 +83,35 @@ for f in imagecache-graphite.json imagecache-influxdb.json imagecache-prometheus
     check_file "$datadir/imagecache/grafana/$f"
 done
 check_file "$datadir/imagecache/prometheus/imagecache-rules.yml"
+
+# The systemd runner for hosts without collectd. systemd-analyze verify checks the
+# syntax, the dependencies and that ExecStart's binary exists: the installed units
+# name $bindir/imagecachectl, which is under $dest here, so verify a copy that names
+# the DESTDIR binary (nothing else changed).
+check_file "$unit_dir/imagecache.service"
+check_file "$unit_dir/imagecache.timer"
+if grep -qx "ExecStart=$bindir/imagecachectl --config $sysconfdir/imagecache.conf run" \
+    "$dest$unit_dir/imagecache.service" 2>/dev/null; then
+    pass "imagecache.service runs $bindir/imagecachectl run with $sysconfdir/imagecache.conf"
+else
+    fail "imagecache.service ExecStart: $(grep ExecStart= "$dest$unit_dir/imagecache.service" 2>/dev/null)"
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+    units=$(mktemp -d "${TMPDIR:-/tmp}/imagecache-units.XXXXXX")
+    sed "s|^ExecStart=$bindir/|ExecStart=$dest$bindir/|" "$dest$unit_dir/imagecache.service" \
+        >"$units/imagecache.service"
+    cp "$dest$unit_dir/imagecache.timer" "$units/"
+    # other units of the host may warn too: only ours count
+    if out=$(systemd-analyze verify --man=no "$units/imagecache.service" "$units/imagecache.timer" 2>&1) \
+        && ! printf '%s\n' "$out" | grep -q imagecache; then
+        pass "systemd-analyze verify imagecache.service imagecache.timer"
+    else
+        fail "systemd-analyze verify: $out"
+    fi
+    rm -rf "$units"
+else
+    echo "# systemd-analyze not installed (Debian systemd): units not verified"
+fi
 if [ -f "$src/contrib/collectd/imagecache.conf" ]; then
     check_file "$datadir/imagecache/collectd/imagecache.conf"
 else
