@@ -90,12 +90,28 @@ check_file "$datadir/imagecache/prometheus/imagecache-rules.yml"
 # the DESTDIR binary (nothing else changed).
 check_file "$unit_dir/imagecache.service"
 check_file "$unit_dir/imagecache.timer"
-if grep -qx "ExecStart=$bindir/imagecachectl --config $sysconfdir/imagecache.conf run" \
+if grep -qx "ExecStart=$bindir/imagecachectl --config $sysconfdir/imagecache.conf run --rate-limit 50M" \
     "$dest$unit_dir/imagecache.service" 2>/dev/null; then
     pass "imagecache.service runs $bindir/imagecachectl run with $sysconfdir/imagecache.conf"
 else
     fail "imagecache.service ExecStart: $(grep ExecStart= "$dest$unit_dir/imagecache.service" 2>/dev/null)"
 fi
+# ExecStart's arguments as the installed imagecachectl parses them (a dry run on an
+# empty cache with a config of its own).
+unit_cfg=$(mktemp -d "${TMPDIR:-/tmp}/imagecache-unitcfg.XXXXXX")
+mkdir -p "$unit_cfg/instances/_base"
+printf '[imagecache]\ninstances_path=%s/instances\nhost=unit\nlibvirt_uri=test:///default\n' "$unit_cfg" \
+    >"$unit_cfg/imagecache.conf"
+args=$(sed -n "s|^ExecStart=$bindir/imagecachectl --config $sysconfdir/imagecache.conf ||p" \
+    "$dest$unit_dir/imagecache.service")
+# shellcheck disable=SC2086
+if "$dest$bindir/imagecachectl" --config "$unit_cfg/imagecache.conf" $args --dry-run \
+    >"$unit_cfg/out" 2>&1; then
+    pass "imagecachectl accepts the service's arguments ($args)"
+else
+    cat "$unit_cfg/out"; fail "imagecachectl rejects the service's arguments ($args)"
+fi
+rm -rf "$unit_cfg"
 if command -v systemd-analyze >/dev/null 2>&1; then
     units=$(mktemp -d "${TMPDIR:-/tmp}/imagecache-units.XXXXXX")
     sed "s|^ExecStart=$bindir/|ExecStart=$dest$bindir/|" "$dest$unit_dir/imagecache.service" \
