@@ -130,7 +130,7 @@ IcNotification *ic_notification_pass_recovered(guint failed_passes);
 
 /* ---- the <Plugin imagecache> options ---- */
 
-#define IC_PLUGIN_DEFAULT_PASS_INTERVAL 2400 /* seconds: Nova's image cache period */
+#define IC_PLUGIN_DEFAULT_PASS_INTERVAL 2400        /* seconds: Nova's image cache period */
 #define IC_PLUGIN_MAX_PASS_INTERVAL     (7 * 86400) /* seconds: a week */
 /* 50 MiB/s: about a third of a hard disk's or a 1 GbE NFS link's sequential
  * throughput, so guests keep the rest; still 117 GiB per 2400 s pass. */
