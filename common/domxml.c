@@ -52,6 +52,7 @@ static void ic_domain_disk_free(IcDomainDisk *disk)
     g_free(disk->target);
     g_free(disk->device);
     g_free(disk->source_file);
+    g_free(disk->format);
     g_clear_pointer(&disk->backing_store, g_ptr_array_unref);
     g_free(disk);
 }
@@ -169,6 +170,11 @@ static void disk_element(ParseState *st, const char *element, const char **names
         st->file_layer[depth] = parent_ok && g_strcmp0(attr(names, values, "type"), "file") == 0;
         return;
     }
+    if (strcmp(element, "driver") == 0 && direct) {
+        g_free(st->disk->format);
+        st->disk->format = g_strdup(attr(names, values, "type"));
+        return;
+    }
     if (strcmp(element, "target") == 0 && direct) {
         g_free(st->disk->target);
         st->disk->target = g_strdup(attr(names, values, "dev"));
@@ -237,7 +243,9 @@ static void on_start(GMarkupParseContext *ctx, const char *element, const char *
     if (st->stack->len == 3 && strcmp(element, "disk") == 0 &&
         g_strcmp0(parent_name(st, 1), "devices") == 0) {
         if (st->domain->disks->len >= IC_DOMXML_MAX_DISKS) {
-            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "more than %d disks", IC_DOMXML_MAX_DISKS);
+            /* Failing here would leave the whole domain unrecorded (and every
+             * base file it uses unprotected): count the disk as unread. */
+            st->domain->disks_over_limit++;
             return;
         }
         IcDomainDisk *disk = g_new0(IcDomainDisk, 1);

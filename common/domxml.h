@@ -13,6 +13,7 @@ typedef struct {
     char *target;      /* <target dev=…>, may be NULL */
     char *device;      /* "disk", "cdrom", "floppy", "lun" */
     char *source_file; /* <source file=…> (type='file') or dev= (type='block'), NULL for network */
+    char *format;      /* <driver type=…>: the format QEMU opens it as; NULL when not declared */
     GPtrArray *
         backing_store; /* char*: <backingStore> chain files as libvirt filled them, nearest first */
 } IcDomainDisk;
@@ -20,7 +21,8 @@ typedef struct {
 typedef struct _IcDomain {
     char *name;
     char *uuid;
-    GPtrArray *disks;     /* IcDomainDisk*: every <disk> under <devices> */
+    GPtrArray *disks; /* IcDomainDisk*: the <disk>s under <devices>, at most IC_DOMXML_MAX_DISKS */
+    guint disks_over_limit; /* <disk>s past IC_DOMXML_MAX_DISKS, not read: callers must say so */
     GPtrArray *image_ids; /* char*: <nova:image uuid=…> and <nova:root …> image refs, unique */
 } IcDomain;
 
@@ -28,8 +30,10 @@ void ic_domain_free(IcDomain *domain);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcDomain, ic_domain_free)
 
 /* Parses a domain XML document. Malformed XML, a missing <name> or <uuid>,
- * input over IC_DOMXML_MAX_BYTES or more than IC_DOMXML_MAX_DISKS disks fail
- * with IC_ERROR_FORMAT / IC_ERROR_LIMIT. Pure. */
+ * or input over IC_DOMXML_MAX_BYTES fail with IC_ERROR_FORMAT / IC_ERROR_LIMIT.
+ * Disks past IC_DOMXML_MAX_DISKS do not fail the domain (it must still be
+ * recorded): they are counted in ->disks_over_limit for the caller to report
+ * as unread. Pure. */
 gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GError **error);
 
 /* TRUE for a disk whose backing chain matters: device "disk" with a file or

@@ -913,14 +913,24 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
 
 /* ---- what a domain uses ---- */
 
-/* Adds @path when it lies directly in @base_dir (both lexically canonical). */
-static void add_if_base(GPtrArray *files, const char *base_dir, const char *path)
+/* Adds the base file @file resolves to, named within @base_dir, when the
+ * kernel resolves it into @base_dir (whatever path led there). */
+static void add_if_base(GPtrArray *files, const char *base_dir, int base_fd, const IcDiskFile *file)
 {
-    g_autofree char *canon = g_canonicalize_filename(path, "/");
-    if (!ic_file_is_in_dir(canon, base_dir))
+    g_autofree char *name = base_fd >= 0 ? ic_disk_file_base_name_at(file, base_fd, base_dir)
+                                         : ic_disk_file_base_name(file, base_dir);
+    if (name == NULL)
         return;
-    if (!g_ptr_array_find_with_equal_func(files, canon, g_str_equal, NULL))
-        g_ptr_array_add(files, g_steal_pointer(&canon));
+    g_autofree char *path = g_build_filename(base_dir, name, NULL);
+    if (!g_ptr_array_find_with_equal_func(files, path, g_str_equal, NULL))
+        g_ptr_array_add(files, g_steal_pointer(&path));
+}
+
+/* A path libvirt wrote (<backingStore>): resolved by the kernel like a chain member. */
+static void add_path_if_base(GPtrArray *files, const char *base_dir, int base_fd, const char *path)
+{
+    g_autoptr(IcDiskFile) file = ic_disk_file_new_for_path(path);
+    add_if_base(files, base_dir, base_fd, file);
 }
 
 IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *base_dir, gint64 now,
@@ -930,27 +940,39 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
     g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_new(domain->uuid, domain->name);
     g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
     entry->started = now;
+    ic_autofd base_fd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    /* A domain with more disks than we read is recorded with what was read,
+     * and the rest is said loudly (the hook logs it, strict_prepare refuses). */
+    if (domain->disks_over_limit > 0)
+        g_ptr_array_add(
+            problems, g_strdup_printf("domain '%s' has %u disks past the limit of %d that were "
+                                      "not read: their base files are not recorded",
+                                      domain->name, domain->disks_over_limit, IC_DOMXML_MAX_DISKS));
 
     for (guint i = 0; i < domain->disks->len; i++) {
         const IcDomainDisk *disk = g_ptr_array_index(domain->disks, i);
         if (!ic_domain_disk_is_file_disk(disk))
             continue;
-        add_if_base(entry->base_files, base, disk->source_file);
         /* libvirt's own view of the chain (filled from started on): a cross-check
          * that can only add users, never hide one the headers name. */
         for (guint j = 0; j < disk->backing_store->len; j++)
-            add_if_base(entry->base_files, base, g_ptr_array_index(disk->backing_store, j));
+            add_path_if_base(entry->base_files, base, base_fd,
+                             g_ptr_array_index(disk->backing_store, j));
 
-        g_autoptr(GPtrArray) chain = NULL;
+        /* The disk's declared format (<driver type>) is how QEMU opens it. */
+        g_autoptr(GPtrArray) files = NULL;
         g_autoptr(GError) error = NULL;
-        if (!ic_probe_chain(disk->source_file, &chain, &error)) {
+        if (!ic_probe_disk_files(AT_FDCWD, disk->source_file, disk->source_file, disk->format, NULL,
+                                 &files, &error)) {
+            add_path_if_base(entry->base_files, base, base_fd, disk->source_file);
             g_ptr_array_add(problems,
                             g_strdup_printf("disk '%s' of domain '%s': %s", disk->source_file,
                                             domain->name, error->message));
             continue;
         }
-        for (guint j = 0; j < chain->len; j++)
-            add_if_base(entry->base_files, base, g_ptr_array_index(chain, j));
+        for (guint j = 0; j < files->len; j++)
+            add_if_base(entry->base_files, base, base_fd, g_ptr_array_index(files, j));
     }
     g_ptr_array_sort(entry->base_files, compare_strings);
 

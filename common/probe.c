@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,8 +28,12 @@
 #define QCOW2_MAX_CLUSTER_BITS 21 /* QEMU's implementation limit: 2 MiB */
 #define QCOW2_EXT_END          0x00000000u
 #define QCOW2_EXT_BACKING_FMT  0xe2792acau
-#define QCOW2_MAX_EXTENSIONS   64 /* each type may appear once; QEMU defines six */
-#define QCOW2_MAX_BACKING_FMT  15 /* QEMU's char backing_format[16] */
+#define QCOW2_EXT_DATA_FILE    0x44415441u /* "DATA": the external data file's name */
+#define QCOW2_INCOMPAT_DATA    (1u << 2)   /* incompatible bit: the data lives in the data file */
+#define QCOW2_AUTOCLEAR_RAW    (1u << 1)   /* autoclear bit: data_file_raw */
+#define QCOW2_MAX_DATA_NAME    4095        /* PATH_MAX: QEMU keeps no tighter limit */
+#define QCOW2_MAX_EXTENSIONS   64          /* each type may appear once; QEMU defines six */
+#define QCOW2_MAX_BACKING_FMT  15          /* QEMU's char backing_format[16] */
 
 #define QED_MAGIC                     "QED\0"
 #define QED_HEADER_SIZE               64
@@ -60,6 +66,8 @@ void ic_image_info_free(IcImageInfo *info)
     g_free(info->backing_name);
     g_free(info->backing_path);
     g_free(info->backing_format);
+    g_free(info->data_file_name);
+    g_free(info->data_file_path);
     g_free(info);
 }
 
@@ -88,17 +96,6 @@ static guint64 le64_at(const guint8 *p)
 static gboolean name_has_protocol(const char *name)
 {
     return name[strcspn(name, ":/")] == ':';
-}
-
-/* Lexical resolution only: the backing name is what QEMU resolves against the
- * overlay's directory as given, so symlinks are not followed here. A relative
- * @image_dir is taken against the current directory. */
-static char *resolve_backing_name(const char *name, const char *image_dir)
-{
-    if (g_path_is_absolute(name))
-        return g_canonicalize_filename(name, NULL);
-    g_autofree char *dir = g_canonicalize_filename(image_dir != NULL ? image_dir : ".", NULL);
-    return g_canonicalize_filename(name, dir);
 }
 
 /* The magic matched, so a file too short for the fixed header is a damaged image. */
@@ -131,6 +128,35 @@ static char *header_string(const guint8 *data, guint64 limit, guint64 offset, gu
     return g_strndup((const char *)data + offset, size);
 }
 
+/* QEMU's bdrv_make_absolute_filename()/path_combine(): an absolute name as it
+ * is, a relative one appended to the overlay's directory *as a string*; the
+ * kernel resolves the result when QEMU opens it, following symlinks before
+ * "..". Nothing is canonicalised here: "inst/vm1/../../_base/X" stays so. */
+static char *qemu_join(const char *image_dir, const char *name)
+{
+    if (g_path_is_absolute(name) || image_dir == NULL || *image_dir == '\0')
+        return g_strdup(name);
+    if (g_str_has_suffix(image_dir, "/"))
+        return g_strconcat(image_dir, name, NULL);
+    return g_strconcat(image_dir, "/", name, NULL);
+}
+
+/* The file a backing or data-file name names, as QEMU opens it; NULL when it
+ * is not a local file imagecache can follow: a protocol ("nbd:", "json:{…}"),
+ * or "file:" with a relative name (QEMU takes that against its own working
+ * directory, which imagecache cannot know). */
+static char *name_to_path(const char *name, const char *image_dir)
+{
+    /* "file:" is QEMU's name for a plain file: what follows is the path. */
+    if (g_str_has_prefix(name, "file:")) {
+        const char *rest = name + strlen("file:");
+        return g_path_is_absolute(rest) ? g_strdup(rest) : NULL;
+    }
+    if (name_has_protocol(name))
+        return NULL;
+    return qemu_join(image_dir, name);
+}
+
 /* Fills the backing fields of @info from a name already cut out of the header. */
 static void set_backing(IcImageInfo *info, char *name, const char *image_dir)
 {
@@ -140,19 +166,17 @@ static void set_backing(IcImageInfo *info, char *name, const char *image_dir)
         return;
     }
     info->backing_name = name;
-    /* "file:" is QEMU's name for a plain file: what follows is the path. */
-    if (g_str_has_prefix(name, "file:"))
-        info->backing_path = resolve_backing_name(name + strlen("file:"), image_dir);
-    else if (!name_has_protocol(name))
-        info->backing_path = resolve_backing_name(name, image_dir);
+    info->backing_path = name_to_path(name, image_dir);
 }
 
 /* Walks the qcow2 header extensions in [@start, @end) looking for the backing
  * format; QEMU ends the area at the backing name or at the end of the cluster. */
 static gboolean qcow2_read_extensions(const guint8 *data, guint64 start, guint64 end,
-                                      char **ret_backing_format, GError **error)
+                                      char **ret_backing_format, char **ret_data_file,
+                                      GError **error)
 {
     g_autofree char *backing_format = NULL;
+    g_autofree char *data_file = NULL;
     guint64 offset = start;
 
     for (guint count = 0; offset < end; count++) {
@@ -186,12 +210,23 @@ static gboolean qcow2_read_extensions(const guint8 *data, guint64 start, guint64
                 header_string(data, end, offset, ext_len, "qcow2 backing format name", error);
             if (backing_format == NULL)
                 return FALSE;
+        } else if (type == QCOW2_EXT_DATA_FILE) {
+            if (ext_len > QCOW2_MAX_DATA_NAME) {
+                g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                            "qcow2 data file name of %u bytes is too long", ext_len);
+                return FALSE;
+            }
+            g_free(data_file);
+            data_file = header_string(data, end, offset, ext_len, "qcow2 data file name", error);
+            if (data_file == NULL)
+                return FALSE;
         }
         /* Data is padded to 8; past @end the loop ends anyway. */
         offset += ((guint64)ext_len + 7) & ~(guint64)7;
     }
 
     *ret_backing_format = g_steal_pointer(&backing_format);
+    *ret_data_file = g_steal_pointer(&data_file);
     return TRUE;
 }
 
@@ -222,6 +257,7 @@ static gboolean parse_qcow2(const guint8 *data, gsize len, const char *image_dir
     guint64 limit = MIN((guint64)len, cluster_size);
 
     guint64 header_length = QCOW2_V2_HEADER_LENGTH;
+    guint64 incompatible = 0, autoclear = 0;
     if (version == 3) {
         if (!header_fits(len, QCOW2_V3_HEADER_MIN, "qcow2 v3", error))
             return FALSE;
@@ -233,10 +269,13 @@ static gboolean parse_qcow2(const guint8 *data, gsize len, const char *image_dir
                         header_length, limit);
             return FALSE;
         }
+        incompatible = be64_at(data + 72);
+        autoclear = be64_at(data + 88);
     }
 
     g_autofree char *backing_name = NULL;
     g_autofree char *backing_format = NULL;
+    g_autofree char *data_file = NULL;
     guint64 ext_end = limit;
     if (backing_offset != 0) {
         if (backing_size > IC_PROBE_MAX_BACKING_NAME) {
@@ -251,8 +290,14 @@ static gboolean parse_qcow2(const guint8 *data, gsize len, const char *image_dir
             return FALSE;
         ext_end = MAX(backing_offset, header_length);
     }
-    if (!qcow2_read_extensions(data, header_length, ext_end, &backing_format, error))
+    if (!qcow2_read_extensions(data, header_length, ext_end, &backing_format, &data_file, error))
         return FALSE;
+    /* QEMU refuses an image that needs a data file but names none. */
+    if ((incompatible & QCOW2_INCOMPAT_DATA) && (data_file == NULL || *data_file == '\0')) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                    "qcow2 image needs an external data file but names none");
+        return FALSE;
+    }
 
     g_autoptr(IcImageInfo) info = g_new0(IcImageInfo, 1);
     info->format = IC_IMAGE_FORMAT_QCOW2;
@@ -261,6 +306,13 @@ static gboolean parse_qcow2(const guint8 *data, gsize len, const char *image_dir
     set_backing(info, g_steal_pointer(&backing_name), image_dir);
     if (info->backing_name != NULL)
         info->backing_format = g_steal_pointer(&backing_format);
+    /* A name without the incompatible bit is kept too: counting one file too
+     * many keeps a file, one too few loses a disk. */
+    if (data_file != NULL && *data_file != '\0') {
+        info->data_file_path = name_to_path(data_file, image_dir);
+        info->data_file_name = g_steal_pointer(&data_file);
+        info->data_file_raw = (autoclear & QCOW2_AUTOCLEAR_RAW) != 0;
+    }
     *ret_info = g_steal_pointer(&info);
     return TRUE;
 }
@@ -321,22 +373,77 @@ static gboolean parse_qed(const guint8 *data, gsize len, const char *image_dir,
     return TRUE;
 }
 
-gboolean ic_probe_parse(const guint8 *data, gsize len, const char *image_dir,
-                        IcImageInfo **ret_info, GError **error)
+/* Formats QEMU reads as plain bytes: what they hold is the guest's, never a header. */
+static gboolean format_is_raw(const char *format)
+{
+    static const char *const raw[] = {"raw", "file", "host_device", "host_cdrom", NULL};
+    return g_strv_contains(raw, format);
+}
+
+static gboolean is_vmdk(const guint8 *data, gsize len)
+{
+    static const char descriptor[] = "# Disk DescriptorFile";
+    return (len >= 4 && (memcmp(data, "KDMV", 4) == 0 || memcmp(data, "COWD", 4) == 0)) ||
+           (len >= sizeof(descriptor) - 1 && memcmp(data, descriptor, sizeof(descriptor) - 1) == 0);
+}
+
+static IcImageInfo *raw_info(void)
+{
+    IcImageInfo *info = g_new0(IcImageInfo, 1);
+    info->format = IC_IMAGE_FORMAT_RAW;
+    return info;
+}
+
+gboolean ic_probe_parse_as(const guint8 *data, gsize len, const char *image_dir, const char *format,
+                           IcImageInfo **ret_info, GError **error)
 {
     g_return_val_if_fail(data != NULL || len == 0, FALSE);
     g_return_val_if_fail(ret_info != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
-    if (len >= 4 && memcmp(data, QCOW2_MAGIC, 4) == 0)
-        return parse_qcow2(data, len, image_dir, ret_info, error);
-    if (len >= 4 && memcmp(data, QED_MAGIC, 4) == 0)
-        return parse_qed(data, len, image_dir, ret_info, error);
+    gboolean qcow2 = len >= 4 && memcmp(data, QCOW2_MAGIC, 4) == 0;
+    gboolean qed = len >= 4 && memcmp(data, QED_MAGIC, 4) == 0;
 
-    IcImageInfo *info = g_new0(IcImageInfo, 1);
-    info->format = IC_IMAGE_FORMAT_RAW;
-    *ret_info = info;
+    if (format != NULL) {
+        /* A declared format is what QEMU opens the file as; the bytes are not
+         * asked. Raw bytes are the guest's: whatever they look like, no header. */
+        if (format_is_raw(format)) {
+            *ret_info = raw_info();
+            return TRUE;
+        }
+        if (g_str_equal(format, "qcow2") || g_str_equal(format, "qed")) {
+            gboolean is_qcow2 = g_str_equal(format, "qcow2");
+            if (is_qcow2 ? !qcow2 : !qed) {
+                g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                            "declared format '%s' but the image is not in that format", format);
+                return FALSE;
+            }
+            return is_qcow2 ? parse_qcow2(data, len, image_dir, ret_info, error)
+                            : parse_qed(data, len, image_dir, ret_info, error);
+        }
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                    "declared format '%s' is not one imagecache reads (raw, qcow2, qed)", format);
+        return FALSE;
+    }
+
+    /* No declared format: probed, as QEMU probes. */
+    if (qcow2)
+        return parse_qcow2(data, len, image_dir, ret_info, error);
+    if (qed)
+        return parse_qed(data, len, image_dir, ret_info, error);
+    /* QEMU would open it as VMDK, which can have a parent imagecache cannot read. */
+    if (is_vmdk(data, len)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "a VMDK image: not one imagecache reads");
+        return FALSE;
+    }
+    *ret_info = raw_info();
     return TRUE;
+}
+
+gboolean ic_probe_parse(const guint8 *data, gsize len, const char *image_dir,
+                        IcImageInfo **ret_info, GError **error)
+{
+    return ic_probe_parse_as(data, len, image_dir, NULL, ret_info, error);
 }
 
 /* How many bytes of the file the header needs so its backing name can be parsed;
@@ -377,33 +484,56 @@ static gboolean read_at(int fd, guint8 *buf, gsize len, gsize offset, gsize *ret
     return TRUE;
 }
 
-gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error)
-{
-    return ic_probe_image_at(AT_FDCWD, path, path, ret_info, error);
-}
-
-gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImageInfo **ret_info,
+/* Resolves @name in @dirfd as the kernel does (symlinks followed, ".." after
+ * them), without opening it: a device's or FIFO's open has side effects. */
+static gboolean stat_image(int dirfd, const char *name, const char *path, struct stat *ret_st,
                            GError **error)
 {
-    g_return_val_if_fail(path != NULL, FALSE);
-    g_return_val_if_fail(ret_info != NULL, FALSE);
-    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
-
-    /* O_NONBLOCK so a FIFO planted in place of an image cannot hang the open. */
-    ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
+    if (fstatat(dirfd, name, ret_st, 0) < 0)
         return ic_error_set_errno(error, errno, "opening image", path);
+    return TRUE;
+}
 
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return ic_error_set_errno(error, errno, "inspecting image", path);
-    /* Block devices hold disks too (LVM, iSCSI), raw or qcow2: their first
-     * page is read like a file's. FIFOs, sockets and character devices never. */
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+/* Opens for reading the file @name in @dirfd whose resolution gave @st,
+ * after checking its type: only a regular file or a block device (disks
+ * live on LVM and iSCSI too) is ever opened; a name in an image header must
+ * not make root open a device, a FIFO or a socket. The open must land on the
+ * inode checked, or the file changed under us and is refused. */
+static int open_for_reading(int dirfd, const char *name, const struct stat *st, const char *path,
+                            GError **error)
+{
+    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
         g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
                     "image '%s' is not a regular file or block device", path);
-        return FALSE;
+        return -1;
     }
+    ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return ic_error_set_errno(error, errno, "opening image", path), -1;
+    struct stat again;
+    if (fstat(fd, &again) < 0)
+        return ic_error_set_errno(error, errno, "inspecting image", path), -1;
+    if (again.st_dev != st->st_dev || again.st_ino != st->st_ino) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "image '%s' changed while it was opened",
+                    path);
+        return -1;
+    }
+    return ic_steal_fd(&fd);
+}
+
+/* Reads and parses the header of the image @name in @dirfd, which resolved
+ * to @st (see ic_probe_image_as). */
+static gboolean probe_fd(int dirfd, const char *name, const struct stat *st, const char *path,
+                         const char *format, IcImageInfo **ret_info, GError **error)
+{
+    /* A file QEMU reads as raw is never opened: its bytes are the guest's. */
+    if (format != NULL && format_is_raw(format)) {
+        *ret_info = raw_info();
+        return TRUE;
+    }
+    ic_autofd fd = open_for_reading(dirfd, name, st, path, error);
+    if (fd < 0)
+        return FALSE;
 
     g_autofree guint8 *buf = g_malloc(PROBE_READ_SIZE);
     gsize len = 0;
@@ -421,37 +551,84 @@ gboolean ic_probe_image_at(int dirfd, const char *name, const char *path, IcImag
 
     g_autofree char *image_dir = g_path_get_dirname(path);
     g_autoptr(GError) local_error = NULL;
-    if (ic_probe_parse(buf, len, image_dir, ret_info, &local_error))
+    if (ic_probe_parse_as(buf, len, image_dir, format, ret_info, &local_error))
         return TRUE;
 
     /* The first page is enough for almost every header; one whose extensions
      * run past it (they may fill the first cluster) gets a second, full read. */
-    guint64 size = S_ISBLK(st.st_mode) ? PROBE_READ_MAX : (guint64)st.st_size;
+    guint64 size = S_ISBLK(st->st_mode) ? PROBE_READ_MAX : (guint64)st->st_size;
     gsize whole = (gsize)MIN(size, (guint64)PROBE_READ_MAX);
     if (len == PROBE_READ_SIZE && whole > len) {
         g_clear_error(&local_error);
         buf = g_realloc(buf, whole);
         if (!read_at(fd, buf, whole, 0, &len, path, error))
             return FALSE;
-        if (ic_probe_parse(buf, len, image_dir, ret_info, &local_error))
+        if (ic_probe_parse_as(buf, len, image_dir, format, ret_info, &local_error))
             return TRUE;
     }
     g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "reading image '%s': ", path);
     return FALSE;
 }
 
+gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error)
+{
+    return ic_probe_image_as(AT_FDCWD, path, path, NULL, ret_info, error);
+}
+
+gboolean ic_probe_image_as(int dirfd, const char *name, const char *path, const char *format,
+                           IcImageInfo **ret_info, GError **error)
+{
+    g_return_val_if_fail(path != NULL, FALSE);
+    g_return_val_if_fail(ret_info != NULL, FALSE);
+    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+    struct stat st;
+    if (!stat_image(dirfd, name, path, &st, error))
+        return FALSE;
+    return probe_fd(dirfd, name, &st, path, format, ret_info, error);
+}
+
+/* ---- which files a disk needs ---- */
+
+const char *ic_disk_file_role_to_string(IcDiskFileRole role)
+{
+    switch (role) {
+    case IC_DISK_FILE_IMAGE:
+        return "image";
+    case IC_DISK_FILE_DATA:
+        return "data-file";
+    }
+    return "unknown";
+}
+
+void ic_disk_file_free(IcDiskFile *file)
+{
+    if (file == NULL)
+        return;
+    g_free(file->path);
+    g_free(file->name);
+    g_free(file->format);
+    g_free(file->entry_name);
+    g_free(file->absent_dir);
+    g_free(file);
+}
+
+/* Headers already read, by the file's identity and the format it was read
+ * as: the same base file reached by many overlays (each spelling its name
+ * differently) is read once. Only the names in the header are kept; they are
+ * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *backing; /* image path -> its backing path (NULL: none), or a probe error */
+    GHashTable *infos; /* "<format>\n<dev>:<ino>" -> CachedProbe* */
 };
 
 typedef struct {
-    char *backing_path;
+    IcImageInfo *info;
     GError *error;
 } CachedProbe;
 
 static void cached_probe_free(CachedProbe *probe)
 {
-    g_free(probe->backing_path);
+    ic_image_info_free(probe->info);
     g_clear_error(&probe->error);
     g_free(probe);
 }
@@ -459,7 +636,7 @@ static void cached_probe_free(CachedProbe *probe)
 IcProbeCache *ic_probe_cache_new(void)
 {
     IcProbeCache *cache = g_new0(IcProbeCache, 1);
-    cache->backing =
+    cache->infos =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
     return cache;
 }
@@ -468,99 +645,273 @@ void ic_probe_cache_free(IcProbeCache *cache)
 {
     if (cache == NULL)
         return;
-    g_hash_table_unref(cache->backing);
+    g_hash_table_unref(cache->infos);
     g_free(cache);
 }
 
-/* The backing path of @path (NULL when none) as *ret_backing, through @cache
- * when there is one; @dirfd and @name open it. */
-static gboolean probe_backing(int dirfd, const char *name, const char *path, IcProbeCache *cache,
-                              char **ret_backing, GError **error)
+/* The header of the file @name in @dirfd (@st), read as @format (NULL: probed), through
+ * @cache when there is one. The info belongs to the cache (or to *ret_owned);
+ * use only its names, not its paths (they are the first spelling's). */
+static gboolean probe_cached(int dirfd, const char *name, const struct stat *st, const char *path,
+                             const char *format, IcProbeCache *cache, const IcImageInfo **ret_info,
+                             IcImageInfo **ret_owned, GError **error)
 {
-    CachedProbe *known = cache ? g_hash_table_lookup(cache->backing, path) : NULL;
+    if (cache == NULL) {
+        if (!probe_fd(dirfd, name, st, path, format, ret_owned, error))
+            return FALSE;
+        *ret_info = *ret_owned;
+        return TRUE;
+    }
+    g_autofree char *key = g_strdup_printf("%s\n%ju:%ju", format ? format : "",
+                                           (uintmax_t)st->st_dev, (uintmax_t)st->st_ino);
+    CachedProbe *known = g_hash_table_lookup(cache->infos, key);
     if (known == NULL) {
-        g_autoptr(IcImageInfo) info = NULL;
         known = g_new0(CachedProbe, 1);
-        if (ic_probe_image_at(dirfd, name, path, &info, &known->error)) {
-            known->backing_path = g_steal_pointer(&info->backing_path);
-            /* A backing file over a protocol (nbd:, json:{…}) might still be a
-             * base file underneath: that is not knowable here, so say so. */
-            if (known->backing_path == NULL && info->backing_name != NULL)
-                g_set_error(&known->error, IC_ERROR, IC_ERROR_FORMAT,
-                            "backing file '%s' of '%s' is not a local file imagecache can "
-                            "follow",
-                            info->backing_name, path);
-        }
-        if (cache == NULL) {
-            gboolean ok = known->error == NULL;
-            if (ok)
-                *ret_backing = g_steal_pointer(&known->backing_path);
-            else
-                g_propagate_error(error, g_steal_pointer(&known->error));
-            cached_probe_free(known);
-            return ok;
-        }
-        g_hash_table_insert(cache->backing, g_strdup(path), known);
+        (void)probe_fd(dirfd, name, st, path, format, &known->info, &known->error);
+        g_hash_table_insert(cache->infos, g_steal_pointer(&key), known);
     }
     if (known->error != NULL) {
         g_propagate_error(error, g_error_copy(known->error));
         return FALSE;
     }
-    *ret_backing = g_strdup(known->backing_path);
+    *ret_info = known->info;
     return TRUE;
 }
 
-gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
+/* The name of the directory entry the kernel lands on for @name in @dirfd
+ * (@path): the last component itself unless that is a symlink (or "." or
+ * ".."), else the last component of the fully resolved path. NULL when it
+ * cannot be told. */
+static char *entry_name(int dirfd, const char *name, const char *path)
 {
-    return ic_probe_chain_cached(AT_FDCWD, path, path, NULL, ret_chain, error);
+    g_autofree char *last = g_path_get_basename(path);
+    struct stat lst;
+    if (!g_str_equal(last, ".") && !g_str_equal(last, "..") && !g_str_has_suffix(path, "/") &&
+        fstatat(dirfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(lst.st_mode))
+        return g_steal_pointer(&last);
+    /* A symlink: where the whole chain of links ends. */
+    char *real = realpath(path, NULL);
+    if (real == NULL)
+        return NULL;
+    char *base = g_path_get_basename(real);
+    free(real);
+    return base;
 }
 
-gboolean ic_probe_chain_cached(int dirfd, const char *name, const char *path, IcProbeCache *cache,
-                               GPtrArray **ret_chain, GError **error)
+/* For a name that resolves to nothing: the kernel's path of the directory
+ * it would be in; NULL when even that does not resolve. */
+static char *absent_dir(const char *path)
+{
+    g_autofree char *last = g_path_get_basename(path);
+    if (g_str_equal(last, "..") || g_str_equal(last, "."))
+        return NULL;
+    g_autofree char *dir = g_path_get_dirname(path);
+    char *real_dir = realpath(dir, NULL);
+    if (real_dir == NULL)
+        return NULL;
+    char *copy = g_strdup(real_dir);
+    free(real_dir);
+    return copy;
+}
+
+/* One member of the answer, with what the kernel says of it now: present
+ * (@st), it is told by identity and entry name; absent, by its directory. */
+static IcDiskFile *disk_file_new(int dirfd, const char *at_name, const char *path, const char *name,
+                                 IcDiskFileRole role, const char *format, const struct stat *st)
+{
+    IcDiskFile *file = g_new0(IcDiskFile, 1);
+    file->path = g_strdup(path);
+    file->name = g_strdup(name);
+    file->role = role;
+    file->format = g_strdup(format);
+    if (st != NULL) {
+        file->present = TRUE;
+        file->dev = st->st_dev;
+        file->ino = st->st_ino;
+        file->entry_name = entry_name(dirfd, at_name, path);
+    } else {
+        file->absent_dir = absent_dir(path);
+        file->entry_name = g_path_get_basename(path);
+    }
+    return file;
+}
+
+IcDiskFile *ic_disk_file_new_for_path(const char *path)
+{
+    struct stat st;
+    gboolean present = stat(path, &st) == 0;
+    return disk_file_new(AT_FDCWD, path, path, NULL, IC_DISK_FILE_IMAGE, NULL,
+                         present ? &st : NULL);
+}
+
+static gboolean seen_identity(GArray *seen, const struct stat *st)
+{
+    for (guint i = 0; i < seen->len; i++) {
+        const struct stat *other = &g_array_index(seen, struct stat, i);
+        if (other->st_dev == st->st_dev && other->st_ino == st->st_ino)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Adds the external data file @info names, if any, resolved against
+ * @image_dir. It is never opened for reading: QEMU reads it as plain bytes
+ * (the guest's), so only its identity is asked. */
+static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const char *image_dir,
+                              const char *path, GError **error)
+{
+    if (info->data_file_name == NULL)
+        return TRUE;
+    g_autofree char *data_path = name_to_path(info->data_file_name, image_dir);
+    if (data_path == NULL) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                    "data file '%s' of '%s' is not a local file imagecache can follow",
+                    info->data_file_name, path);
+        return FALSE;
+    }
+    struct stat st;
+    gboolean present = stat(data_path, &st) == 0;
+    if (!present && errno != ENOENT)
+        return ic_error_set_errno(error, errno, "inspecting data file", data_path);
+    g_ptr_array_add(files, disk_file_new(AT_FDCWD, data_path, data_path, info->data_file_name,
+                                         IC_DISK_FILE_DATA, "raw", present ? &st : NULL));
+    return TRUE;
+}
+
+gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, const char *format,
+                             IcProbeCache *cache, GPtrArray **ret_files, GError **error)
 {
     g_return_val_if_fail(path != NULL, FALSE);
-    g_return_val_if_fail(ret_chain != NULL, FALSE);
+    g_return_val_if_fail(ret_files != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
-    g_autoptr(GPtrArray) chain = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    g_hash_table_add(seen, g_canonicalize_filename(path, NULL));
+    g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func((GDestroyNotify)ic_disk_file_free);
+    g_autoptr(GArray) seen = g_array_new(FALSE, FALSE, sizeof(struct stat));
+    g_autofree char *current = g_strdup(path);
+    g_autofree char *current_name = NULL; /* as the overlay names it; NULL for the disk */
+    g_autofree char *current_format = g_strdup(format);
 
-    const char *current = path;
-    for (;;) {
-        g_autofree char *backing_path = NULL;
-        g_autoptr(GError) local_error = NULL;
-
-        /* The top image is read afresh; what it leads to may come from the cache. */
-        gboolean top = current == path;
-        if (!probe_backing(top ? dirfd : AT_FDCWD, top ? name : current, current,
-                           top ? NULL : cache, &backing_path, &local_error)) {
-            /* A backing file that is gone still names a base file in use: it ends
-             * the chain as its last element. Only the top image must exist. */
-            if (current != path && g_error_matches(local_error, IC_ERROR, IC_ERROR_NOT_FOUND))
-                break;
-            g_propagate_error(error, g_steal_pointer(&local_error));
-            return FALSE;
-        }
-        if (backing_path == NULL)
-            break;
-        /* Lexical paths: a loop through differently named symlinks is caught by
-         * the depth limit instead. */
-        if (g_hash_table_contains(seen, backing_path)) {
-            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' loops back to '%s'",
-                        path, backing_path);
-            return FALSE;
-        }
-        if (chain->len >= IC_PROBE_MAX_CHAIN_DEPTH) {
+    for (guint depth = 0;; depth++) {
+        gboolean top = depth == 0;
+        if (depth > IC_PROBE_MAX_CHAIN_DEPTH) {
             g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' is deeper than %d",
                         path, IC_PROBE_MAX_CHAIN_DEPTH);
             return FALSE;
         }
-        g_hash_table_add(seen, g_strdup(backing_path));
-        g_ptr_array_add(chain, g_steal_pointer(&backing_path));
-        current = g_ptr_array_index(chain, chain->len - 1);
+        /* The disk itself is opened through the caller's @dirfd; its backing
+         * files by the name QEMU forms, resolved by the kernel as QEMU's open is. */
+        int at = top ? dirfd : AT_FDCWD;
+        const char *at_name = top ? name : current;
+        struct stat st;
+        g_autoptr(GError) open_error = NULL;
+        if (!stat_image(at, at_name, current, &st, &open_error)) {
+            /* A backing file that is gone still names a base file in use: it
+             * ends the chain. Only the disk itself must exist. */
+            if (!top && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+                g_ptr_array_add(files, disk_file_new(at, at_name, current, current_name,
+                                                     IC_DISK_FILE_IMAGE, current_format, NULL));
+                break;
+            }
+            g_propagate_error(error, g_steal_pointer(&open_error));
+            return FALSE;
+        }
+        if (seen_identity(seen, &st)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' loops back to '%s'",
+                        path, current);
+            return FALSE;
+        }
+        g_array_append_val(seen, st);
+
+        /* The disk is read afresh; what it leads to may come from the cache. */
+        const IcImageInfo *info = NULL;
+        g_autoptr(IcImageInfo) owned = NULL;
+        if (!probe_cached(at, at_name, &st, current, current_format, top ? NULL : cache, &info,
+                          &owned, error))
+            return FALSE;
+        g_ptr_array_add(files, disk_file_new(at, at_name, current, current_name, IC_DISK_FILE_IMAGE,
+                                             ic_image_format_to_string(info->format), &st));
+        /* QEMU takes the names in this header against this file's directory
+         * as it was named (not where a symlink to it points). */
+        g_autofree char *image_dir = g_path_get_dirname(current);
+        if (!add_data_file(files, info, image_dir, current, error))
+            return FALSE;
+        if (info->backing_name == NULL)
+            break;
+        g_autofree char *next = name_to_path(info->backing_name, image_dir);
+        /* A backing file over a protocol (nbd:, json:{…}) might still be a
+         * base file underneath: that is not knowable here, so say so. */
+        if (next == NULL) {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                        "backing file '%s' of '%s' is not a local file imagecache can follow",
+                        info->backing_name, current);
+            return FALSE;
+        }
+        g_free(current_name);
+        current_name = g_strdup(info->backing_name);
+        g_free(current_format);
+        /* The overlay's declared backing format, else probed (as QEMU does). */
+        current_format = g_strdup(info->backing_format);
+        g_free(current);
+        current = g_steal_pointer(&next);
     }
 
-    *ret_chain = g_steal_pointer(&chain);
+    *ret_files = g_steal_pointer(&files);
+    return TRUE;
+}
+
+char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char *base_dir)
+{
+    /* Present: the base dir's entry of the name the kernel lands on must be
+     * this very file (a symlink outside the base dir pointing into it, ".."
+     * through a symlinked dir, another spelling of instances_path: all land
+     * there). One lookup in the base dir, no path walk. */
+    if (file->present) {
+        struct stat st;
+        if (file->entry_name != NULL &&
+            fstatat(base_fd, file->entry_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && st.st_dev == file->dev && st.st_ino == file->ino)
+            return g_strdup(file->entry_name);
+        return NULL;
+    }
+    /* Absent (a base file gone, still needed): where its directory resolves. */
+    if (file->absent_dir != NULL) {
+        struct stat base_st, dir_st;
+        if (fstat(base_fd, &base_st) == 0 && stat(file->absent_dir, &dir_st) == 0 &&
+            dir_st.st_dev == base_st.st_dev && dir_st.st_ino == base_st.st_ino)
+            return g_strdup(file->entry_name);
+        return NULL;
+    }
+    /* Not even the directory resolves: the name as written, lexically. */
+    g_autofree char *canon = g_canonicalize_filename(file->path, "/");
+    g_autofree char *canon_base = g_canonicalize_filename(base_dir, "/");
+    g_autofree char *parent = g_path_get_dirname(canon);
+    if (g_str_equal(parent, canon_base))
+        return g_path_get_basename(canon);
+    return NULL;
+}
+
+char *ic_disk_file_base_name(const IcDiskFile *file, const char *base_dir)
+{
+    ic_autofd base_fd = open(base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (base_fd < 0)
+        return NULL;
+    return ic_disk_file_base_name_at(file, base_fd, base_dir);
+}
+
+gboolean ic_probe_chain(const char *path, GPtrArray **ret_chain, GError **error)
+{
+    g_autoptr(GPtrArray) files = NULL;
+    if (!ic_probe_disk_files(AT_FDCWD, path, path, NULL, NULL, &files, error))
+        return FALSE;
+    GPtrArray *chain = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 1; i < files->len; i++) {
+        const IcDiskFile *file = g_ptr_array_index(files, i);
+        if (file->role != IC_DISK_FILE_IMAGE)
+            continue;
+        char *real = realpath(file->path, NULL);
+        g_ptr_array_add(chain, real ? g_strdup(real) : g_canonicalize_filename(file->path, NULL));
+        free(real);
+    }
+    *ret_chain = chain;
     return TRUE;
 }

@@ -281,19 +281,24 @@ static void users_merge(IcUsers *into, const IcUsers *from)
     }
 }
 
+/* Release times are kept by the base file's name within the base dir: the
+ * hook, the CLI and other hosts may spell the base dir differently (a
+ * symlinked instances_path, another mount point), but the name is the same. */
 void ic_usage_add_last_used(IcUsage *usage, const char *path, gint64 when)
 {
-    gint64 *known = g_hash_table_lookup(usage->last_used, path);
+    g_autofree char *name = g_path_get_basename(path);
+    gint64 *known = g_hash_table_lookup(usage->last_used, name);
     if (known != NULL) {
         *known = MAX(*known, when);
         return;
     }
-    g_hash_table_insert(usage->last_used, g_strdup(path), g_memdup2(&when, sizeof(when)));
+    g_hash_table_insert(usage->last_used, g_steal_pointer(&name), g_memdup2(&when, sizeof(when)));
 }
 
 gint64 ic_usage_last_used(const IcUsage *usage, const char *path)
 {
-    const gint64 *known = g_hash_table_lookup(usage->last_used, path);
+    g_autofree char *name = g_path_get_basename(path);
+    const gint64 *known = g_hash_table_lookup(usage->last_used, name);
     return known ? *known : 0;
 }
 
@@ -386,15 +391,199 @@ static const char *instance_name(const char *instance)
     return g_uuid_string_is_valid(instance) ? NULL : instance;
 }
 
-/* Probes one instance disk and records the members of its chain that live in
- * the base dir. */
+/* Nova's <instance>/disk.info: a JSON object {"<disk path>": "<format>", …}
+ * written when it made the disks. A small strict reader (the hook's library
+ * links GLib alone): string keys and values, nothing else. */
+#define DISK_INFO_NAME      "disk.info"
+#define DISK_INFO_MAX_BYTES (64 * 1024)
+
+typedef struct {
+    const char *p, *end;
+} JsonCursor;
+
+static void json_skip_space(JsonCursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static gboolean json_expect(JsonCursor *c, char ch)
+{
+    json_skip_space(c);
+    if (c->p >= c->end || *c->p != ch)
+        return FALSE;
+    c->p++;
+    return TRUE;
+}
+
+static int hex_value(char ch)
+{
+    return g_ascii_isxdigit(ch) ? g_ascii_xdigit_value(ch) : -1;
+}
+
+/* A JSON string at the cursor, unescaped; NULL when malformed. */
+static char *json_string(JsonCursor *c)
+{
+    if (!json_expect(c, '"'))
+        return NULL;
+    g_autoptr(GString) out = g_string_new(NULL);
+    while (c->p < c->end && *c->p != '"') {
+        char ch = *c->p++;
+        if ((guchar)ch < 0x20)
+            return NULL;
+        if (ch != '\\') {
+            g_string_append_c(out, ch);
+            continue;
+        }
+        if (c->p >= c->end)
+            return NULL;
+        ch = *c->p++;
+        switch (ch) {
+        case '"':
+        case '\\':
+        case '/':
+            g_string_append_c(out, ch);
+            break;
+        case 'b':
+            g_string_append_c(out, '\b');
+            break;
+        case 'f':
+            g_string_append_c(out, '\f');
+            break;
+        case 'n':
+            g_string_append_c(out, '\n');
+            break;
+        case 'r':
+            g_string_append_c(out, '\r');
+            break;
+        case 't':
+            g_string_append_c(out, '\t');
+            break;
+        case 'u': {
+            if (c->end - c->p < 4)
+                return NULL;
+            gunichar u = 0;
+            for (int i = 0; i < 4; i++) {
+                int v = hex_value(c->p[i]);
+                if (v < 0)
+                    return NULL;
+                u = u << 4 | (gunichar)v;
+            }
+            c->p += 4;
+            /* No NULs, no lone surrogates: neither is in a path Nova writes. */
+            if (u == 0 || (u >= 0xd800 && u <= 0xdfff))
+                return NULL;
+            g_string_append_unichar(out, u);
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
+    if (c->p >= c->end)
+        return NULL;
+    c->p++;
+    return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* Parses disk.info into disk name (the key's last component) -> format. */
+static gboolean parse_disk_info(const char *data, gsize len, GHashTable **ret_formats,
+                                GError **error)
+{
+    g_autoptr(GHashTable) formats = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    JsonCursor c = {data, data + len};
+    if (!json_expect(&c, '{'))
+        goto malformed;
+    json_skip_space(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+    } else {
+        for (;;) {
+            g_autofree char *key = json_string(&c);
+            if (key == NULL || !json_expect(&c, ':'))
+                goto malformed;
+            g_autofree char *format = json_string(&c);
+            if (format == NULL)
+                goto malformed;
+            g_autofree char *disk = g_path_get_basename(key);
+            const char *known = g_hash_table_lookup(formats, disk);
+            if (known != NULL && !g_str_equal(known, format)) {
+                g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                            "disk.info gives disk '%s' two formats ('%s', '%s')", disk, known,
+                            format);
+                return FALSE;
+            }
+            g_hash_table_replace(formats, g_steal_pointer(&disk), g_steal_pointer(&format));
+            if (json_expect(&c, '}'))
+                break;
+            if (!json_expect(&c, ','))
+                goto malformed;
+        }
+    }
+    json_skip_space(&c);
+    if (c.p != c.end)
+        goto malformed;
+    *ret_formats = g_steal_pointer(&formats);
+    return TRUE;
+
+malformed:
+    g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                "disk.info is not a JSON object of disk paths to formats");
+    return FALSE;
+}
+
+/* The declared formats of an instance's disks (NULL when it has no disk.info). */
+static gboolean read_disk_info(int instance_fd, GHashTable **ret_formats, GError **error)
+{
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_autoptr(GError) local_error = NULL;
+    if (!ic_file_read_at(instance_fd, DISK_INFO_NAME, DISK_INFO_MAX_BYTES, &data, &len,
+                         &local_error)) {
+        if (g_error_matches(local_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+            *ret_formats = NULL;
+            return TRUE;
+        }
+        g_propagate_error(error, g_steal_pointer(&local_error));
+        return FALSE;
+    }
+    return parse_disk_info(data, len, ret_formats, error);
+}
+
+gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_formats,
+                                  GError **error)
+{
+    return parse_disk_info(data, len, ret_formats, error);
+}
+
+/* Records the base files among @files (what one disk needs) as used by the
+ * domain @uuid / @name. */
+void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char *base_dir,
+                             int base_fd, const char *uuid, const char *name, const char *host,
+                             IcWitness witness)
+{
+    for (guint i = 0; i < files->len; i++) {
+        const IcDiskFile *file = g_ptr_array_index(files, i);
+        g_autofree char *base_name = base_fd >= 0
+                                         ? ic_disk_file_base_name_at(file, base_fd, base_dir)
+                                         : ic_disk_file_base_name(file, base_dir);
+        if (base_name == NULL)
+            continue;
+        g_autofree char *path = g_build_filename(base_dir, base_name, NULL);
+        ic_usage_add_path_user(usage, path, uuid, name, host, TRUE, witness);
+    }
+}
+
+/* Probes one instance disk (as @format, NULL: probed) and records the files
+ * it needs that live in the base dir. */
 static void add_instance_disk(IcUsage *usage, const char *instance, int instance_fd,
-                              const char *disk_name, const char *disk_path, const char *base_dir,
-                              const char *host, IcProbeCache *cache)
+                              const char *disk_name, const char *disk_path, const char *format,
+                              const char *base_dir, int base_fd, const char *host,
+                              IcProbeCache *cache)
 {
     g_autoptr(GError) error = NULL;
-    g_autoptr(GPtrArray) chain = NULL;
-    if (!ic_probe_chain_cached(instance_fd, disk_name, disk_path, cache, &chain, &error)) {
+    g_autoptr(GPtrArray) files = NULL;
+    if (!ic_probe_disk_files(instance_fd, disk_name, disk_path, format, cache, &files, &error)) {
         g_autofree char *note = g_strdup_printf(
             "instance disk '%s' could not be read (%s): its base files are unknown, so nothing "
             "is removed",
@@ -402,12 +591,8 @@ static void add_instance_disk(IcUsage *usage, const char *instance, int instance
         ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
         return;
     }
-    for (guint i = 0; i < chain->len; i++) {
-        const char *backing = g_ptr_array_index(chain, i);
-        if (ic_file_is_in_dir(backing, base_dir))
-            ic_usage_add_path_user(usage, backing, instance_uuid(instance), instance_name(instance),
-                                   host, TRUE, IC_WITNESS_INSTANCES_DIR);
-    }
+    ic_usage_add_disk_files(usage, files, base_dir, base_fd, instance_uuid(instance),
+                            instance_name(instance), host, IC_WITNESS_INSTANCES_DIR);
 }
 
 /* An instance dir or disk that cannot be read might name any base file. */
@@ -426,16 +611,24 @@ static gboolean is_disk_type(mode_t mode)
 }
 
 static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instances_path,
-                             const char *instance, const char *base_dir, const char *host,
-                             IcProbeCache *cache)
+                             const char *instance, const char *base_dir, int base_fd,
+                             const char *host, IcProbeCache *cache)
 {
     /* Symlinked instance dirs are followed, as QEMU follows the paths in them. */
     int fd = openat(parent_fd, instance, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        /* A plain file is no instance; one that vanished (or a dangling link)
-         * has nothing to say; anything else might hide a user. */
-        if (errno != ENOTDIR && errno != ENOENT)
-            note_unreadable(usage, instances_path, instance, "instance dir", errno);
+        int errsv = errno;
+        /* A plain file is no instance and one that vanished has nothing to
+         * say; but a symlink whose target is missing (the volume holding it
+         * not mounted) hides an instance's disks, and so does anything else. */
+        struct stat lst;
+        if (errsv == ENOENT && fstatat(parent_fd, instance, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(lst.st_mode)) {
+            note_unreadable(usage, instances_path, instance, "symlinked instance dir", errsv);
+            return;
+        }
+        if (errsv != ENOTDIR && errsv != ENOENT)
+            note_unreadable(usage, instances_path, instance, "instance dir", errsv);
         return;
     }
     DIR *dir = fdopendir(fd);
@@ -445,10 +638,18 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
         return;
     }
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    gboolean have_disk_info = FALSE;
     struct dirent *entry;
     errno = 0;
     while ((entry = readdir(dir)) != NULL) {
         struct stat st;
+        /* Nova's format list, not a disk (read below only when listed:
+         * most instance dirs of a large host are walked for nothing else). */
+        if (g_str_equal(entry->d_name, DISK_INFO_NAME)) {
+            have_disk_info = TRUE;
+            errno = 0;
+            continue;
+        }
         if (!is_instance_disk_name(entry->d_name)) {
             errno = 0;
             continue;
@@ -474,10 +675,24 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
     }
     if (errno != 0)
         note_unreadable(usage, instances_path, instance, "instance dir", errno);
+    /* Nova's disk.info declares each disk's format: a raw disk is then never
+     * parsed (its bytes are the guest's); without one, disks are probed. */
+    g_autoptr(GHashTable) formats = NULL;
+    g_autoptr(GError) info_error = NULL;
+    if (disks->len > 0 && have_disk_info && !read_disk_info(fd, &formats, &info_error)) {
+        g_autofree char *note = g_strdup_printf(
+            "'%s/%s/%s' could not be read (%s): the formats of its disks are unknown, so "
+            "nothing is removed",
+            instances_path, instance, DISK_INFO_NAME, info_error->message);
+        ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
+        closedir(dir);
+        return;
+    }
     for (guint i = 0; i < disks->len; i++) {
         const char *name = g_ptr_array_index(disks, i);
         g_autofree char *path = g_build_filename(instances_path, instance, name, NULL);
-        add_instance_disk(usage, instance, fd, name, path, base_dir, host, cache);
+        const char *format = formats ? g_hash_table_lookup(formats, name) : NULL;
+        add_instance_disk(usage, instance, fd, name, path, format, base_dir, base_fd, host, cache);
     }
     closedir(dir);
 }
@@ -490,6 +705,7 @@ typedef struct {
     GPtrArray *instances;
     guint first, step;
     const char *base_dir;
+    int base_fd;
     const char *host;
 } InstancesShare;
 
@@ -499,8 +715,8 @@ static gpointer walk_share(gpointer data)
     g_autoptr(IcProbeCache) cache = ic_probe_cache_new();
     for (guint i = share->first; i < share->instances->len; i += share->step)
         add_instance_dir(share->usage, share->parent_fd, share->instances_path,
-                         g_ptr_array_index(share->instances, i), share->base_dir, share->host,
-                         cache);
+                         g_ptr_array_index(share->instances, i), share->base_dir, share->base_fd,
+                         share->host, cache);
     return NULL;
 }
 
@@ -512,7 +728,8 @@ static gpointer walk_share(gpointer data)
  * large instances dir is walked by one thread per core, each into its own
  * usage, merged at the end. */
 static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_path,
-                           GPtrArray *instances, const char *base_dir, const char *host)
+                           GPtrArray *instances, const char *base_dir, int base_fd,
+                           const char *host)
 {
     guint threads = MIN(MIN(g_get_num_processors(), MAX_WALK_THREADS),
                         MAX(instances->len / INSTANCES_PER_THREAD, 1));
@@ -528,6 +745,7 @@ static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_
             .first = t,
             .step = threads,
             .base_dir = base_dir,
+            .base_fd = base_fd,
             .host = host,
         };
         if (t > 0)
@@ -571,7 +789,9 @@ gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
         closedir(dir);
         return ic_error_set_errno(error, errsv, "listing instances dir", instances_path);
     }
-    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, host);
+    /* Held for the walk: each chain member is looked up in it by name. */
+    ic_autofd base_fd = open(base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, host);
     closedir(dir);
     return TRUE;
 }

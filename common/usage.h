@@ -65,7 +65,7 @@ typedef struct {
     GArray *note_codes;         /* IcNoteCode of each note, same index (notes stays char*
                                  * for the readers that print it) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
-    GHashTable *last_used;      /* base file path -> gint64* when a domain last released it */
+    GHashTable *last_used;      /* base file name -> gint64* when a domain last released it */
     GHashTable *by_identity;    /* "dev:ino" -> IcUsers* (borrowed from by_path); see below */
 } IcUsage;
 
@@ -95,7 +95,9 @@ void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, cons
  * base file. */
 void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note);
 
-/* Remembers that a domain released @path at @when (keeps the latest). */
+/* Remembers that a domain released the base file @path at @when (keeps the
+ * latest). Keyed by the file's name within the base dir, so any spelling of
+ * the base dir finds it. */
 void ic_usage_add_last_used(IcUsage *usage, const char *path, gint64 when);
 
 /* When a domain last released @path, or 0 when no witness knows. */
@@ -122,13 +124,31 @@ IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const cha
 void ic_users_free(IcUsers *users);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcUsers, ic_users_free)
 
+/* Records, as local users (the domain @uuid / @name, see
+ * ic_usage_add_path_user), the base files in @base_dir among @files
+ * (IcDiskFile*, from ic_probe_disk_files): each file is matched by where the
+ * kernel resolves it, so a symlink or ".." leading into @base_dir counts.
+ * @base_fd: @base_dir already open (O_PATH), or -1. */
+void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char *base_dir,
+                             int base_fd, const char *uuid, const char *name, const char *host,
+                             IcWitness witness);
+
+/* Parses Nova's disk.info ({"<disk path>": "<format>", …}) into a table of
+ * disk name (last path component) -> format. Fails with IC_ERROR_FORMAT on
+ * anything else, or on one name given two formats. */
+gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_formats,
+                                  GError **error);
+
 /* The instances-dir witness (the reference's _list_backing_images): every
  * regular file named "disk" or "disk.*" in each <instances_path>/<name>/ is
- * probed and its chain's members inside @base_dir counted as local users:
+ * read as <name>/disk.info declares (probed when it does not), and the files
+ * it needs (ic_probe_disk_files) inside @base_dir are counted as local users:
  * the domain with UUID <name> when it is one (Nova's layout), else the domain
  * named <name>. @skip_dirs (NULL-terminated) are not instances (the base and
  * ledger dirs). A disk whose header cannot be read is not fatal: it is noted
- * and marks the usage incomplete (it might use any base file). */
+ * and marks the usage incomplete (it might use any base file); so are an
+ * instance dir that is a dangling symlink (an unmounted volume) and a
+ * disk.info that cannot be read. */
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
                                     const char *base_dir, const char *const *skip_dirs,
                                     const char *host, GError **error);

@@ -142,7 +142,16 @@ static void test_many_disks(void)
     for (int i = 0; i < 10000; i++)
         g_string_append_printf(xml, "<disk type='file'><source file='/d/%d'/></disk>", i);
     g_string_append(xml, "</devices></domain>");
-    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+    /* Issue 12 item 7: the domain is still read (so it can be recorded);
+     * the disks past the limit are counted for the caller to report. */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcDomain) domain = NULL;
+    g_assert_true(ic_domxml_parse(xml->str, xml->len, &domain, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(domain->disks->len, ==, IC_DOMXML_MAX_DISKS);
+    g_assert_cmpuint(domain->disks_over_limit, ==, 10000 - IC_DOMXML_MAX_DISKS);
+    const IcDomainDisk *last = g_ptr_array_index(domain->disks, IC_DOMXML_MAX_DISKS - 1);
+    g_assert_cmpstr(last->source_file, ==, "/d/255");
 }
 
 static void test_deep(void)

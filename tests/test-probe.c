@@ -236,18 +236,23 @@ typedef struct {
     const char *expect_path; /* relative to the instances root, or absolute; NULL: protocol */
 } ResolveCase;
 
+/* QEMU appends a relative name to the overlay's directory as a string and
+ * lets the kernel resolve the result (symlinks before ".."): no lexical
+ * canonicalisation, which would take "link/.." differently from the kernel. */
 static const ResolveCase resolve_cases[] = {
-    {"parent", "../_base/x", "_base/x"},
+    {"parent", "../_base/x", "inst/../_base/x"},
     {"plain", "x", "inst/x"},
-    {"dot-dotdot", "./a/../b", "inst/b"},
-    {"double-slash", "a//b/./", "inst/a/b"},
-    {"through-symlink", "link/../y", "inst/y"},
-    {"colon-after-slash", "./a:b", "inst/a:b"},
+    {"dot-dotdot", "./a/../b", "inst/./a/../b"},
+    {"double-slash", "a//b/./", "inst/a//b/./"},
+    {"through-symlink", "link/../y", "inst/link/../y"},
+    {"colon-after-slash", "./a:b", "inst/./a:b"},
     {"absolute", "/var/lib/nova/instances/_base/abc", "/var/lib/nova/instances/_base/abc"},
-    {"absolute-dotdot", "/srv/./a/../b", "/srv/b"},
+    {"absolute-dotdot", "/srv/./a/../b", "/srv/./a/../b"},
     {"nbd", "nbd:localhost:10809", NULL},
     {"json", "json:{\"file.driver\":\"file\",\"file.filename\":\"/x\"}", NULL},
     {"file-prefix", "file:/srv/_base/x", "/srv/_base/x"},
+    /* QEMU takes a relative "file:" name against its working directory: unknowable. */
+    {"file-prefix-relative", "file:x", NULL},
 };
 
 static void test_resolve(IcTestTree *tree, gconstpointer data)
@@ -257,7 +262,7 @@ static void test_resolve(IcTestTree *tree, gconstpointer data)
 
     g_autofree char *inst = g_build_filename(tree->root, "inst", NULL);
     g_assert_cmpint(g_mkdir(inst, 0755), ==, 0);
-    /* A symlink in the name must not be followed: resolution is lexical, as QEMU's. */
+    /* Parsing resolves nothing: a symlink in the name is the kernel's to follow. */
     g_autofree char *link = g_build_filename(inst, "link", NULL);
     g_assert_cmpint(symlink("/nonexistent/elsewhere", link), ==, 0);
 
@@ -279,11 +284,12 @@ static void test_resolve(IcTestTree *tree, gconstpointer data)
     }
     g_autofree char *expect = g_path_is_absolute(c->expect_path)
                                   ? g_strdup(c->expect_path)
-                                  : g_build_filename(tree->root, c->expect_path, NULL);
+                                  : g_strconcat(tree->root, "/", c->expect_path, NULL);
     g_assert_cmpstr(info->backing_path, ==, expect);
 }
 
-/* A relative image path resolves against the current directory. */
+/* A relative image path stays relative, as QEMU keeps it (the kernel takes it
+ * against the current directory). */
 static void test_resolve_relative_image(IcTestTree *tree, gconstpointer data)
 {
     g_autofree char *cwd = g_get_current_dir();
@@ -292,10 +298,8 @@ static void test_resolve_relative_image(IcTestTree *tree, gconstpointer data)
     make_image(MAKER_IMGWRITER, KIND_QCOW2_V2, "inst/disk", "../_base/b", "raw");
 
     g_autoptr(IcImageInfo) info = probe_ok("inst/disk");
-    g_autofree char *expect = g_build_filename(tree->base_dir, "b", NULL);
-    g_autofree char *real_expect = g_canonicalize_filename(expect, NULL);
     g_assert_cmpint(chdir(cwd), ==, 0);
-    g_assert_cmpstr(info->backing_path, ==, real_expect);
+    g_assert_cmpstr(info->backing_path, ==, "inst/../_base/b");
 }
 
 /* ---- chains ---- */
@@ -418,7 +422,7 @@ static void test_chain_two_cycle(IcTestTree *tree, gconstpointer data)
 {
     g_autofree char *a = g_build_filename(tree->root, "a", NULL);
     g_autofree char *b = g_build_filename(tree->base_dir, "b", NULL);
-    make_image(MAKER_IMGWRITER, KIND_QCOW2_V2, a, "_base/b", "qcow2");
+    make_image(MAKER_IMGWRITER, KIND_QCOW2_V2, a, "_base/b", "qed");
     make_image(MAKER_IMGWRITER, KIND_QED, b, "../a", "qcow2");
     assert_chain_fails(a, IC_ERROR_LIMIT);
 }

@@ -33,6 +33,9 @@ qimg -f qcow2 -o compat=1.1,cluster_size=512 -u -b base -F raw "$TMP/small.qcow2
 keep qcow2-v3-cluster512-whole "$TMP/small.qcow2" 4096
 qimg -f qcow2 -o compat=1.1,data_file="$TMP/data.raw",data_file_raw=on "$TMP/ext.qcow2" 1M
 keep qcow2-v3-data-file-ext "$TMP/ext.qcow2" 1024
+# A relative data file name with a backing file too (issue 12: data file + declared format).
+(cd "$TMP" && qemu-img create -q -f qcow2 -o compat=1.1,data_file=data2.raw -u -b ../_base/x -F raw rel.qcow2 1M)
+keep qcow2-v3-data-file-rel-backing "$TMP/rel.qcow2" 1024
 qimg -f qcow2 -o compat=1.1 -u -b 'nbd:localhost:10809' -F raw "$TMP/nbd.qcow2" 1M
 keep qcow2-v3-backing-protocol "$TMP/nbd.qcow2" 1024
 long=$(printf '/var/lib/nova/instances/_base/%0900d' 7)
