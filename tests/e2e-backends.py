@@ -136,7 +136,7 @@ DEFAULT_XFILES_FACTOR = 0
                          os.path.join(self.dir, "web.log"), env=self.env)
 
     def ready(self):
-        return wait_for(lambda: isinstance(self.find("*"), list), 20)
+        return wait_for(lambda: isinstance(self.find("*"), list), 60)
 
     def render(self, target, frm="-5min"):
         q = urllib.parse.urlencode({"target": target, "from": frm, "format": "json"})

@@ -250,7 +250,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             return None
 
     def ready(self):
-        return wait_for(lambda: (self.query("SHOW DATABASES") or {}).get("results"), 15)
+        return wait_for(lambda: (self.query("SHOW DATABASES") or {}).get("results"), 60)
 
 
 # ---- collectd ----
