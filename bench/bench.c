@@ -87,7 +87,7 @@ static GPtrArray *rows;
 
 static const char *unit_name(Unit unit)
 {
-    static const char *const names[] = {"ms", "s", "us", "MiB", "MiB/s", "/s", "", "%"};
+    static const char *const names[] = {"ms", "s", "us", "MiB", "MiB/s", "/s", "", "%", "x"};
     return names[unit];
 }
 
@@ -368,7 +368,7 @@ int main(int argc, char **argv)
 
     gboolean quick = FALSE;
     char *hook = NULL, *empty = NULL, *empty_glib = NULL, *workdir_parent = NULL, **cases = NULL;
-    char *trees = NULL, *collectd_host = NULL, *plugin = NULL;
+    char *trees = NULL, *collectd_host = NULL, *plugin = NULL, *ctl = NULL, *floor = NULL;
     int scale = 0;
     GOptionEntry entries[] = {
         {"quick", 0, 0, G_OPTION_ARG_NONE, &quick, "Smoke mode: tiny sizes (CI)", NULL},
@@ -385,9 +385,11 @@ int main(int argc, char **argv)
          "bench-collectd-host (case 5)", "PATH"},
         {"plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin, "The collectd plugin imagecache.so",
          "PATH"},
+        {"ctl", 0, 0, G_OPTION_ARG_FILENAME, &ctl, "imagecachectl (case 6)", "PATH"},
+        {"floor", 0, 0, G_OPTION_ARG_FILENAME, &floor, "bench-floor (case 6)", "PATH"},
         {"scale", 0, 0, G_OPTION_ARG_INT, &scale, "Case 2's large tree, times the 1x tree (10)",
          "N"},
-        {"case", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cases, "Run only this case (1-5; repeatable)",
+        {"case", 0, 0, G_OPTION_ARG_STRING_ARRAY, &cases, "Run only this case (1-6; repeatable)",
          "N"},
         G_OPTION_ENTRY_NULL,
     };
@@ -412,6 +414,8 @@ int main(int argc, char **argv)
     bench_opts.collectd_host = collectd_host ? collectd_host : default_host;
     bench_opts.plugin = plugin ? plugin : default_plugin;
     bench_opts.hook = hook ? hook : g_build_filename(build_root, "hook", "imagecache-hook", NULL);
+    bench_opts.ctl = ctl ? ctl : g_build_filename(build_root, "cli", "imagecachectl", NULL);
+    bench_opts.floor = floor ? floor : sibling(self_dir, "bench-floor");
     bench_opts.empty = empty ? empty : sibling(self_dir, "bench-empty");
     bench_opts.empty_glib = empty_glib ? empty_glib : sibling(self_dir, "bench-empty-glib");
     if (cases != NULL) {
@@ -437,6 +441,8 @@ int main(int argc, char **argv)
         case_ledger();
     if (case_enabled(5))
         case_metrics();
+    if (case_enabled(6))
+        case_report();
 
     printf("\n");
     table_print();

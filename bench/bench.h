@@ -16,6 +16,8 @@ typedef struct {
     const char *empty_glib;    /* an empty program linked to GLib */
     const char *collectd_host; /* bench-collectd-host, NULL: not built */
     const char *plugin;        /* imagecache.so */
+    const char *ctl;           /* imagecachectl (case 6) */
+    const char *floor;         /* bench-floor, the report's system-call floor (case 6) */
     const char *self;          /* this binary, re-run for child measurements */
     char *workdir;             /* scratch space, removed at the end */
     const char *trees;         /* where case 2 keeps its big trees between runs; NULL: workdir */
@@ -47,6 +49,7 @@ typedef enum {
     UNIT_PER_S,
     UNIT_COUNT,
     UNIT_PCT,
+    UNIT_TIMES, /* a ratio: "3.2 x" */
 } Unit;
 
 /* One row: @s may be NULL for a derived figure (@value). @ratio is the text of
@@ -123,6 +126,12 @@ void case_pass(void);
 void case_hash(void);
 void case_ledger(void);
 void case_metrics(void);
+void case_report(void);
+
+/* Case 2's tree from --trees when one was made before, else a fresh one; *ret_remove is the
+ * dir to remove after use (NULL when it is kept in --trees). Shared with case 6. */
+BenchTree *bench_get_tree(const char *label, guint base, guint disks, guint hosts, guint per_host,
+                          char **ret_remove);
 
 /* Child modes (run by re-executing this binary): return the exit code. */
 int child_pass(const char *config_path);

@@ -65,10 +65,9 @@ static void measure(const BenchTree *tree, guint reps, Samples *wall, Samples *r
     }
 }
 
-/* A tree from --trees when one was made before (its stamp file says it is
- * complete), else a fresh one: in --trees, kept; in the workdir, removed after. */
-static BenchTree *get_tree(const char *label, guint base, guint disks, guint hosts, guint per_host,
-                           char **ret_remove)
+/* Its stamp file says a tree in --trees is complete. */
+BenchTree *bench_get_tree(const char *label, guint base, guint disks, guint hosts, guint per_host,
+                          char **ret_remove)
 {
     g_autofree char *name =
         g_strdup_printf("pass-%s-%u-%u-%ux%u", label, base, disks, hosts, per_host);
@@ -112,7 +111,7 @@ void case_pass(void)
     guint rows = 0;
     {
         g_autofree char *remove = NULL;
-        g_autoptr(BenchTree) tree = get_tree("1x", base, disks, hosts, per_host, &remove);
+        g_autoptr(BenchTree) tree = bench_get_tree("1x", base, disks, hosts, per_host, &remove);
         measure(tree, reps, wall1, rss1, &rows);
         if (remove != NULL)
             bench_rmtree(remove);
@@ -136,7 +135,7 @@ void case_pass(void)
         g_autofree char *label = g_strdup_printf("%ux", k);
         g_autofree char *remove = NULL;
         g_autoptr(BenchTree) tree =
-            get_tree(label, base * k, disks * k, hosts * k, per_host, &remove);
+            bench_get_tree(label, base * k, disks * k, hosts * k, per_host, &remove);
         measure(tree, bench_opts.quick ? 1 : 3, wallk, rssk, &rows);
         if (remove != NULL)
             bench_rmtree(remove);
