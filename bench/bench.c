@@ -369,6 +369,7 @@ int main(int argc, char **argv)
     gboolean quick = FALSE;
     char *hook = NULL, *empty = NULL, *empty_glib = NULL, *workdir_parent = NULL, **cases = NULL;
     char *trees = NULL, *collectd_host = NULL, *plugin = NULL, *ctl = NULL, *floor = NULL;
+    char *durable = NULL;
     int scale = 0;
     GOptionEntry entries[] = {
         {"quick", 0, 0, G_OPTION_ARG_NONE, &quick, "Smoke mode: tiny sizes (CI)", NULL},
@@ -386,6 +387,7 @@ int main(int argc, char **argv)
         {"plugin", 0, 0, G_OPTION_ARG_FILENAME, &plugin, "The collectd plugin imagecache.so",
          "PATH"},
         {"ctl", 0, 0, G_OPTION_ARG_FILENAME, &ctl, "imagecachectl (case 6)", "PATH"},
+        {"durable", 0, 0, G_OPTION_ARG_FILENAME, &durable, "bench-durable (case 1)", "PATH"},
         {"floor", 0, 0, G_OPTION_ARG_FILENAME, &floor, "bench-floor (case 6)", "PATH"},
         {"scale", 0, 0, G_OPTION_ARG_INT, &scale, "Case 2's large tree, times the 1x tree (10)",
          "N"},
@@ -415,6 +417,7 @@ int main(int argc, char **argv)
     bench_opts.plugin = plugin ? plugin : default_plugin;
     bench_opts.hook = hook ? hook : g_build_filename(build_root, "hook", "imagecache-hook", NULL);
     bench_opts.ctl = ctl ? ctl : g_build_filename(build_root, "cli", "imagecachectl", NULL);
+    bench_opts.durable = durable ? durable : sibling(self_dir, "bench-durable");
     bench_opts.floor = floor ? floor : sibling(self_dir, "bench-floor");
     bench_opts.empty = empty ? empty : sibling(self_dir, "bench-empty");
     bench_opts.empty_glib = empty_glib ? empty_glib : sibling(self_dir, "bench-empty-glib");

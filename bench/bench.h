@@ -17,6 +17,7 @@ typedef struct {
     const char *collectd_host; /* bench-collectd-host, NULL: not built */
     const char *plugin;        /* imagecache.so */
     const char *ctl;           /* imagecachectl (case 6) */
+    const char *durable;       /* bench-durable, the hook's durable-write floor (case 1) */
     const char *floor;         /* bench-floor, the report's system-call floor (case 6) */
     const char *self;          /* this binary, re-run for child measurements */
     char *workdir;             /* scratch space, removed at the end */

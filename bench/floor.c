@@ -5,7 +5,6 @@
  * it walked the same tree as the program it is compared with.
  *
  *   bench-floor INSTANCES_PATH BASE_DIR_NAME */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
