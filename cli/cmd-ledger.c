@@ -7,51 +7,52 @@
 #include "ledger.h"
 #include "report.h"
 
-static void add_domain_json(JsonBuilder *b, const IcLedgerDomain *domain)
+static void add_domain_json(IcJsonWriter *b, const IcLedgerDomain *domain)
 {
-    json_builder_begin_object(b);
+    ic_json_begin_object(b);
     ic_json_member_string(b, "uuid", domain->uuid);
     ic_json_member_string(b, "name", domain->name);
     ic_json_member_int(b, "started", domain->started);
     ic_json_member_strings(b, "base_files", domain->base_files);
     ic_json_member_strings(b, "image_ids", domain->image_ids);
-    json_builder_end_object(b);
+    ic_json_end_object(b);
 }
 
-static void add_host_json(JsonBuilder *b, const IcLedgerHost *host, const char *local_host,
+static void add_host_json(IcJsonWriter *b, const IcLedgerHost *host, const char *local_host,
                           gint64 now)
 {
-    json_builder_begin_object(b);
+    ic_json_begin_object(b);
     ic_json_member_string(b, "host", host->host);
     ic_json_member_bool(b, "local", g_strcmp0(host->host, local_host) == 0);
     ic_json_member_int(b, "refreshed", host->refreshed);
     ic_json_member_int(b, "age_seconds", now - host->refreshed);
     ic_json_member_bool(b, "stale", host->stale);
-    json_builder_set_member_name(b, "domains");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "domains");
+    ic_json_begin_array(b);
     for (guint i = 0; i < host->domains->len; i++)
         add_domain_json(b, g_ptr_array_index(host->domains, i));
-    json_builder_end_array(b);
-    json_builder_end_object(b);
+    ic_json_end_array(b);
+    ic_json_end_object(b);
 }
 
-static char *ledger_to_json(const IcLedger *ledger, const IcConfig *config, gint64 now)
+/* Streamed to stdout. */
+static gboolean print_ledger_json(const IcLedger *ledger, const IcConfig *config, gint64 now,
+                                  GError **error)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    json_builder_begin_object(b);
+    IcJsonWriter *b = ic_json_writer_new(stdout);
+    ic_json_begin_object(b);
     ic_json_member_string(b, "ledger_dir", ledger->ledger_dir);
     ic_json_member_string(b, "local_host", config->host);
     ic_json_member_int(b, "stale_seconds", config->ledger_stale_seconds);
     ic_json_member_int(b, "now", now);
-    json_builder_set_member_name(b, "hosts");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "hosts");
+    ic_json_begin_array(b);
     for (guint i = 0; i < ledger->hosts->len; i++)
         add_host_json(b, g_ptr_array_index(ledger->hosts, i), config->host, now);
-    json_builder_end_array(b);
+    ic_json_end_array(b);
     ic_json_member_strings(b, "errors", ledger->errors);
-    json_builder_end_object(b);
-
-    return ic_json_to_data(b);
+    ic_json_end_object(b);
+    return ic_json_writer_finish(b, error);
 }
 
 static void print_hosts(GString *out, const IcLedger *ledger, const char *local_host, gint64 now)
@@ -142,11 +143,16 @@ int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
         return IC_EXIT_FAILED;
     }
 
-    g_autofree char *text =
-        json ? ledger_to_json(ledger, config, now) : ledger_to_table(ledger, config, now);
-    fputs(text, stdout);
-    if (json)
+    if (json) {
+        if (!print_ledger_json(ledger, config, now, &error)) {
+            ic_cli_print_error(error);
+            return IC_EXIT_FAILED;
+        }
         fputc('\n', stdout);
+    } else {
+        g_autofree char *text = ledger_to_table(ledger, config, now);
+        fputs(text, stdout);
+    }
     for (guint i = 0; i < ledger->errors->len; i++)
         fprintf(stderr,
                 "imagecachectl: %s: nothing is removed until it is repaired "

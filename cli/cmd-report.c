@@ -92,10 +92,17 @@ static int run_pass(IcCli *cli, const RunRequest *request)
         return (int)state;
     }
     ic_report_log_events(report);
-    g_autofree char *text = request->json ? ic_report_to_json(report) : ic_report_to_table(report);
-    fputs(text, stdout);
-    if (request->json)
+    if (request->json) {
+        /* Streamed: a report of 100,000 files is tens of MiB of JSON. */
+        if (!ic_report_write_json(report, stdout, &error)) {
+            ic_cli_print_error(error);
+            return IC_EXIT_FAILED;
+        }
         fputc('\n', stdout);
+    } else {
+        g_autofree char *text = ic_report_to_table(report);
+        fputs(text, stdout);
+    }
     return pass_status(report);
 }
 

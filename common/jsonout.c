@@ -1,46 +1,255 @@
 #include "jsonout.h"
 
-void ic_json_member_string(JsonBuilder *b, const char *name, const char *value)
+#include <errno.h>
+#include <string.h>
+
+/* Deep enough for every document we print (report: 3 levels); deeper is a bug. */
+#define MAX_DEPTH 16
+
+struct IcJsonWriter {
+    FILE *out;
+    guint depth;
+    /* Per open container: has it had an element yet (the separator and whether
+     * `}`/`]` goes on its own line depend on it). */
+    gboolean has_elements[MAX_DEPTH];
+    gboolean after_name; /* a member name was written, its value comes next */
+    gboolean broken;     /* unbalanced or too deep: finish reports it */
+};
+
+IcJsonWriter *ic_json_writer_new(FILE *out)
 {
-    json_builder_set_member_name(b, name);
+    IcJsonWriter *w = g_new0(IcJsonWriter, 1);
+    w->out = out;
+    return w;
+}
+
+void ic_json_writer_free(IcJsonWriter *w)
+{
+    g_free(w);
+}
+
+gboolean ic_json_writer_finish(IcJsonWriter *w, GError **error)
+{
+    gboolean broken = w->broken || w->depth != 0 || w->after_name;
+    int failed = ferror(w->out);
+    ic_json_writer_free(w);
+    if (broken) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FAILED, "JSON writer: unbalanced document");
+        return FALSE;
+    }
+    if (failed) {
+        g_set_error(error, IC_ERROR, IC_ERROR_IO, "writing the JSON output failed");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void indent(IcJsonWriter *w)
+{
+    static const char spaces[] = "                                ";
+    guint n = 2 * w->depth;
+    while (n > 0) {
+        guint chunk = MIN(n, sizeof spaces - 1);
+        fwrite(spaces, 1, chunk, w->out);
+        n -= chunk;
+    }
+}
+
+/* Before any value or member name: the separator and indent of a new element,
+ * unless the value follows its member name on the same line. */
+static void begin_element(IcJsonWriter *w)
+{
+    if (w->after_name) {
+        w->after_name = FALSE;
+        return;
+    }
+    if (w->depth == 0)
+        return;
+    fputs(w->has_elements[w->depth - 1] ? ",\n" : "\n", w->out);
+    w->has_elements[w->depth - 1] = TRUE;
+    indent(w);
+}
+
+/* As json-glib 1.6: `"`, `\` and control characters escaped, the rest (UTF-8
+ * included) as it is. Unlike json-glib, 0x1f is escaped too (JSON requires it). */
+static void write_escaped(IcJsonWriter *w, const char *s)
+{
+    const char *run = s;
+    fputc('"', w->out);
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f)
+            continue;
+        fwrite(run, 1, p - run, w->out);
+        run = p + 1;
+        switch (c) {
+        case '"':
+            fputs("\\\"", w->out);
+            break;
+        case '\\':
+            fputs("\\\\", w->out);
+            break;
+        case '\b':
+            fputs("\\b", w->out);
+            break;
+        case '\f':
+            fputs("\\f", w->out);
+            break;
+        case '\n':
+            fputs("\\n", w->out);
+            break;
+        case '\r':
+            fputs("\\r", w->out);
+            break;
+        case '\t':
+            fputs("\\t", w->out);
+            break;
+        default:
+            fprintf(w->out, "\\u%04x", c);
+            break;
+        }
+    }
+    fwrite(run, 1, strlen(run), w->out);
+    fputc('"', w->out);
+}
+
+static void begin_container(IcJsonWriter *w, char open)
+{
+    begin_element(w);
+    fputc(open, w->out);
+    if (w->depth == MAX_DEPTH) {
+        w->broken = TRUE;
+        return;
+    }
+    w->has_elements[w->depth++] = FALSE;
+}
+
+static void end_container(IcJsonWriter *w, char close)
+{
+    if (w->depth == 0 || w->after_name) {
+        w->broken = TRUE;
+        return;
+    }
+    w->depth--;
+    if (w->has_elements[w->depth])
+        fputc('\n', w->out);
+    /* json-glib wrote an empty object as `{` + indent + `}`, an empty array as `[]`. */
+    if (w->has_elements[w->depth] || close == '}')
+        indent(w);
+    fputc(close, w->out);
+}
+
+void ic_json_begin_object(IcJsonWriter *w)
+{
+    begin_container(w, '{');
+}
+
+void ic_json_end_object(IcJsonWriter *w)
+{
+    end_container(w, '}');
+}
+
+void ic_json_begin_array(IcJsonWriter *w)
+{
+    begin_container(w, '[');
+}
+
+void ic_json_end_array(IcJsonWriter *w)
+{
+    end_container(w, ']');
+}
+
+void ic_json_member_name(IcJsonWriter *w, const char *name)
+{
+    begin_element(w);
+    write_escaped(w, name);
+    fputs(" : ", w->out);
+    w->after_name = TRUE;
+}
+
+void ic_json_value_string(IcJsonWriter *w, const char *value)
+{
+    begin_element(w);
     if (value == NULL)
-        json_builder_add_null_value(b);
+        fputs("null", w->out);
     else
-        json_builder_add_string_value(b, value);
+        write_escaped(w, value);
 }
 
-void ic_json_member_int(JsonBuilder *b, const char *name, gint64 value)
+void ic_json_value_int(IcJsonWriter *w, gint64 value)
 {
-    json_builder_set_member_name(b, name);
-    json_builder_add_int_value(b, value);
+    begin_element(w);
+    fprintf(w->out, "%" G_GINT64_FORMAT, value);
 }
 
-void ic_json_member_bool(JsonBuilder *b, const char *name, gboolean value)
+void ic_json_value_bool(IcJsonWriter *w, gboolean value)
 {
-    json_builder_set_member_name(b, name);
-    json_builder_add_boolean_value(b, value);
+    begin_element(w);
+    fputs(value ? "true" : "false", w->out);
 }
 
-void ic_json_member_double(JsonBuilder *b, const char *name, double value)
+/* As json-glib 1.6: g_ascii_dtostr (%.17g), with ".0" added when it would read
+ * back as an integer. Unlike json-glib, not after an exponent ("1e-300.0" is
+ * not JSON). */
+void ic_json_value_double(IcJsonWriter *w, double value)
 {
-    json_builder_set_member_name(b, name);
-    json_builder_add_double_value(b, value);
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    begin_element(w);
+    g_ascii_dtostr(buf, sizeof buf, value);
+    fputs(buf, w->out);
+    if (strpbrk(buf, ".eEn") == NULL)
+        fputs(".0", w->out);
 }
 
-void ic_json_member_strings(JsonBuilder *b, const char *name, const GPtrArray *strings)
+void ic_json_member_string(IcJsonWriter *w, const char *name, const char *value)
 {
-    json_builder_set_member_name(b, name);
-    json_builder_begin_array(b);
+    ic_json_member_name(w, name);
+    ic_json_value_string(w, value);
+}
+
+void ic_json_member_int(IcJsonWriter *w, const char *name, gint64 value)
+{
+    ic_json_member_name(w, name);
+    ic_json_value_int(w, value);
+}
+
+void ic_json_member_bool(IcJsonWriter *w, const char *name, gboolean value)
+{
+    ic_json_member_name(w, name);
+    ic_json_value_bool(w, value);
+}
+
+void ic_json_member_double(IcJsonWriter *w, const char *name, double value)
+{
+    ic_json_member_name(w, name);
+    ic_json_value_double(w, value);
+}
+
+void ic_json_member_strings(IcJsonWriter *w, const char *name, const GPtrArray *strings)
+{
+    ic_json_member_name(w, name);
+    ic_json_begin_array(w);
     for (guint i = 0; i < strings->len; i++)
-        json_builder_add_string_value(b, g_ptr_array_index(strings, i));
-    json_builder_end_array(b);
+        ic_json_value_string(w, g_ptr_array_index(strings, i));
+    ic_json_end_array(w);
 }
 
-char *ic_json_to_data(JsonBuilder *b)
+char *ic_json_to_string(IcJsonWriteFunc write, gconstpointer data)
 {
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    json_generator_set_pretty(gen, TRUE);
-    json_generator_set_root(gen, root);
-    return json_generator_to_data(gen, NULL);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL)
+        g_error("open_memstream: %s", g_strerror(errno)); /* out of memory */
+    IcJsonWriter *w = ic_json_writer_new(out);
+    write(w, data);
+    g_autoptr(GError) error = NULL;
+    gboolean ok = ic_json_writer_finish(w, &error);
+    fclose(out);
+    if (!ok)
+        g_error("%s", error->message); /* a bug in @write, not an input */
+    /* open_memstream's buffer is malloc'ed; hand the caller a g_free'able copy. */
+    char *copy = g_strndup(text, len);
+    free(text);
+    return copy;
 }

@@ -601,9 +601,9 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
 
 /* ---- JSON output ---- */
 
-static void json_add_row(JsonBuilder *b, const IcImageRow *row)
+static void json_add_row(IcJsonWriter *b, const IcImageRow *row)
 {
-    json_builder_begin_object(b);
+    ic_json_begin_object(b);
     ic_json_member_string(b, "name", row->name);
     ic_json_member_string(b, "kind", ic_image_kind_to_string(row->kind));
     ic_json_member_string(b, "fingerprint", row->fingerprint);
@@ -618,13 +618,13 @@ static void json_add_row(JsonBuilder *b, const IcImageRow *row)
     ic_json_member_int(b, "local_users", row->local_users);
     ic_json_member_int(b, "remote_users", row->remote_users);
     ic_json_member_strings(b, "users", row->users);
-    json_builder_set_member_name(b, "witnesses");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "witnesses");
+    ic_json_begin_array(b);
     for (guint bit = 1; bit <= IC_WITNESS_STATIC; bit <<= 1) {
         if (row->witnesses & bit)
-            json_builder_add_string_value(b, ic_witness_to_string((IcWitness)bit));
+            ic_json_value_string(b, ic_witness_to_string((IcWitness)bit));
     }
-    json_builder_end_array(b);
+    ic_json_end_array(b);
     ic_json_member_string(b, "checksum", ic_checksum_state_to_string(row->checksum.state));
     ic_json_member_string(b, "checksum_expected", row->checksum.expected);
     ic_json_member_string(b, "checksum_actual", row->checksum.actual);
@@ -633,13 +633,13 @@ static void json_add_row(JsonBuilder *b, const IcImageRow *row)
     ic_json_member_string(b, "reason", row->decision.reason);
     ic_json_member_string(b, "action", ic_action_to_string(row->action));
     ic_json_member_string(b, "error", row->error);
-    json_builder_end_object(b);
+    ic_json_end_object(b);
 }
 
-static void json_add_totals(JsonBuilder *b, const IcTotals *t)
+static void json_add_totals(IcJsonWriter *b, const IcTotals *t)
 {
-    json_builder_set_member_name(b, "totals");
-    json_builder_begin_object(b);
+    ic_json_member_name(b, "totals");
+    ic_json_begin_object(b);
     ic_json_member_int(b, "images", t->images);
     ic_json_member_int(b, "active", t->active);
     ic_json_member_int(b, "removable", t->removable);
@@ -656,7 +656,7 @@ static void json_add_totals(JsonBuilder *b, const IcTotals *t)
     ic_json_member_int(b, "bytes_active", (gint64)t->bytes_active);
     ic_json_member_int(b, "bytes_removable", (gint64)t->bytes_removable);
     ic_json_member_int(b, "bytes_reclaimed", (gint64)t->bytes_reclaimed);
-    json_builder_end_object(b);
+    ic_json_end_object(b);
 }
 
 static const char *event_level_to_string(IcEventLevel level)
@@ -673,7 +673,7 @@ static const char *event_level_to_string(IcEventLevel level)
 }
 
 /* The members every document starts with. */
-static void json_add_header(JsonBuilder *b, const IcReport *report)
+static void json_add_header(IcJsonWriter *b, const IcReport *report)
 {
     ic_json_member_int(b, "format_version", IC_REPORT_FORMAT_VERSION);
     ic_json_member_string(b, "base_dir", report->base_dir);
@@ -683,10 +683,10 @@ static void json_add_header(JsonBuilder *b, const IcReport *report)
 }
 
 /* What the table's "Filesystem:" line shows. */
-static void json_add_filesystem(JsonBuilder *b, const IcReport *report)
+static void json_add_filesystem(IcJsonWriter *b, const IcReport *report)
 {
-    json_builder_set_member_name(b, "filesystem");
-    json_builder_begin_object(b);
+    ic_json_member_name(b, "filesystem");
+    ic_json_begin_object(b);
     ic_json_member_bool(b, "known", report->disk_known);
     ic_json_member_int(b, "total_bytes", (gint64)report->disk_total_bytes);
     ic_json_member_int(b, "used_bytes", (gint64)report->disk_used_bytes);
@@ -694,95 +694,116 @@ static void json_add_filesystem(JsonBuilder *b, const IcReport *report)
     ic_json_member_int(b, "high_watermark_percent", report->disk_high_watermark_percent);
     ic_json_member_int(b, "low_watermark_percent", report->disk_low_watermark_percent);
     ic_json_member_bool(b, "above_high_watermark", report->disk_pressure);
-    json_builder_end_object(b);
+    ic_json_end_object(b);
 }
 
-static void json_add_notes(JsonBuilder *b, const IcReport *report)
+static void json_add_notes(IcJsonWriter *b, const IcReport *report)
 {
-    json_builder_set_member_name(b, "notes");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "notes");
+    ic_json_begin_array(b);
     for (guint i = 0; i < report->notes->len; i++) {
         IcNoteCode code = note_code(report, i);
         IcWitness witness = ic_note_code_witness(code);
-        json_builder_begin_object(b);
+        ic_json_begin_object(b);
         ic_json_member_string(b, "code", ic_note_code_to_string(code));
         ic_json_member_string(b, "witness", witness ? ic_witness_to_string(witness) : NULL);
         ic_json_member_bool(b, "blocks_removal", ic_note_code_blocks_removal(code));
         ic_json_member_string(b, "message", g_ptr_array_index(report->notes, i));
-        json_builder_end_object(b);
+        ic_json_end_object(b);
     }
-    json_builder_end_array(b);
+    ic_json_end_array(b);
+}
+
+typedef struct {
+    const IcReport *report;
+    const IcImageRow *row;
+} ExplainedRow;
+
+static void write_explain(IcJsonWriter *b, gconstpointer data)
+{
+    const IcReport *report = ((const ExplainedRow *)data)->report;
+    const IcImageRow *row = ((const ExplainedRow *)data)->row;
+    g_autofree char *why = describe_row(row);
+    ic_json_begin_object(b);
+    json_add_header(b, report);
+    ic_json_member_name(b, "image");
+    json_add_row(b, row);
+    ic_json_member_string(b, "why", why);
+    ic_json_member_bool(b, "in_use", row_in_use(row));
+    ic_json_member_name(b, "witness_answers");
+    ic_json_begin_array(b);
+    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
+        if (!witness_listed(row, (IcWitness)bit))
+            continue;
+        ic_json_begin_object(b);
+        ic_json_member_string(b, "witness", ic_witness_to_string((IcWitness)bit));
+        ic_json_member_bool(b, "consulted", witness_not_consulted(report, (IcWitness)bit) == NULL);
+        ic_json_member_bool(b, "names_user", (row->witnesses & bit) != 0);
+        ic_json_end_object(b);
+    }
+    ic_json_end_array(b);
+    json_add_filesystem(b, report);
+    json_add_notes(b, report);
+    ic_json_end_object(b);
 }
 
 char *ic_report_explain_to_json(const IcReport *report, const IcImageRow *row)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autofree char *why = describe_row(row);
-    json_builder_begin_object(b);
-    json_add_header(b, report);
-    json_builder_set_member_name(b, "image");
-    json_add_row(b, row);
-    ic_json_member_string(b, "why", why);
-    ic_json_member_bool(b, "in_use", row_in_use(row));
-    json_builder_set_member_name(b, "witness_answers");
-    json_builder_begin_array(b);
-    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
-        if (!witness_listed(row, (IcWitness)bit))
-            continue;
-        json_builder_begin_object(b);
-        ic_json_member_string(b, "witness", ic_witness_to_string((IcWitness)bit));
-        ic_json_member_bool(b, "consulted", witness_not_consulted(report, (IcWitness)bit) == NULL);
-        ic_json_member_bool(b, "names_user", (row->witnesses & bit) != 0);
-        json_builder_end_object(b);
-    }
-    json_builder_end_array(b);
-    json_add_filesystem(b, report);
-    json_add_notes(b, report);
-    json_builder_end_object(b);
-    return ic_json_to_data(b);
+    ExplainedRow explained = {report, row};
+    return ic_json_to_string(write_explain, &explained);
 }
 
-char *ic_report_to_json(const IcReport *report)
+static void write_report(IcJsonWriter *b, gconstpointer data)
 {
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    json_builder_begin_object(b);
+    const IcReport *report = data;
+    ic_json_begin_object(b);
     json_add_header(b, report);
     ic_json_member_bool(b, "dry_run", report->dry_run);
     ic_json_member_double(b, "duration_seconds", report->duration_seconds);
     json_add_filesystem(b, report);
 
-    json_builder_set_member_name(b, "images");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "images");
+    ic_json_begin_array(b);
     for (guint i = 0; i < report->rows->len; i++)
         json_add_row(b, g_ptr_array_index(report->rows, i));
-    json_builder_end_array(b);
+    ic_json_end_array(b);
     json_add_totals(b, &report->totals);
 
-    json_builder_set_member_name(b, "skipped");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "skipped");
+    ic_json_begin_array(b);
     for (guint i = 0; i < report->skipped->len; i++) {
         const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
-        json_builder_begin_object(b);
+        ic_json_begin_object(b);
         ic_json_member_string(b, "name", entry->name);
         ic_json_member_string(b, "why", entry->why);
-        json_builder_end_object(b);
+        ic_json_end_object(b);
     }
-    json_builder_end_array(b);
+    ic_json_end_array(b);
 
-    json_builder_set_member_name(b, "events");
-    json_builder_begin_array(b);
+    ic_json_member_name(b, "events");
+    ic_json_begin_array(b);
     for (guint i = 0; i < report->events->len; i++) {
         const IcEvent *event = g_ptr_array_index(report->events, i);
-        json_builder_begin_object(b);
+        ic_json_begin_object(b);
         ic_json_member_string(b, "level", event_level_to_string(event->level));
         ic_json_member_string(b, "file", event->file);
         ic_json_member_string(b, "message", event->message);
-        json_builder_end_object(b);
+        ic_json_end_object(b);
     }
-    json_builder_end_array(b);
+    ic_json_end_array(b);
     json_add_notes(b, report);
     ic_json_member_string(b, "removal_deferred", report->removal_deferred);
-    json_builder_end_object(b);
+    ic_json_end_object(b);
+}
 
-    return ic_json_to_data(b);
+char *ic_report_to_json(const IcReport *report)
+{
+    return ic_json_to_string(write_report, report);
+}
+
+gboolean ic_report_write_json(const IcReport *report, FILE *out, GError **error)
+{
+    IcJsonWriter *w = ic_json_writer_new(out);
+    write_report(w, report);
+    return ic_json_writer_finish(w, error);
 }

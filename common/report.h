@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <stdio.h>
 
 #include "checksum.h"
 #include "policy.h"
@@ -177,5 +178,9 @@ char *ic_report_to_table(const IcReport *report);
  * "totals": {...}, "skipped": [...], "events": [...], "notes": [{"code", ...}]};
  * docs/report.schema.json is its schema. */
 char *ic_report_to_json(const IcReport *report);
+
+/* The same document streamed to @out as it is written (no copy of it in
+ * memory); FALSE with @error set when writing failed. */
+gboolean ic_report_write_json(const IcReport *report, FILE *out, GError **error);
 
 G_END_DECLS
