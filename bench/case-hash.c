@@ -128,6 +128,68 @@ static const char *status_of(gboolean ok)
     return bench_opts.quick ? "smoke" : ok ? "met" : "MISSED";
 }
 
+/* Seconds to verify @n files of @dir at once with up to @threads threads. */
+static double verify_many_seconds(const char *dir, char **names, guint n, guint threads)
+{
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        bench_die("opening %s: %s", dir, g_strerror(errno));
+    g_autofree IcChecksumJob *jobs = g_new0(IcChecksumJob, n);
+    for (guint i = 0; i < n; i++)
+        jobs[i] = (IcChecksumJob){.dirfd = dirfd, .name = names[i]};
+    IcChecksumOptions options = {.write_missing = FALSE};
+    g_autoptr(GError) error = NULL;
+    gint64 start = g_get_monotonic_time();
+    if (!ic_checksum_verify_many(jobs, n, &options, 0, threads, &error))
+        bench_die("verifying: %s", error->message);
+    double t = (double)(g_get_monotonic_time() - start) / G_USEC_PER_SEC;
+    for (guint i = 0; i < n; i++) {
+        if (jobs[i].result.state != IC_CHECKSUM_NO_SIDECAR)
+            bench_die("verifying %s: %s", names[i],
+                      ic_checksum_state_to_string(jobs[i].result.state));
+        ic_checksum_result_clear(&jobs[i].result);
+    }
+    close(dirfd);
+    return t;
+}
+
+/* `verify` of 8 files: one after another, then one thread per core, interleaved.
+ * The 8 files are hard links to the one page-cached data file: hashing is then
+ * CPU-bound, which is what the threads share out (this disk is not measured). */
+static void hash_many(const char *dir, const char *file, const char *size_text)
+{
+    const guint n = 8, reps = bench_opts.quick ? 1 : 3;
+    char *names[8];
+    for (guint i = 0; i < n; i++) {
+        names[i] = g_strdup_printf("many.%u", i);
+        g_autofree char *alias = g_build_filename(dir, names[i], NULL);
+        unlink(alias);
+        if (link(file, alias) < 0)
+            bench_die("linking %s: %s", alias, g_strerror(errno));
+    }
+    g_autoptr(Samples) serial = samples_new();
+    g_autoptr(Samples) parallel = samples_new();
+    for (guint r = 0; r < reps; r++) {
+        warm(file);
+        samples_add(serial, verify_many_seconds(dir, names, n, 1));
+        warm(file);
+        samples_add(parallel, verify_many_seconds(dir, names, n, 0));
+    }
+    double ratio = samples_median(parallel) / samples_median(serial);
+    g_autofree char *what =
+        g_strdup_printf("8 x %s (hard links), %u cores", size_text, g_get_num_processors());
+    g_autofree char *rt = g_strdup_printf("%.2fx the serial time", ratio);
+    table_add("3 hashing", what, "verify 8 files one after another", UNIT_S, serial, 0, "", "",
+              "info");
+    table_add("3 hashing", what, "verify 8 files, one thread per core", UNIT_S, parallel, 0, rt,
+              "<= 0.6x serial", status_of(ratio <= 0.6));
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *alias = g_build_filename(dir, names[i], NULL);
+        unlink(alias);
+        g_free(names[i]);
+    }
+}
+
 void case_hash(void)
 {
     const char *c = "3 hashing";
@@ -172,6 +234,8 @@ void case_hash(void)
         table_add(c, size_text, "ic_checksum_file, page-cached", UNIT_MIBS, ours, 0,
                   "openssl not installed", ">= 90 % of openssl", "n/a");
     }
+
+    hash_many(dir, file, size_text);
 
     /* Peak RSS of a process that hashes one file, at two sizes. */
     const char *paths[] = {file, sparse};

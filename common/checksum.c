@@ -162,8 +162,40 @@ static void dropper_flush(Dropper *d, guint64 upto, gboolean at_end)
         d->run_start = end;
 }
 
+struct IcRateLimit {
+    GMutex lock;
+    guint64 bytes_per_sec;
+    gint64 start; /* monotonic µs of the first byte */
+    guint64 total;
+};
+
+/* Counts @n more bytes read and returns when (monotonic µs) the reader may go
+ * on: the time at which all the bytes read so far by every sharer fit the rate. */
+static gint64 rate_limit_take(IcRateLimit *limit, guint64 n)
+{
+    g_mutex_lock(&limit->lock);
+    limit->total += n;
+    gint64 due = limit->start +
+                 (gint64)((double)limit->total * G_USEC_PER_SEC / (double)limit->bytes_per_sec);
+    g_mutex_unlock(&limit->lock);
+    return due;
+}
+
+static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
+                          IcRateLimit *shared, GCancellable *cancellable, char **ret_sha1_hex,
+                          GError **error);
+
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
                           GCancellable *cancellable, char **ret_sha1_hex, GError **error)
+{
+    return hash_file(dirfd, name, rate_limit_bytes_per_sec, NULL, cancellable, ret_sha1_hex, error);
+}
+
+/* @shared, when set, replaces the file's own rate limit (@rate_limit_bytes_per_sec
+ * then only sizes the chunks). */
+static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
+                          IcRateLimit *shared, GCancellable *cancellable, char **ret_sha1_hex,
+                          GError **error)
 {
     if (!check_cancelled(cancellable, name, error))
         return FALSE;
@@ -218,7 +250,10 @@ gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_
             dropper_page(&dropper, scanned_to, vec[i] & 1);
         dropper_flush(&dropper, scanned_to, FALSE);
 
-        if (rate_limit_bytes_per_sec > 0) {
+        if (shared != NULL) {
+            if (!sleep_until(rate_limit_take(shared, n), cancellable, name, error))
+                return FALSE;
+        } else if (rate_limit_bytes_per_sec > 0) {
             gint64 due =
                 start + (gint64)((double)total * G_USEC_PER_SEC / (double)rate_limit_bytes_per_sec);
             if (!sleep_until(due, cancellable, name, error))
@@ -475,8 +510,8 @@ gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions
         goto done;
     }
 
-    if (!ic_checksum_file(dirfd, name, options->rate_limit_bytes_per_sec, options->cancellable,
-                          &result.actual, &local_error)) {
+    if (!hash_file(dirfd, name, options->rate_limit_bytes_per_sec, options->shared_limit,
+                   options->cancellable, &result.actual, &local_error)) {
         if (g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)) {
             ic_checksum_result_clear(&result);
             g_propagate_error(error, g_steal_pointer(&local_error));
@@ -508,5 +543,72 @@ gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions
 done:
     g_debug("verified '%s': %s", name, ic_checksum_state_to_string(result.state));
     *ret_result = result;
+    return TRUE;
+}
+
+typedef struct {
+    IcChecksumJob *jobs;
+    guint n_jobs;
+    const IcChecksumOptions *options;
+    gint64 now;
+    gint next; /* atomic: the next job to take */
+    GMutex lock;
+    GError *error; /* the first failure (cancellation) */
+} VerifyMany;
+
+static gpointer verify_worker(gpointer data)
+{
+    VerifyMany *many = data;
+    for (;;) {
+        guint i = (guint)g_atomic_int_add(&many->next, 1);
+        if (i >= many->n_jobs)
+            return NULL;
+        IcChecksumJob *job = &many->jobs[i];
+        g_autoptr(GError) error = NULL;
+        if (ic_checksum_verify(job->dirfd, job->name, many->options, many->now, &job->result,
+                               &error))
+            continue;
+        job->result = (IcChecksumResult){.state = IC_CHECKSUM_NOT_CHECKED};
+        g_mutex_lock(&many->lock);
+        if (many->error == NULL)
+            many->error = g_steal_pointer(&error);
+        g_mutex_unlock(&many->lock);
+    }
+}
+
+gboolean ic_checksum_verify_many(IcChecksumJob *jobs, guint n_jobs,
+                                 const IcChecksumOptions *options, gint64 now, guint max_threads,
+                                 GError **error)
+{
+    IcRateLimit limit = {.bytes_per_sec = options->rate_limit_bytes_per_sec,
+                         .start = g_get_monotonic_time()};
+    IcChecksumOptions shared = *options;
+    if (options->rate_limit_bytes_per_sec > 0)
+        shared.shared_limit = &limit;
+    VerifyMany many = {.jobs = jobs, .n_jobs = n_jobs, .options = &shared, .now = now};
+    g_mutex_init(&limit.lock);
+    g_mutex_init(&many.lock);
+
+    /* Hashing is CPU-bound on a cached file and I/O-bound on a cold one: one
+     * thread per core keeps both busy without oversubscribing the host. */
+    guint threads = max_threads > 0 ? max_threads : g_get_num_processors();
+    threads = MIN(threads, n_jobs);
+    g_autoptr(GPtrArray) workers = g_ptr_array_new();
+    for (guint t = 1; t < threads; t++) {
+        GThread *thread = g_thread_try_new("ic-verify", verify_worker, &many, NULL);
+        if (thread == NULL)
+            break; /* fewer threads: the work gets done all the same */
+        g_ptr_array_add(workers, thread);
+    }
+    verify_worker(&many);
+    for (guint t = 0; t < workers->len; t++)
+        g_thread_join(g_ptr_array_index(workers, t));
+
+    g_mutex_clear(&many.lock);
+    g_mutex_clear(&limit.lock);
+    if (many.error != NULL) {
+        g_propagate_error(error, many.error);
+        return FALSE;
+    }
     return TRUE;
 }

@@ -14,10 +14,10 @@ G_BEGIN_DECLS
 typedef enum {
     IC_CHECKSUM_NOT_CHECKED = 0, /* checksumming off, or the file is absent */
     IC_CHECKSUM_OK,              /* digest matches the sidecar */
-    IC_CHECKSUM_RECENT,          /* the sidecar's timestamp is younger than the interval: not re-hashed */
-    IC_CHECKSUM_NO_SIDECAR,      /* there was none; one was written (unless dry run) */
-    IC_CHECKSUM_MISMATCH,        /* the file is corrupt */
-    IC_CHECKSUM_ERROR,           /* could not read the file or the sidecar */
+    IC_CHECKSUM_RECENT, /* the sidecar's timestamp is younger than the interval: not re-hashed */
+    IC_CHECKSUM_NO_SIDECAR, /* there was none; one was written (unless dry run) */
+    IC_CHECKSUM_MISMATCH,   /* the file is corrupt */
+    IC_CHECKSUM_ERROR,      /* could not read the file or the sidecar */
 } IcChecksumState;
 
 const char *ic_checksum_state_to_string(IcChecksumState state);
@@ -28,11 +28,10 @@ typedef enum {
     IC_SIDECAR_INFO, /* <file>.info: {"sha1": "<hex>", "sha1-timestamp": <epoch>} */
 } IcSidecarFormat;
 
-
 typedef struct {
     IcSidecarFormat format;
-    char *sha1;        /* lowercase hex as stored (may be invalid hex: then it cannot match) */
-    gint64 timestamp;  /* epoch seconds of the last hash, -1 when the sidecar has none */
+    char *sha1;       /* lowercase hex as stored (may be invalid hex: then it cannot match) */
+    gint64 timestamp; /* epoch seconds of the last hash, -1 when the sidecar has none */
 } IcStoredChecksum;
 
 void ic_stored_checksum_free(IcStoredChecksum *stored);
@@ -62,11 +61,16 @@ gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
                           GCancellable *cancellable, char **ret_sha1_hex, GError **error);
 
+/* A rate limit shared by the threads that hash at once: together they read at
+ * most its rate (the operator's ChecksumRateLimit is the total, not per file). */
+typedef struct IcRateLimit IcRateLimit;
+
 typedef struct {
     guint64 rate_limit_bytes_per_sec;
     gint64 interval_seconds; /* skip re-hashing while the sidecar's timestamp is younger */
     gboolean write_missing;  /* write a sidecar when there is none */
     GCancellable *cancellable;
+    IcRateLimit *shared_limit; /* private: set by ic_checksum_verify_many */
 } IcChecksumOptions;
 
 typedef struct {
@@ -83,5 +87,20 @@ void ic_checksum_result_clear(IcChecksumResult *result);
  * FALSE with IC_ERROR_CANCELLED. */
 gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions *options,
                             gint64 now, IcChecksumResult *ret_result, GError **error);
+
+/* One file of ic_checksum_verify_many: @dirfd and @name in, @result out. */
+typedef struct {
+    int dirfd;
+    const char *name;
+    IcChecksumResult result;
+} IcChecksumJob;
+
+/* ic_checksum_verify on each of @jobs, up to @max_threads files at once (0: one
+ * per core), each file by one thread; @options->rate_limit_bytes_per_sec bounds
+ * the total rate of all of them. FALSE (IC_ERROR_CANCELLED) when cancelled: the
+ * results of the jobs not done are then NOT_CHECKED. */
+gboolean ic_checksum_verify_many(IcChecksumJob *jobs, guint n_jobs,
+                                 const IcChecksumOptions *options, gint64 now, guint max_threads,
+                                 GError **error);
 
 G_END_DECLS

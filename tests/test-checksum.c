@@ -444,9 +444,7 @@ static void read_stored_fails(Fixture *fix, const char *name, gint code)
 static void test_read_damaged(Fixture *fix, gconstpointer data)
 {
     static const char *const damaged[] = {
-        "not json",
-        "[\"" SHA1_ABC "\"]",
-        "{\"sha1\": 42}",
+        "not json", "[\"" SHA1_ABC "\"]", "{\"sha1\": 42}",
         ("{\"sha1\": \"" SHA1_ABC), /* truncated */
     };
     IcChecksumOptions options = default_options();
@@ -734,6 +732,71 @@ static void test_autofd(void)
     close(kept);
 }
 
+/* Many files at once give each file the result verifying it alone gives. */
+static void test_verify_many(Fixture *fix, gconstpointer data)
+{
+    g_autofree char *good_sha1 = sha1_of(testdata, strlen(testdata));
+    put_file(fix, "good", testdata, -1);
+    put_file(fix, "good.sha1", good_sha1, -1);
+    put_file(fix, "bad", testdata, -1);
+    put_file(fix, "bad.sha1", "0000000000000000000000000000000000000000", -1);
+    put_file(fix, "bare", testdata, -1);
+    const char *names[] = {"good", "bad", "bare", "absent", "good", "bad"};
+    const IcChecksumState states[] = {IC_CHECKSUM_OK,         IC_CHECKSUM_MISMATCH,
+                                      IC_CHECKSUM_NO_SIDECAR, IC_CHECKSUM_NOT_CHECKED,
+                                      IC_CHECKSUM_OK,         IC_CHECKSUM_MISMATCH};
+    IcChecksumJob jobs[G_N_ELEMENTS(names)];
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++)
+        jobs[i] = (IcChecksumJob){.dirfd = fix->dirfd, .name = names[i]};
+    IcChecksumOptions options = default_options();
+    options.write_missing = FALSE;
+
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_checksum_verify_many(jobs, G_N_ELEMENTS(jobs), &options, NOW, 4, &error));
+    g_assert_no_error(error);
+    for (guint i = 0; i < G_N_ELEMENTS(jobs); i++) {
+        g_assert_cmpstr(ic_checksum_state_to_string(jobs[i].result.state), ==,
+                        ic_checksum_state_to_string(states[i]));
+        if (states[i] == IC_CHECKSUM_OK || states[i] == IC_CHECKSUM_NO_SIDECAR)
+            g_assert_cmpstr(jobs[i].result.actual, ==, good_sha1);
+        ic_checksum_result_clear(&jobs[i].result);
+    }
+}
+
+/* The rate limit bounds all the threads together, not each one: 4 files of
+ * 512 KiB at 2 MiB/s take at least 1 s however many threads read them (with a
+ * limit per thread, 4 threads would take 0.25 s). */
+static void test_verify_many_rate_is_total(Fixture *fix, gconstpointer data)
+{
+    const gsize len = MIB / 2;
+    g_autofree char *contents = make_pattern(len);
+    IcChecksumJob jobs[4];
+    char *names[G_N_ELEMENTS(jobs)];
+    for (guint i = 0; i < G_N_ELEMENTS(jobs); i++) {
+        names[i] = g_strdup_printf("img%u", i);
+        put_file(fix, names[i], contents, (gssize)len);
+        jobs[i] = (IcChecksumJob){.dirfd = fix->dirfd, .name = names[i]};
+    }
+    IcChecksumOptions options = default_options();
+    options.write_missing = FALSE;
+    options.rate_limit_bytes_per_sec = 2 * MIB;
+
+    g_autoptr(GError) error = NULL;
+    gint64 start = g_get_monotonic_time();
+    g_assert_true(ic_checksum_verify_many(jobs, G_N_ELEMENTS(jobs), &options, NOW, 4, &error));
+    gint64 elapsed = g_get_monotonic_time() - start;
+    g_assert_no_error(error);
+
+    /* A lower bound only: a loaded machine may take longer. */
+    g_assert_cmpint(elapsed, >=, 900 * 1000);
+    g_autofree char *expected = sha1_of(contents, len);
+    for (guint i = 0; i < G_N_ELEMENTS(jobs); i++) {
+        g_assert_cmpstr(jobs[i].result.actual, ==, expected);
+        ic_checksum_result_clear(&jobs[i].result);
+        g_free(names[i]);
+    }
+}
+
 #define ADD(path, func) g_test_add(path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
 int main(int argc, char **argv)
@@ -759,6 +822,8 @@ int main(int argc, char **argv)
     ADD("/imagecache/checksum/write-sidecar", test_write_sidecar);
     ADD("/imagecache/checksum/verify-recent", test_verify_recent);
     ADD("/imagecache/checksum/verify-refresh", test_verify_refresh);
+    ADD("/imagecache/checksum/verify-many", test_verify_many);
+    ADD("/imagecache/checksum/verify-many-rate-is-total", test_verify_many_rate_is_total);
     g_test_add_func("/imagecache/checksum/state-strings", test_state_strings);
     ADD("/imagecache/checksum/file-read-at", test_file_read_at);
     ADD("/imagecache/checksum/file-write-atomic", test_file_write_atomic);
