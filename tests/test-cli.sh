@@ -46,7 +46,6 @@ touch -d "30 days ago" "$old"
 printf '[imagecache]\ninstances_path=%s\nhost=clitest\n' "$tmp/inst" >"$tmp/good.conf"
 printf '[imagecache]\ninstances_path=%s\nremove_unused_base_image=true\n' "$tmp/inst" >"$tmp/typo.conf"
 
-echo "1..26"
 expect 2 "run takes no arguments, got 'dry-run'" run dry-run --config "$tmp/good.conf"
 expect 2 "config file '$tmp/missing.conf'" report --config "$tmp/missing.conf"
 expect 2 "unknown key 'remove_unused_base_image'" run --config "$tmp/typo.conf"
@@ -102,4 +101,39 @@ $in_use 0 "^  libvirt  *not consulted" report --config "$tmp/sum.conf" --explain
 $in_use 0 "^  instances_dir  *names a user" report --config "$tmp/sum.conf" --explain cccccccccccccccccccccccccccccccccccccccc
 expect_out 0 "unused for [0-9]*d (mtime 20[0-9-]*T[0-9:]*Z)" report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 expect_out 0 '"format_version" : 1' report --config "$tmp/sum.conf" --explain aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa --json
+
+# Start-up (issue 15): commands that do not ask libvirt do not load it; a report
+# loads the libvirt client module (it asks libvirt, which is not there here).
+libvirt_loaded() { # ARGS...: the libraries the dynamic linker opened for the command
+    n=$((n + 1))
+    if LD_DEBUG=files "$ctl" "$@" 2>&1 >/dev/null | grep -q "file=.*libvirt\.so"; then
+        echo "ok $n - libvirt loaded for: $*"
+    else
+        echo "not ok $n - libvirt not loaded for: $*"
+        failures=$((failures + 1))
+    fi
+}
+no_libvirt() {
+    n=$((n + 1))
+    if LD_DEBUG=files "$ctl" "$@" 2>&1 >/dev/null | grep -q "file=.*libvirt"; then
+        echo "not ok $n - libvirt loaded for: $*"
+        failures=$((failures + 1))
+    else
+        echo "ok $n - libvirt not loaded for: $*"
+    fi
+}
+no_libvirt --version
+no_libvirt check-config --config "$tmp/good.conf"
+"$ctl" report --config "$tmp/sum.conf" --json >"$tmp/report.json" 2>&1
+if ! grep -q libvirt_unsupported "$tmp/report.json"; then
+    libvirt_loaded report --config "$tmp/sum.conf"
+    n=$((n + 1))
+    if grep -q "live domains not consulted: cannot connect to libvirt" "$tmp/report.json"; then
+        echo "ok $n - report asks libvirt through the module"
+    else
+        echo "not ok $n - report did not ask libvirt: $(grep -o '"message" : "live[^"]*' "$tmp/report.json")"
+        failures=$((failures + 1))
+    fi
+fi
+echo "1..$n" # at the end: the libvirt checks run only when built with libvirt
 [ "$failures" -eq 0 ]
