@@ -117,7 +117,7 @@ IcUsage *ic_usage_new(void)
     usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->by_identity =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
     return usage;
 }
 
@@ -350,12 +350,15 @@ void ic_usage_index_identities(IcUsage *usage)
         if (stat(path, &st) != 0)
             continue; /* absent: matched by path, reported as absent */
         g_autofree char *key = identity_key(st.st_dev, st.st_ino);
-        IcUsers *known = g_hash_table_lookup(usage->by_identity, key);
+        GPtrArray *known = g_hash_table_lookup(usage->by_identity, key);
         if (known == NULL) {
-            known = users_new();
+            known = g_ptr_array_new();
             g_hash_table_insert(usage->by_identity, g_steal_pointer(&key), known);
         }
-        users_merge(known, users);
+        /* Borrowed, not merged into a copy: a copy of every path's users
+         * was the usage's largest allocation and users_merge its hottest
+         * function (issue 15); ic_usage_users_of merges them once. */
+        g_ptr_array_add(known, users);
     }
 }
 
@@ -369,7 +372,9 @@ IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const cha
         users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
     if (ino != 0) {
         g_autofree char *key = identity_key(dev, ino);
-        users_merge(users, g_hash_table_lookup(usage->by_identity, key));
+        const GPtrArray *same_file = g_hash_table_lookup(usage->by_identity, key);
+        for (guint i = 0; same_file != NULL && i < same_file->len; i++)
+            users_merge(users, g_ptr_array_index(same_file, i));
     }
     return users;
 }

@@ -66,7 +66,8 @@ typedef struct {
                                  * for the readers that print it) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
     GHashTable *last_used;      /* base file name -> gint64* when a domain last released it */
-    GHashTable *by_identity;    /* "dev:ino" -> IcUsers* (borrowed from by_path); see below */
+    GHashTable *by_identity;    /* "dev:ino" -> GPtrArray of the IcUsers* of by_path whose
+                                 * path names that file (borrowed); see below */
 } IcUsage;
 
 IcUsage *ic_usage_new(void);
