@@ -91,7 +91,7 @@ static IcUsers *users_new(void)
     IcUsers *users = g_new0(IcUsers, 1);
     users->users = g_ptr_array_new_with_free_func(g_free);
     users->slots = g_ptr_array_new_with_free_func((GDestroyNotify)user_slot_free);
-    users->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    users->seen = NULL; /* made when the set grows past USERS_SEEN_MIN */
     return users;
 }
 
@@ -99,7 +99,8 @@ void ic_users_free(IcUsers *users)
 {
     if (users == NULL)
         return;
-    g_hash_table_unref(users->seen);
+    if (users->seen != NULL)
+        g_hash_table_unref(users->seen);
     g_ptr_array_unref(users->slots);
     g_ptr_array_unref(users->users);
     g_free(users);
@@ -147,12 +148,53 @@ static char *user_label(const UserSlot *slot)
     return user_key(slot->name ? slot->name : slot->uuid, slot->host, slot->local);
 }
 
+/* Below this many users a set is searched slot by slot: most base files have a
+ * handful of users, and a hash table with two keys per user was most of the
+ * usage's memory (issue 15). Above it, IcUsers.seen indexes them. */
+#define USERS_SEEN_MIN 16
+
+/* TRUE when @id is @slot's UUID or name, for the same host when remote: what
+ * the keys of IcUsers.seen say. */
+static gboolean slot_is(const UserSlot *slot, const char *id, const char *host, gboolean local)
+{
+    if (slot->local != local || (!local && g_strcmp0(slot->host, host) != 0))
+        return FALSE;
+    return g_strcmp0(slot->uuid, id) == 0 || g_strcmp0(slot->name, id) == 0;
+}
+
+static void seen_add(IcUsers *users, UserSlot *slot, const char *id)
+{
+    if (users->seen != NULL && id != NULL)
+        g_hash_table_insert(users->seen, user_key(id, slot->host, slot->local), slot);
+}
+
+/* Indexes the set once it is large. */
+static void users_grow_index(IcUsers *users)
+{
+    if (users->seen != NULL || users->slots->len <= USERS_SEEN_MIN)
+        return;
+    users->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (guint i = 0; i < users->slots->len; i++) {
+        UserSlot *slot = g_ptr_array_index(users->slots, i);
+        seen_add(users, slot, slot->uuid);
+        seen_add(users, slot, slot->name);
+    }
+}
+
 static UserSlot *users_find(const IcUsers *users, const char *id, const char *host, gboolean local)
 {
     if (id == NULL)
         return NULL;
-    g_autofree char *key = user_key(id, host, local);
-    return g_hash_table_lookup(users->seen, key);
+    if (users->seen != NULL) {
+        g_autofree char *key = user_key(id, host, local);
+        return g_hash_table_lookup(users->seen, key);
+    }
+    for (guint i = 0; i < users->slots->len; i++) {
+        UserSlot *slot = g_ptr_array_index(users->slots, i);
+        if (slot_is(slot, id, host, local))
+            return slot;
+    }
+    return NULL;
 }
 
 /* Sets what was unknown of @slot; a name replaces the UUID in the label. */
@@ -160,11 +202,11 @@ static void users_learn(IcUsers *users, UserSlot *slot, const char *uuid, const 
 {
     if (slot->uuid == NULL && uuid != NULL) {
         slot->uuid = g_strdup(uuid);
-        g_hash_table_insert(users->seen, user_key(uuid, slot->host, slot->local), slot);
+        seen_add(users, slot, uuid);
     }
     if (slot->name == NULL && name != NULL) {
         slot->name = g_strdup(name);
-        g_hash_table_insert(users->seen, user_key(name, slot->host, slot->local), slot);
+        seen_add(users, slot, name);
         g_free(g_ptr_array_index(users->users, slot->index));
         g_ptr_array_index(users->users, slot->index) = user_label(slot);
     }
@@ -202,6 +244,7 @@ static void users_add(IcUsers *users, const char *uuid, const char *name, const 
         users->local++;
     else
         users->remote++;
+    users_grow_index(users);
 }
 
 /* Adds a user as a witness reported it: UUIDs compare lowercase. */

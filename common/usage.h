@@ -54,7 +54,8 @@ typedef struct {
                        * where no witness knew the name); one per user */
     guint witnesses;  /* IcWitness bits of every witness that named a user */
     GPtrArray *slots; /* private: what is known of each user, in the order of @users */
-    GHashTable *seen; /* private: each user's UUID and name ("@host" for remote ones) -> slot */
+    GHashTable *seen; /* private: each user's UUID and name ("@host" for remote ones) -> slot;
+                       * NULL while the set is small (searched slot by slot) */
 } IcUsers;
 
 typedef struct {

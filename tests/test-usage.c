@@ -83,6 +83,29 @@ static void test_one_user_per_uuid(gconstpointer data)
     assert_users(ic_usage_lookup_path(usage, BASE_PATH), c->local, c->remote, c->labels);
 }
 
+/* The same cases in a set already holding 20 users: past 16 users a set is
+ * indexed by a hash table instead of searched slot by slot (issue 15); both
+ * ways must count the same users. */
+static void test_one_user_per_uuid_large(gconstpointer data)
+{
+    const UserCase *c = data;
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    g_autoptr(GString) labels = g_string_new(NULL);
+    for (guint i = 0; i < 20; i++) {
+        g_autofree char *uuid = g_strdup_printf("00000000-0000-0000-0000-0000000000%02u", i);
+        g_autofree char *name = g_strdup_printf("filler%02u", i);
+        /* each filler twice, by UUID then with its name: one user */
+        ic_usage_add_path_user(usage, BASE_PATH, uuid, NULL, "h", TRUE, IC_WITNESS_STATIC);
+        ic_usage_add_path_user(usage, BASE_PATH, uuid, name, "h", TRUE, IC_WITNESS_STATIC);
+        g_string_append_printf(labels, "%s,", name);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(c->seen) && c->seen[i].host; i++)
+        ic_usage_add_path_user(usage, BASE_PATH, c->seen[i].uuid, c->seen[i].name, c->seen[i].host,
+                               c->seen[i].local, IC_WITNESS_STATIC);
+    g_string_append(labels, c->labels);
+    assert_users(ic_usage_lookup_path(usage, BASE_PATH), c->local + 20, c->remote, labels->str);
+}
+
 /* The tables merge by UUID too: a path user and a fingerprint user that are
  * one domain, and usages merged from two walker threads. */
 static void test_merge_by_uuid(void)
@@ -167,6 +190,9 @@ int main(int argc, char **argv)
     for (gsize i = 0; i < G_N_ELEMENTS(user_cases); i++) {
         g_autofree char *path = g_strdup_printf("/imagecache/usage/one_user_per_uuid/%zu", i);
         g_test_add_data_func(path, &user_cases[i], test_one_user_per_uuid);
+        g_autofree char *large =
+            g_strdup_printf("/imagecache/usage/one_user_per_uuid_large/%zu", i);
+        g_test_add_data_func(large, &user_cases[i], test_one_user_per_uuid_large);
     }
     g_test_add_func("/imagecache/usage/merge_by_uuid", test_merge_by_uuid);
     g_test_add("/imagecache/usage/pass_counts_one_vm_once", IcTestTree, NULL, ic_test_tree_setup,
