@@ -23,12 +23,20 @@ static const IcLedgerDomain *find_domain(GPtrArray *domains, const char *uuid)
     return NULL;
 }
 
+/* The ledger names base files in the base dir; libvirt's answer gives paths. */
+static gboolean same_entry(gconstpointer a, gconstpointer b)
+{
+    g_autofree char *name_a = ic_ledger_entry_name(a);
+    g_autofree char *name_b = ic_ledger_entry_name(b);
+    return g_str_equal(name_a, name_b);
+}
+
 static gboolean same_strings(GPtrArray *a, GPtrArray *b)
 {
     if (a->len != b->len)
         return FALSE;
     for (guint i = 0; i < a->len; i++) {
-        if (!g_ptr_array_find_with_equal_func(b, g_ptr_array_index(a, i), g_str_equal, NULL))
+        if (!g_ptr_array_find_with_equal_func(b, g_ptr_array_index(a, i), same_entry, NULL))
             return FALSE;
     }
     return TRUE;

@@ -4,7 +4,7 @@
  *
  *   # imagecache usage ledger: written by imagecache-hook under <host>.lock, do not edit
  *   [ledger]
- *   format=1
+ *   format=2
  *   host=<host>
  *   refreshed=<epoch seconds>
  *   domains=<N>
@@ -12,11 +12,11 @@
  *   [domain <uuid>]            one per domain, sorted by uuid
  *   name=<domain name>
  *   started=<epoch seconds>
- *   base_files=<path>;<path>;
+ *   base_files=<name>;<name>;  base files by name, relative to the base dir
  *   image_ids=<id>;
  *
  *   [last_used]
- *   paths=<path>;…             parallel lists: when each base file was last released
+ *   paths=<name>;…             parallel lists: when each base file was last released
  *   times=<epoch seconds>;…
  *
  *   [end]
@@ -24,7 +24,14 @@
  *   sha256=<hex digest of every byte before the "[end]" line>
  *
  * The [end] group must be last, repeat the header's count and carry the digest,
- * so a truncated or damaged file is an error instead of a ledger with fewer users. */
+ * so a truncated or damaged file is an error instead of a ledger with fewer users.
+ *
+ * Base files are named relative to the base dir because hosts mount the shared
+ * storage at different paths (and device/inode numbers mean nothing across hosts):
+ * each reader resolves a name against its own base dir. Format 1 named them by
+ * absolute path; such files are still read, and an entry carried over from one
+ * stays absolute until its domain is recorded again (readers resolve it by its
+ * parent directory's name, see resolve_entry). */
 #include "ledger.h"
 
 #include "domxml.h"
@@ -38,7 +45,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define LEDGER_FORMAT       1
+#define LEDGER_FORMAT       2
+#define LEDGER_FORMAT_PATHS 1 /* base files by absolute path */
 #define LEDGER_SUFFIX       ".ledger"
 #define LOCK_SUFFIX         ".lock"
 #define HOST_MAX_LEN        253 /* a fully qualified DNS name */
@@ -68,11 +76,22 @@ void ic_ledger_domain_free(IcLedgerDomain *domain)
     g_free(domain);
 }
 
+char *ic_ledger_entry_name(const char *path)
+{
+    return g_path_is_absolute(path) ? g_path_get_basename(path) : g_strdup(path);
+}
+
+/* A copy for the ledger file: base files by name (see ic_ledger_entry_name). */
 static IcLedgerDomain *domain_copy(const IcLedgerDomain *src)
 {
     IcLedgerDomain *domain = ic_ledger_domain_new(src->uuid, src->name);
-    for (guint i = 0; i < src->base_files->len; i++)
-        g_ptr_array_add(domain->base_files, g_strdup(g_ptr_array_index(src->base_files, i)));
+    for (guint i = 0; i < src->base_files->len; i++) {
+        char *name = ic_ledger_entry_name(g_ptr_array_index(src->base_files, i));
+        if (g_ptr_array_find_with_equal_func(domain->base_files, name, g_str_equal, NULL))
+            g_free(name);
+        else
+            g_ptr_array_add(domain->base_files, name);
+    }
     for (guint i = 0; i < src->image_ids->len; i++)
         g_ptr_array_add(domain->image_ids, g_strdup(g_ptr_array_index(src->image_ids, i)));
     domain->started = src->started;
@@ -258,7 +277,19 @@ static gboolean get_int(GKeyFile *kf, const char *group, const char *key, gint64
     return TRUE;
 }
 
-static gboolean get_list(GKeyFile *kf, const char *group, const char *key, gboolean paths,
+/* A base file entry: format 1 wrote absolute paths; format 2 writes names in
+ * the base dir, and keeps an absolute path carried over from format 1. */
+static gboolean entry_is_valid(const char *entry, gint64 format)
+{
+    if (g_path_is_absolute(entry))
+        return TRUE;
+    return format != LEDGER_FORMAT_PATHS && strchr(entry, '/') == NULL && strcmp(entry, ".") != 0 &&
+           strcmp(entry, "..") != 0;
+}
+
+/* @entries_format: 0 for a list of plain values, else the file's format, whose
+ * rule entry_is_valid applies to each value (base file entries). */
+static gboolean get_list(GKeyFile *kf, const char *group, const char *key, gint64 entries_format,
                          GPtrArray *into, GError **error)
 {
     gsize n = 0;
@@ -276,15 +307,15 @@ static gboolean get_list(GKeyFile *kf, const char *group, const char *key, gbool
         return format_error(error, "more than %d entries in '%s' of [%s]", MAX_LIST_ENTRIES, key,
                             group);
     for (gsize i = 0; i < n; i++) {
-        if (list[i][0] == '\0' || (paths && !g_path_is_absolute(list[i])))
+        if (list[i][0] == '\0' || (entries_format != 0 && !entry_is_valid(list[i], entries_format)))
             return format_error(error, "bad entry '%s' in '%s' of [%s]", list[i], key, group);
         g_ptr_array_add(into, g_strdup(list[i]));
     }
     return TRUE;
 }
 
-static gboolean parse_domain(GKeyFile *kf, const char *group, IcLedgerDomain **ret_domain,
-                             GError **error)
+static gboolean parse_domain(GKeyFile *kf, const char *group, gint64 format,
+                             IcLedgerDomain **ret_domain, GError **error)
 {
     static const char *const keys[] = {"name", "started", "base_files", "image_ids", NULL};
     const char *uuid = group + strlen(DOMAIN_GROUP_PREFIX);
@@ -299,22 +330,22 @@ static gboolean parse_domain(GKeyFile *kf, const char *group, IcLedgerDomain **r
         return format_error(error, "bad 'name' in [%s]", group);
     g_autoptr(IcLedgerDomain) domain = ic_ledger_domain_new(uuid, name);
     if (!get_int(kf, group, "started", G_MAXINT64, &domain->started, error) ||
-        !get_list(kf, group, "base_files", TRUE, domain->base_files, error) ||
-        !get_list(kf, group, "image_ids", FALSE, domain->image_ids, error))
+        !get_list(kf, group, "base_files", format, domain->base_files, error) ||
+        !get_list(kf, group, "image_ids", 0, domain->image_ids, error))
         return FALSE;
     *ret_domain = g_steal_pointer(&domain);
     return TRUE;
 }
 
-static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, GError **error)
+static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, gint64 format, GError **error)
 {
     static const char *const keys[] = {"paths", "times", NULL};
     if (!check_keys(kf, "last_used", keys, error))
         return FALSE;
     g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(GPtrArray) times = g_ptr_array_new_with_free_func(g_free);
-    if (!get_list(kf, "last_used", "paths", TRUE, paths, error) ||
-        !get_list(kf, "last_used", "times", FALSE, times, error))
+    if (!get_list(kf, "last_used", "paths", format, paths, error) ||
+        !get_list(kf, "last_used", "times", 0, times, error))
         return FALSE;
     if (paths->len != times->len)
         return format_error(error, "[last_used] has %u paths but %u times", paths->len, times->len);
@@ -381,9 +412,11 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
         !get_int(kf, "ledger", "refreshed", G_MAXINT64, &refreshed, error) ||
         !get_int(kf, "ledger", "domains", IC_LEDGER_MAX_DOMAINS, &domains, error))
         return FALSE;
-    if (format != LEDGER_FORMAT)
-        return format_error(error, "unsupported format %" G_GINT64_FORMAT " (this is %d)", format,
-                            LEDGER_FORMAT);
+    if (format != LEDGER_FORMAT && format != LEDGER_FORMAT_PATHS)
+        return format_error(error,
+                            "unsupported format %" G_GINT64_FORMAT
+                            " (this version reads %d and %d): written by a newer imagecache?",
+                            format, LEDGER_FORMAT_PATHS, LEDGER_FORMAT);
     g_autofree char *name = g_key_file_get_string(kf, "ledger", "host", NULL);
     if (!ic_ledger_host_name_is_valid(name))
         return format_error(error, "bad host '%s' in [ledger]", name ? name : "");
@@ -395,14 +428,14 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
         const char *group = groups[i];
         if (strcmp(group, "last_used") == 0 && !seen_last_used) {
             seen_last_used = TRUE;
-            if (!parse_last_used(kf, host, error))
+            if (!parse_last_used(kf, host, format, error))
                 return FALSE;
             continue;
         }
         if (!g_str_has_prefix(group, DOMAIN_GROUP_PREFIX))
             return format_error(error, "unexpected group [%s]", group);
         IcLedgerDomain *domain = NULL;
-        if (!parse_domain(kf, group, &domain, error))
+        if (!parse_domain(kf, group, format, &domain, error))
             return FALSE;
         g_ptr_array_add(host->domains, domain);
     }
@@ -666,6 +699,15 @@ static gboolean check_domain_entry(const IcLedgerDomain *domain, GError **error)
         g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "invalid name for domain '%s'", domain->uuid);
         return FALSE;
     }
+    for (guint i = 0; i < domain->base_files->len; i++) {
+        const char *entry = g_ptr_array_index(domain->base_files, i);
+        if (!entry_is_valid(entry, LEDGER_FORMAT)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
+                        "domain '%s' names base file '%s': neither an absolute path nor a name",
+                        domain->name, entry);
+            return FALSE;
+        }
+    }
     if (domain->base_files->len > MAX_LIST_ENTRIES || domain->image_ids->len > MAX_LIST_ENTRIES) {
         g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "domain '%s' names too many files",
                     domain->name);
@@ -877,7 +919,45 @@ gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_sec
     return TRUE;
 }
 
-void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage *usage)
+char *ic_ledger_resolve_entry(const char *entry, const char *base_dir)
+{
+    if (!g_path_is_absolute(entry))
+        return g_build_filename(base_dir, entry, NULL);
+    /* Format 1: "<somebody's mount>/<base_dir_name>/<name>". */
+    g_autofree char *canon = g_canonicalize_filename(entry, "/");
+    g_autofree char *parent = g_path_get_dirname(canon);
+    g_autofree char *parent_name = g_path_get_basename(parent);
+    g_autofree char *base_name = g_path_get_basename(base_dir);
+    if (strcmp(parent_name, base_name) != 0)
+        return NULL;
+    g_autofree char *name = g_path_get_basename(canon);
+    return g_build_filename(base_dir, name, NULL);
+}
+
+static void add_entry_user(IcUsage *usage, const char *base_dir, const IcLedgerHost *host,
+                           const IcLedgerDomain *domain, const char *entry, gboolean local)
+{
+    g_autofree char *path = ic_ledger_resolve_entry(entry, base_dir);
+    if (path != NULL) {
+        ic_usage_add_path_user(usage, path, domain->uuid, domain->name, host->host, local,
+                               IC_WITNESS_LEDGER);
+        return;
+    }
+    /* An old absolute path outside any base dir: it could name any base file
+     * (a symlinked base dir, a mount we do not know), so nothing is removed.
+     * The path itself still counts, for a file it reaches here. */
+    ic_usage_add_path_user(usage, entry, domain->uuid, domain->name, host->host, local,
+                           IC_WITNESS_LEDGER);
+    g_autofree char *note = g_strdup_printf(
+        "ledger of host '%s': domain '%s' names '%s', which is not in a directory named like "
+        "the base dir: its base file is unknown, so nothing is removed (rewrite the entry with "
+        "'imagecachectl reconcile' on that host)",
+        host->host, domain->name, entry);
+    ic_usage_add_note(usage, IC_NOTE_LEDGER_DAMAGED, note);
+}
+
+void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, const char *base_dir,
+                         IcUsage *usage)
 {
     for (guint i = 0; i < ledger->errors->len; i++)
         ic_usage_add_note(usage, IC_NOTE_LEDGER_DAMAGED, g_ptr_array_index(ledger->errors, i));
@@ -895,9 +975,8 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
         for (guint j = 0; j < host->domains->len; j++) {
             const IcLedgerDomain *domain = g_ptr_array_index(host->domains, j);
             for (guint k = 0; k < domain->base_files->len; k++)
-                ic_usage_add_path_user(usage, g_ptr_array_index(domain->base_files, k),
-                                       domain->uuid, domain->name, host->host, local,
-                                       IC_WITNESS_LEDGER);
+                add_entry_user(usage, base_dir, host, domain,
+                               g_ptr_array_index(domain->base_files, k), local);
             for (guint k = 0; k < domain->image_ids->len; k++)
                 ic_usage_add_image_user(usage, g_ptr_array_index(domain->image_ids, k),
                                         domain->uuid, domain->name, host->host, local,
@@ -906,8 +985,12 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage
         GHashTableIter iter;
         gpointer path, when;
         g_hash_table_iter_init(&iter, host->last_used);
-        while (g_hash_table_iter_next(&iter, &path, &when))
-            ic_usage_add_last_used(usage, path, *(const gint64 *)when);
+        while (g_hash_table_iter_next(&iter, &path, &when)) {
+            /* Only an age: an entry that cannot be resolved is left out. */
+            g_autofree char *resolved = ic_ledger_resolve_entry(path, base_dir);
+            if (resolved != NULL)
+                ic_usage_add_last_used(usage, resolved, *(const gint64 *)when);
+        }
     }
 }
 

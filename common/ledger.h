@@ -14,7 +14,8 @@ G_BEGIN_DECLS
 typedef struct {
     char *uuid;
     char *name;
-    GPtrArray *base_files; /* char*: absolute paths inside the base dir reached by its chains */
+    GPtrArray *base_files; /* char*: base files its chains reach: names in the base dir (as
+                            * written); absolute paths from collect or a format-1 file */
     GPtrArray *image_ids;  /* char*: Nova image refs (fingerprint = SHA-1 of the id) */
     gint64 started;        /* epoch seconds the domain was first recorded */
 } IcLedgerDomain;
@@ -24,7 +25,7 @@ typedef struct {
     gint64 refreshed;      /* epoch seconds of the last write */
     gboolean stale;        /* set by ic_ledger_read_all: not refreshed within the stale limit */
     GPtrArray *domains;    /* IcLedgerDomain*, sorted by uuid */
-    GHashTable *last_used; /* base file path -> gint64* epoch seconds of its last release */
+    GHashTable *last_used; /* base file entry -> gint64* epoch seconds of its last release */
 } IcLedgerHost;
 
 typedef struct {
@@ -85,8 +86,20 @@ gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_sec
                             IcLedger **ret_ledger, GError **error);
 
 /* Adds every domain of every host to @usage: @local_host's as local users,
- * the others' as remote users; unreadable host files mark the usage incomplete. */
-void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, IcUsage *usage);
+ * the others' as remote users; unreadable host files mark the usage incomplete.
+ * Entries are resolved against @base_dir, this host's (ic_ledger_resolve_entry). */
+void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, const char *base_dir,
+                         IcUsage *usage);
+
+/* How the ledger file names base file @path: its name in the base dir (every
+ * path the chains give lies directly in it); a name is kept as it is. */
+char *ic_ledger_entry_name(const char *path);
+
+/* The path, in this host's @base_dir, of ledger entry @entry: a name joined to
+ * @base_dir; a format-1 absolute path "<mount>/<dir>/<name>" whose <dir> is
+ * named like @base_dir, mapped onto @base_dir (another host's mount spelling);
+ * NULL for any other absolute path (its base file is unknown). */
+char *ic_ledger_resolve_entry(const char *entry, const char *base_dir);
 
 /* What a domain uses, as the ledger records it: for each file disk of
  * @domain (ic_domain_file_disks), the backing chain probed from the image

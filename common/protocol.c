@@ -54,7 +54,8 @@ static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLed
         ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, note);
         return;
     }
-    ic_ledger_add_usage(ledger, config->host, usage);
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    ic_ledger_add_usage(ledger, config->host, base_dir, usage);
     counts->known = ledger->errors->len == 0;
     counts->hosts = ledger->hosts->len;
     for (guint i = 0; i < ledger->hosts->len; i++)

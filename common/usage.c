@@ -604,6 +604,36 @@ gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_
     return parse_disk_info(data, len, ret_formats, error);
 }
 
+/* A file a disk needs that does not resolve into the base dir. Hosts sharing
+ * the storage mount it at different paths, and an overlay created on another
+ * host names its backing file with that host's spelling ("/srv/novaB/_base/<name>"),
+ * which does not exist here: such a name, in a directory named like the base
+ * dir, is the base file <name> here. Any other file that does not exist here
+ * might be any base file (a mount this host lacks): usage unknown, never
+ * "unused". A present file outside the base dir is no base file. */
+static void add_foreign_file(IcUsage *usage, const IcDiskFile *file, const char *base_dir,
+                             const char *uuid, const char *name, const char *host,
+                             IcWitness witness)
+{
+    if (file->present)
+        return;
+    g_autofree char *canon = g_canonicalize_filename(file->path, "/");
+    g_autofree char *parent = g_path_get_dirname(canon);
+    g_autofree char *parent_name = g_path_get_basename(parent);
+    g_autofree char *base_name = g_path_get_basename(base_dir);
+    if (g_str_equal(parent_name, base_name)) {
+        g_autofree char *entry = g_path_get_basename(canon);
+        g_autofree char *here = g_build_filename(base_dir, entry, NULL);
+        ic_usage_add_path_user(usage, here, uuid, name, host, TRUE, witness);
+        return;
+    }
+    g_autofree char *note = g_strdup_printf(
+        "domain '%s' needs '%s', which cannot be found here: its base file is unknown, so "
+        "nothing is removed",
+        name != NULL ? name : uuid, file->path);
+    ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
+}
+
 /* Records the base files among @files (what one disk needs) as used by the
  * domain @uuid / @name. */
 void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char *base_dir,
@@ -615,8 +645,10 @@ void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char 
         g_autofree char *base_name = base_fd >= 0
                                          ? ic_disk_file_base_name_at(file, base_fd, base_dir)
                                          : ic_disk_file_base_name(file, base_dir);
-        if (base_name == NULL)
+        if (base_name == NULL) {
+            add_foreign_file(usage, file, base_dir, uuid, name, host, witness);
             continue;
+        }
         g_autofree char *path = g_build_filename(base_dir, base_name, NULL);
         ic_usage_add_path_user(usage, path, uuid, name, host, TRUE, witness);
     }

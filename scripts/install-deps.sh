@@ -9,7 +9,7 @@ WANT_TEST=0
 
 BUILD_PKGS="build-essential meson ninja-build pkg-config libglib2.0-dev libssl-dev libjson-glib-dev clang-format"
 DEMO_PKGS="qemu-utils"
-E2E_PKGS="jq python3 python3-jsonschema libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev scdoc debhelper lintian dpkg-dev fakeroot man-db valgrind clang libfuzzer-14-dev influxdb influxdb-client graphite-carbon graphite-web prometheus libprotobuf-c1 libmicrohttpd12 systemd"
+E2E_PKGS="jq python3 python3-jsonschema libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev scdoc debhelper lintian dpkg-dev fakeroot man-db valgrind clang libfuzzer-14-dev influxdb influxdb-client graphite-carbon graphite-web prometheus libprotobuf-c1 libmicrohttpd12 systemd glusterfs-server glusterfs-client"
 TEST_PKGS=""
 [ "$WANT_TEST" = 1 ] && TEST_PKGS="$E2E_PKGS"
 EXTRA_PKGS="${IMAGECACHE_EXTRA_PKGS:-}"

@@ -62,6 +62,77 @@ static IcLedgerHost *read_host(const char *ledger_dir, const char *host)
     return NULL;
 }
 
+#define FP_1 "1f6f3bba1a4e3a58bbfb3a0cf7c5f3a1f3a3a6d1"
+
+static void assert_user(const IcUsage *usage, const char *path)
+{
+    const IcUsers *users = ic_usage_lookup_path(usage, path);
+    if (users == NULL)
+        g_test_message("no user of '%s'", path);
+    g_assert_nonnull(users);
+    g_assert_cmpuint(users->remote, ==, 1);
+}
+
+/* A format-1 ledger written by a host mounting the share at /srv/nova, read by
+ * one mounting it at /mnt/other: every entry inside a directory named like the
+ * base dir is resolved against the reader's base dir; the one outside any
+ * blocks removal instead of naming nothing; rewriting the file keeps them all. */
+static void test_format1_upgrade(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *src = ic_test_data_path("ledger", "format1-other-mount.ledger");
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(src, &text, &len, NULL));
+    g_assert_cmpint(g_mkdir_with_parents(f->ledger_dir, 0755), ==, 0);
+    g_free(ic_test_write_file(f->ledger_dir, "hosta.ledger", text, (gssize)len));
+
+    for (int round = 0; round < 2; round++) {
+        g_autoptr(IcLedger) ledger = NULL;
+        g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 0, &ledger, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(ledger->errors->len, ==, 0);
+        g_autoptr(IcUsage) usage = ic_usage_new();
+        ic_ledger_add_usage(ledger, "hostb", "/mnt/other/_base", usage);
+        assert_user(usage, "/mnt/other/_base/" FP_1);
+        assert_user(usage, "/mnt/other/_base/" FP_1 "_10");
+        g_assert_cmpint(
+            ic_usage_last_used(usage, "/mnt/other/_base/0000000000000000000000000000000000000000"),
+            ==, 1699900000);
+        /* /srv/cache-link/2222…: not in a "_base"; it might be any base file. */
+        g_assert_true(usage->incomplete);
+        g_assert_nonnull(strstr(usage->notes->pdata[0], "/srv/cache-link/"));
+        g_assert_cmpuint(ic_usage_lookup_path(usage, "/mnt/other/_base/" FP_1)->remote, ==, 1);
+
+        if (round == 1) {
+            /* After the rewrite: format 2, the new domain by name. */
+            g_assert_cmpuint(((IcLedgerHost *)ledger->hosts->pdata[0])->domains->len, ==, 3);
+            assert_user(usage, "/mnt/other/_base/new");
+            break;
+        }
+        /* The hook's next write upgrades the file without losing a domain. */
+        g_autoptr(IcLedgerDomain) fresh =
+            make_domain("0a0a0a0a-1111-2222-3333-444444444444", "vm-new", "/srv/nova/_base/new");
+        g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", fresh, NOW, &error));
+        g_assert_no_error(error);
+        g_autofree char *path = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+        g_autofree char *now_text = NULL;
+        g_assert_true(g_file_get_contents(path, &now_text, NULL, NULL));
+        g_assert_nonnull(strstr(now_text, "format=2\n"));
+        g_assert_nonnull(strstr(now_text, "base_files=new;\n"));
+    }
+}
+
+/* A name with a '/' (or "..") is no entry: a writer refuses it, a reader
+ * reports the file as damaged. */
+static void test_bad_entry_name(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) domain = make_domain(UUID_A, "vm", "../etc/passwd");
+    g_assert_false(ic_ledger_record_domain(f->ledger_dir, "hosta", domain, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
+}
+
 /* ---- format ---- */
 
 static void test_round_trip(void)
@@ -153,7 +224,7 @@ static const DamagedCase damaged_cases[] = {
     {"missing-key.ledger", "missing key 'started'"},
     {"bad-uuid.ledger", "bad domain uuid"},
     {"relative-path.ledger", "bad entry '_base/x'"},
-    {"wrong-format.ledger", "unsupported format 2"},
+    {"wrong-format.ledger", "unsupported format 3"},
     {"bad-number.ledger", "bad value '-5' for 'started'"},
     {"last-used-mismatch.ledger", "1 paths but 2 times"},
     {"group-after-end.ledger", "damaged"},
@@ -225,7 +296,7 @@ static void test_damaged_in_read_all(Fixture *f, gconstpointer data)
 
     /* A damaged file blocks removal: the usage is incomplete. */
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_ledger_add_usage(ledger, "hosta", usage);
+    ic_ledger_add_usage(ledger, "hosta", "/i/_base", usage);
     g_assert_true(usage->incomplete);
 
     /* And a writer refuses to overwrite it. */
@@ -300,11 +371,11 @@ static void test_record_drop(Fixture *f, gconstpointer data)
     g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
     g_assert_cmpuint(host->domains->len, ==, 1);
     g_assert_cmpstr(((IcLedgerDomain *)host->domains->pdata[0])->uuid, ==, UUID_B);
-    const gint64 *t = g_hash_table_lookup(host->last_used, "/i/_base/a2");
+    const gint64 *t = g_hash_table_lookup(host->last_used, "a2");
     g_assert_nonnull(t);
     g_assert_cmpint(*t, ==, NOW + 20);
-    g_assert_nonnull(g_hash_table_lookup(host->last_used, "/i/_base/a"));
-    g_assert_null(g_hash_table_lookup(host->last_used, "/i/_base/b"));
+    g_assert_nonnull(g_hash_table_lookup(host->last_used, "a"));
+    g_assert_null(g_hash_table_lookup(host->last_used, "b"));
 }
 
 static void test_bad_host(Fixture *f, gconstpointer data)
@@ -461,7 +532,7 @@ static void test_two_hosts(Fixture *f, gconstpointer data)
 
     /* Seen from hosta, hostb's user is remote; and the other way round. */
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_ledger_add_usage(ledger, "hosta", usage);
+    ic_ledger_add_usage(ledger, "hosta", "/i/_base", usage);
     const IcUsers *users = ic_usage_lookup_path(usage, "/i/_base/shared");
     g_assert_nonnull(users);
     g_assert_cmpuint(users->local, ==, 1);
@@ -477,7 +548,7 @@ static void test_two_hosts(Fixture *f, gconstpointer data)
                     "ledger of host 'hostb' not refreshed for 7200 s (still counted)");
 
     g_autoptr(IcUsage) from_b = ic_usage_new();
-    ic_ledger_add_usage(ledger, "hostb", from_b);
+    ic_ledger_add_usage(ledger, "hostb", "/i/_base", from_b);
     users = ic_usage_lookup_path(from_b, "/i/_base/shared");
     g_assert_cmpuint(users->local, ==, 1);
     g_assert_cmpuint(users->remote, ==, 1);
@@ -500,7 +571,7 @@ static void test_replace(Fixture *f, gconstpointer data)
     g_assert_cmpuint(host->domains->len, ==, 1);
     g_assert_cmpstr(((IcLedgerDomain *)host->domains->pdata[0])->uuid, ==, UUID_B);
     /* The vanished domain's files were released now. */
-    const gint64 *t = g_hash_table_lookup(host->last_used, "/i/_base/a");
+    const gint64 *t = g_hash_table_lookup(host->last_used, "a");
     g_assert_nonnull(t);
     g_assert_cmpint(*t, ==, NOW);
 }
@@ -615,6 +686,10 @@ int main(int argc, char **argv)
 
     g_test_add_func("/imagecache/ledger/round-trip", test_round_trip);
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
+    g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
+               test_format1_upgrade, fixture_teardown);
+    g_test_add("/imagecache/ledger/bad-entry-name", Fixture, NULL, fixture_setup,
+               test_bad_entry_name, fixture_teardown);
     for (gsize i = 0; i < G_N_ELEMENTS(damaged_cases); i++) {
         g_autofree char *path =
             g_strdup_printf("/imagecache/ledger/damaged/%s", damaged_cases[i].file);

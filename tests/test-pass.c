@@ -59,6 +59,43 @@ static const char *reason_of(const IcReport *report, const char *name)
     return row->decision.reason;
 }
 
+/* An instance disk created on a host that mounts the share elsewhere names its
+ * base file with that host's path, which does not exist here: the file is
+ * still in use. A backing file that cannot be found and is in no base dir
+ * might be any base file: nothing is removed. */
+static void test_backing_in_other_mount(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "remove_unused_original_minimum_age_seconds=0\n");
+    g_autofree char *a = make_base(tree, FP_A, "a", NOW - 10 * DAY);
+    g_autofree char *b = make_base(tree, FP_B, "b", NOW - 10 * DAY);
+    g_autofree char *disk = g_build_filename(tree->root, "inst-1", "disk", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(tree->root, 0755), ==, 0);
+    g_autofree char *dir = g_path_get_dirname(disk);
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, "/nonexistent-mount/novaB/_base/" FP_A,
+                                      "raw", &error));
+    g_assert_no_error(error);
+    g_autofree char *disk2 = g_build_filename(tree->root, "inst-2", "disk", NULL);
+    g_autofree char *dir2 = g_path_get_dirname(disk2);
+    g_assert_cmpint(g_mkdir_with_parents(dir2, 0755), ==, 0);
+    g_assert_true(
+        ic_test_write_qcow2(disk2, 3, 1 << 20, "/nonexistent-mount/images/gone", "raw", &error));
+    g_assert_no_error(error);
+
+    g_autoptr(IcReport) blocked = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_cmpstr(reason_of(blocked, FP_A), ==, "in_use_local");
+    g_assert_cmpstr(reason_of(blocked, FP_B), ==, "usage_unknown");
+    g_assert_true(ic_test_exists(b));
+
+    g_assert_cmpint(g_unlink(disk2), ==, 0);
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NOW);
+    g_assert_cmpstr(reason_of(report, FP_A), ==, "in_use_local");
+    g_assert_true(ic_test_exists(a));
+    g_assert_false(ic_test_exists(b));
+}
+
 static void test_pinned(IcTestTree *tree, gconstpointer data)
 {
     g_autoptr(IcConfig) config = tree_config(tree, "pinned_images=" FP_A ";golden-*\n");
@@ -228,7 +265,7 @@ static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
     g_autoptr(IcLedger) ledger = NULL;
     g_assert_true(ic_ledger_read_all(config->ledger_dir, NOW, DAY, &ledger, &error));
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_ledger_add_usage(ledger, "testhost", usage);
+    ic_ledger_add_usage(ledger, "testhost", tree->base_dir, usage);
     g_autoptr(IcReport) report = NULL;
     IcPassOptions options = {.mode = IC_PASS_RUN};
     g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
@@ -393,6 +430,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
     ADD("/imagecache/pass/pinned", test_pinned);
+    ADD("/imagecache/pass/backing_in_other_mount", test_backing_in_other_mount);
     ADD("/imagecache/pass/quarantine", test_quarantine);
     ADD("/imagecache/pass/quarantine_keeps_in_use", test_quarantine_keeps_in_use);
     ADD("/imagecache/pass/quarantine_only_when_sure", test_quarantine_only_when_sure);

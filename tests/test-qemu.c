@@ -267,7 +267,7 @@ static void test_last_used_any_spelling(Fixture *f, gconstpointer data)
     g_assert_true(ic_ledger_read_all(ledger_dir, NOW + 120, 86400, &ledger, &error));
     g_assert_no_error(error);
     g_autoptr(IcUsage) usage = ic_usage_new();
-    ic_ledger_add_usage(ledger, "hosta", usage);
+    ic_ledger_add_usage(ledger, "hosta", link_base, usage);
     g_autofree char *x = g_build_filename(link_base, "X", NULL);
     g_assert_cmpint(ic_usage_last_used(usage, x), ==, NOW + 60);
     g_autofree char *real_x = base_file(f, "X");

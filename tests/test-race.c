@@ -158,7 +158,7 @@ static void ledger_witness(IcUsage *usage, gint64 now, gpointer data)
     g_autoptr(IcLedger) ledger = NULL;
     g_assert_true(ic_ledger_read_all(race->config->ledger_dir, now, 86400, &ledger, &error));
     g_assert_no_error(error);
-    ic_ledger_add_usage(ledger, race->config->host, usage);
+    ic_ledger_add_usage(ledger, race->config->host, race->base_dir, usage);
 }
 
 static void run_race(Race *race, gboolean locked, double seconds, gboolean stop_on_violation)
