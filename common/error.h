@@ -21,11 +21,14 @@ typedef enum {
     IC_ERROR_CANCELLED, /* the caller asked to stop */
     IC_ERROR_BUSY,      /* a bounded wait (a lock) ran out of time */
     IC_ERROR_CHANGED,   /* refused: the file was replaced or used since it was decided on */
+    IC_ERROR_STALE,     /* ESTALE, or a read that found its opened file gone (a network
+                         * filesystem's handle outlived the file): opening the path again may
+                         * succeed (ic_file_retry_stale); never "absent" */
 } IcErrorCode;
 
-/* Sets @error from errno @errsv: code IC_ERROR_NOT_FOUND for ENOENT, else
- * IC_ERROR_IO; the message is "@what '@path': strerror". Returns FALSE so a
- * caller can `return ic_error_set_errno(...)`. */
+/* Sets @error from errno @errsv: code IC_ERROR_NOT_FOUND for ENOENT,
+ * IC_ERROR_STALE for ESTALE, else IC_ERROR_IO; the message is "@what '@path':
+ * strerror". Returns FALSE so a caller can `return ic_error_set_errno(...)`. */
 gboolean ic_error_set_errno(GError **error, int errsv, const char *what, const char *path);
 
 G_END_DECLS

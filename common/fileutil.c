@@ -2,6 +2,7 @@
 
 #include "error.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,14 +42,77 @@ gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize
     do
         n = read(fd, buf, len);
     while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return ic_error_set_errno(error, errno, "reading", name);
+    if (n < 0) {
+        int errsv = errno;
+        /* An open file read back as "no such file": the open was deferred and the
+         * file it named is gone. An error, never the file's absence. */
+        if (errsv == ENOENT || errsv == ESTALE) {
+            g_set_error(error, IC_ERROR, IC_ERROR_STALE, "reading '%s': %s", name,
+                        g_strerror(errsv));
+            return FALSE;
+        }
+        return ic_error_set_errno(error, errsv, "reading", name);
+    }
     *ret_n = (gsize)n;
     return TRUE;
 }
 
+DIR *ic_dir_open_at(int dirfd, const char *path)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        int errsv = errno;
+        close(fd);
+        errno = errsv;
+    }
+    return dir;
+}
+
+/* Lists the directory holding @name: a network filesystem client answers a
+ * listing from the server (GlusterFS's readdirplus replaces the kernel's cached
+ * entries that point to a replaced file), so the next lookup finds the new file. */
+static void refresh_dir(int dirfd, const char *name)
+{
+    g_autofree char *parent = g_path_get_dirname(name);
+    g_autoptr(DIR) dir = ic_dir_open_at(dirfd, parent);
+    while (dir != NULL && readdir(dir) != NULL)
+        ;
+}
+
+gboolean ic_file_retry_stale(GError **error, guint *attempt, int dirfd, const char *name)
+{
+    if (!g_error_matches(*error, IC_ERROR, IC_ERROR_STALE) || *attempt >= IC_FILE_STALE_RETRIES)
+        return FALSE;
+    g_debug("%s: opening it again", (*error)->message);
+    g_clear_error(error);
+    g_usleep((gulong)IC_FILE_STALE_WAIT_US << *attempt);
+    refresh_dir(dirfd, name);
+    (*attempt)++;
+    return TRUE;
+}
+
+static gboolean read_at_once(int dirfd, const char *name, gsize max_len, char **ret_data,
+                             gsize *ret_len, GError **error);
+
 gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_data,
                          gsize *ret_len, GError **error)
+{
+    guint attempt = 0;
+    g_autoptr(GError) local_error = NULL;
+    while (!read_at_once(dirfd, name, max_len, ret_data, ret_len, &local_error)) {
+        if (!ic_file_retry_stale(&local_error, &attempt, dirfd, name)) {
+            g_propagate_error(error, g_steal_pointer(&local_error));
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static gboolean read_at_once(int dirfd, const char *name, gsize max_len, char **ret_data,
+                             gsize *ret_len, GError **error)
 {
     struct stat st;
     ic_autofd fd = ic_file_open_regular_at(dirfd, name, &st, error);

@@ -2,6 +2,7 @@
  * regular file, bounded whole-file read, atomic rewrite, and an autoclose for fds. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <glib.h>
 #include <sys/stat.h>
@@ -40,13 +41,37 @@ static inline int ic_steal_fd(int *fdp)
 int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GError **error);
 
 /* One read(2) of up to @len bytes from @fd, retried on EINTR. *ret_n is 0 at end
- * of file. Fails with IC_ERROR_IO naming @name. */
+ * of file. Fails with IC_ERROR_IO naming @name; with IC_ERROR_STALE for ESTALE and
+ * for ENOENT, which a read can only mean when the opened file went away under a
+ * network filesystem's deferred open (GlusterFS open-behind): never "absent". */
 gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize *ret_n,
                            GError **error);
 
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(DIR, closedir)
+
+/* Opens the directory @path relative to @dirfd for reading (O_CLOEXEC); NULL
+ * with errno set on failure. */
+DIR *ic_dir_open_at(int dirfd, const char *path);
+
+/* How often a stale handle is retried, and the wait before the first retry (it
+ * doubles: 1.3 s in all). A GlusterFS client under its default caching can keep
+ * serving a replaced file's old handle for about its 1 s entry/metadata timeouts;
+ * with the settings README "Shared storage" asks for, no retry is needed. */
+#define IC_FILE_STALE_RETRIES 8
+#define IC_FILE_STALE_WAIT_US 5000
+
+/* For a loop that opens @name (relative to @dirfd) and reads it: TRUE when @error
+ * is IC_ERROR_STALE and fewer than IC_FILE_STALE_RETRIES retries were made
+ * (*attempt counts them); it then clears @error, waits a little and lists the
+ * file's directory, so that the caller's next open looks the path up afresh and
+ * finds the file that replaced the stale one. */
+gboolean ic_file_retry_stale(GError **error, guint *attempt, int dirfd, const char *name);
+
 /* Reads the whole regular file @name (relative to @dirfd) into a NUL-terminated
- * buffer the caller frees. Fails like ic_file_open_regular_at, and with
- * IC_ERROR_LIMIT when the file holds more than @max_len bytes. @ret_len may be NULL. */
+ * buffer the caller frees, opening it again on a stale handle (ic_file_retry_stale).
+ * Fails like ic_file_open_regular_at (IC_ERROR_NOT_FOUND only when the open finds
+ * no file), with IC_ERROR_STALE when retries ran out, and with IC_ERROR_LIMIT when
+ * the file holds more than @max_len bytes. @ret_len may be NULL. */
 gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_data,
                          gsize *ret_len, GError **error);
 

@@ -474,6 +474,13 @@ static gboolean read_at(int fd, guint8 *buf, gsize len, gsize offset, gsize *ret
         ssize_t n = pread(fd, buf + done, len - done, (off_t)(offset + done));
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == ENOENT) {
+            /* The open was deferred (GlusterFS open-behind) and the image is gone:
+             * a stale handle, not an absent file. */
+            g_set_error(error, IC_ERROR, IC_ERROR_STALE, "reading image '%s': %s", path,
+                        g_strerror(ENOENT));
+            return FALSE;
+        }
         if (n < 0)
             return ic_error_set_errno(error, errno, "reading image", path);
         if (n == 0)
@@ -582,10 +589,19 @@ gboolean ic_probe_image_as(int dirfd, const char *name, const char *path, const 
     g_return_val_if_fail(ret_info != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
-    struct stat st;
-    if (!stat_image(dirfd, name, path, &st, error))
-        return FALSE;
-    return probe_fd(dirfd, name, &st, path, format, ret_info, error);
+    /* A file replaced through another host's mount leaves this host's handle
+     * stale: look the name up again. */
+    g_autoptr(GError) local_error = NULL;
+    for (guint attempt = 0;;) {
+        struct stat st;
+        if (stat_image(dirfd, name, path, &st, &local_error) &&
+            probe_fd(dirfd, name, &st, path, format, ret_info, &local_error))
+            return TRUE;
+        if (!ic_file_retry_stale(&local_error, &attempt, dirfd, name)) {
+            g_propagate_error(error, g_steal_pointer(&local_error));
+            return FALSE;
+        }
+    }
 }
 
 /* ---- which files a disk needs ---- */
@@ -668,6 +684,12 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
     if (known == NULL) {
         known = g_new0(CachedProbe, 1);
         (void)probe_fd(dirfd, name, st, path, format, &known->info, &known->error);
+        /* A stale handle is the caller's to retry, not an answer to keep. */
+        if (g_error_matches(known->error, IC_ERROR, IC_ERROR_STALE)) {
+            g_propagate_error(error, g_steal_pointer(&known->error));
+            cached_probe_free(known);
+            return FALSE;
+        }
         g_hash_table_insert(cache->infos, g_steal_pointer(&key), known);
     }
     if (known->error != NULL) {
@@ -804,7 +826,22 @@ gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, cons
         const char *at_name = top ? name : current;
         struct stat st;
         g_autoptr(GError) open_error = NULL;
-        if (!stat_image(at, at_name, current, &st, &open_error)) {
+        /* The disk is read afresh; what it leads to may come from the cache. A
+         * stale handle (a file replaced through another host's mount) is looked
+         * up again, bounded. */
+        const IcImageInfo *info = NULL;
+        g_autoptr(IcImageInfo) owned = NULL;
+        gboolean stated = FALSE;
+        for (guint attempt = 0;;) {
+            stated = stat_image(at, at_name, current, &st, &open_error);
+            if (stated && probe_cached(at, at_name, &st, current, current_format,
+                                       top ? NULL : cache, &info, &owned, &open_error))
+                break;
+            if (!ic_file_retry_stale(&open_error, &attempt, at, at_name))
+                break;
+            g_clear_pointer(&owned, ic_image_info_free);
+        }
+        if (!stated) {
             /* A backing file that is gone still names a base file in use: it
              * ends the chain. Only the disk itself must exist. */
             if (!top && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
@@ -815,19 +852,16 @@ gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, cons
             g_propagate_error(error, g_steal_pointer(&open_error));
             return FALSE;
         }
+        if (open_error != NULL) {
+            g_propagate_error(error, g_steal_pointer(&open_error));
+            return FALSE;
+        }
         if (seen_identity(seen, &st)) {
             g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' loops back to '%s'",
                         path, current);
             return FALSE;
         }
         g_array_append_val(seen, st);
-
-        /* The disk is read afresh; what it leads to may come from the cache. */
-        const IcImageInfo *info = NULL;
-        g_autoptr(IcImageInfo) owned = NULL;
-        if (!probe_cached(at, at_name, &st, current, current_format, top ? NULL : cache, &info,
-                          &owned, error))
-            return FALSE;
         g_ptr_array_add(files, disk_file_new(at, at_name, current, current_name, IC_DISK_FILE_IMAGE,
                                              ic_image_format_to_string(info->format), &st));
         /* QEMU takes the names in this header against this file's directory
