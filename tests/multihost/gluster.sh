@@ -91,6 +91,11 @@ mh_teardown() {
     # This namespace's init is our parent: everything still running here dies with it,
     # glusterd and brick processes included. Files: ours alone.
     umount /var/lib/glusterd /var/log/glusterfs /run/gluster /srv 2>/dev/null
+    # IMAGECACHE_MULTIHOST_KEEP=DIR keeps the logs (not the brick) for a look afterwards.
+    if [ -n "${IMAGECACHE_MULTIHOST_KEEP:-}" ]; then
+        mkdir -p "$IMAGECACHE_MULTIHOST_KEEP"
+        cp "$MH_TMP"/*.log "$MH_TMP"/*.err "$MH_TMP"/*.conf "$IMAGECACHE_MULTIHOST_KEEP"/ 2>/dev/null
+    fi
     rm -rf "$MH_TMP"
 }
 
