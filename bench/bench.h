@@ -133,6 +133,7 @@ void case_report(void);
  * dir to remove after use (NULL when it is kept in --trees). Shared with case 6. */
 BenchTree *bench_get_tree(const char *label, guint base, guint disks, guint hosts, guint per_host,
                           char **ret_remove);
+void case_cell(void);
 
 /* Child modes (run by re-executing this binary): return the exit code. */
 int child_pass(const char *config_path);

@@ -35,10 +35,11 @@ static gboolean stopping;
 static gboolean worker_running;
 static pthread_t worker_thread;
 static GCancellable *cancellable;
-static IcMetricSet *snapshot;      /* the latest good pass's values, NULL until the first */
-static gboolean snapshot_reported; /* its first cycle was logged */
-static IcPassStatus pass_status;   /* for the liveness values */
-static gint64 started_at;          /* epoch seconds init started the worker */
+static IcMetricSet *snapshot;       /* the latest good pass's values, NULL until the first */
+static gboolean snapshot_reported;  /* its first cycle was logged */
+static IcPassStatus pass_status;    /* for the liveness values */
+static gint64 started_at;           /* epoch seconds init started the worker */
+static IcLedgerCache *ledger_cache; /* the worker's: passes re-read only changed ledgers */
 
 /* ---- logging ---- */
 
@@ -156,11 +157,14 @@ static void log_notes(const IcReport *report, char **last_notes)
 /* One pass; FALSE when cancelled (shutdown). */
 static gboolean run_pass(IcAlertState *alerts, char **last_notes)
 {
+    if (ledger_cache == NULL)
+        ledger_cache = ic_ledger_cache_new();
     IcPassOptions pass_options = {
         .mode = IC_PASS_RUN,
         .checksum_rate_limit = options->checksum_rate_limit,
         .cancellable = cancellable,
         .witnesses = collect_usage,
+        .ledger_cache = ledger_cache,
     };
     g_autoptr(IcReport) report = NULL;
     g_autoptr(GError) error = NULL;
@@ -378,6 +382,7 @@ static int imagecache_shutdown(void)
     }
     g_clear_pointer(&snapshot, ic_metric_set_unref);
     g_clear_pointer(&cycle, ic_metric_set_unref);
+    g_clear_pointer(&ledger_cache, ic_ledger_cache_free);
     g_clear_object(&cancellable);
     g_clear_pointer(&config, ic_config_free);
     g_clear_pointer(&options, ic_plugin_options_free);

@@ -825,6 +825,120 @@ static void add_error(IcLedger *ledger, const char *name, const GError *error)
                                                     name, error->message));
 }
 
+/* ---- the change cache ---- */
+
+/* What a file looked like when it was parsed: a rewrite is a new file renamed
+ * in, so its inode and ctime change even when size and mtime repeat. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+} FileKey;
+
+typedef struct {
+    FileKey key;
+    IcLedgerHost *host;
+} CachedHost;
+
+struct _IcLedgerCache {
+    GHashTable *files; /* file name -> CachedHost* */
+    guint64 bytes_read;
+    guint files_read;
+};
+
+static void cached_host_free(CachedHost *cached)
+{
+    ic_ledger_host_free(cached->host);
+    g_free(cached);
+}
+
+IcLedgerCache *ic_ledger_cache_new(void)
+{
+    IcLedgerCache *cache = g_new0(IcLedgerCache, 1);
+    cache->files =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_host_free);
+    return cache;
+}
+
+void ic_ledger_cache_free(IcLedgerCache *cache)
+{
+    if (cache == NULL)
+        return;
+    g_hash_table_unref(cache->files);
+    g_free(cache);
+}
+
+void ic_ledger_cache_last_read(const IcLedgerCache *cache, guint *ret_files, guint64 *ret_bytes)
+{
+    *ret_files = cache->files_read;
+    *ret_bytes = cache->bytes_read;
+}
+
+static FileKey file_key(const struct stat *st)
+{
+    return (FileKey){st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim};
+}
+
+static gboolean same_key(const FileKey *a, const FileKey *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+static IcLedgerHost *host_copy(const IcLedgerHost *src)
+{
+    IcLedgerHost *host = host_new(src->host);
+    host->refreshed = src->refreshed;
+    for (guint i = 0; i < src->domains->len; i++) {
+        const IcLedgerDomain *d = g_ptr_array_index(src->domains, i);
+        IcLedgerDomain *copy = ic_ledger_domain_new(d->uuid, d->name);
+        for (guint j = 0; j < d->base_files->len; j++)
+            g_ptr_array_add(copy->base_files, g_strdup(g_ptr_array_index(d->base_files, j)));
+        for (guint j = 0; j < d->image_ids->len; j++)
+            g_ptr_array_add(copy->image_ids, g_strdup(g_ptr_array_index(d->image_ids, j)));
+        copy->started = d->started;
+        g_ptr_array_add(host->domains, copy);
+    }
+    GHashTableIter iter;
+    gpointer key, value;
+    g_hash_table_iter_init(&iter, src->last_used);
+    while (g_hash_table_iter_next(&iter, &key, &value))
+        g_hash_table_insert(host->last_used, g_strdup(key), g_memdup2(value, sizeof(gint64)));
+    return host;
+}
+
+static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *name);
+
+/* A host file through @cache: parsed again only when its identity, size or
+ * times changed since the last read (the stat comes first, so a file replaced
+ * while it is read is read again next time). Damaged files are never cached. */
+static IcLedgerHost *read_host_file_cached(IcLedgerCache *cache, IcLedger *ledger, int dirfd,
+                                           const char *name)
+{
+    struct stat st;
+    if (cache == NULL || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return read_host_file(ledger, dirfd, name);
+    FileKey key = file_key(&st);
+    CachedHost *known = g_hash_table_lookup(cache->files, name);
+    if (known != NULL && same_key(&known->key, &key))
+        return host_copy(known->host);
+
+    IcLedgerHost *host = read_host_file(ledger, dirfd, name);
+    cache->files_read++;
+    cache->bytes_read += (guint64)st.st_size;
+    if (host == NULL) {
+        g_hash_table_remove(cache->files, name);
+        return NULL;
+    }
+    CachedHost *fresh = g_new0(CachedHost, 1);
+    fresh->key = key;
+    fresh->host = host_copy(host);
+    g_hash_table_replace(cache->files, g_strdup(name), fresh);
+    return host;
+}
+
 static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *name)
 {
     g_autoptr(GError) error = NULL;
@@ -848,6 +962,21 @@ static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *nam
         return NULL;
     }
     return g_steal_pointer(&host);
+}
+
+/* Drops the cached files that are no longer listed. */
+static void forget_gone_files(IcLedgerCache *cache, GPtrArray *names)
+{
+    g_autoptr(GHashTable) listed = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < names->len; i++)
+        g_hash_table_add(listed, names->pdata[i]);
+    GHashTableIter iter;
+    gpointer name;
+    g_hash_table_iter_init(&iter, cache->files);
+    while (g_hash_table_iter_next(&iter, &name, NULL)) {
+        if (!g_hash_table_contains(listed, name))
+            g_hash_table_iter_remove(&iter);
+    }
 }
 
 static gint compare_hosts(gconstpointer a, gconstpointer b)
@@ -888,6 +1017,16 @@ static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *na
 gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_seconds,
                             IcLedger **ret_ledger, GError **error)
 {
+    return ic_ledger_read_all_cached(NULL, ledger_dir, now, stale_seconds, ret_ledger, error);
+}
+
+gboolean ic_ledger_read_all_cached(IcLedgerCache *cache, const char *ledger_dir, gint64 now,
+                                   gint64 stale_seconds, IcLedger **ret_ledger, GError **error)
+{
+    if (cache != NULL) {
+        cache->files_read = 0;
+        cache->bytes_read = 0;
+    }
     g_autoptr(IcLedger) ledger = g_new0(IcLedger, 1);
     ledger->ledger_dir = g_strdup(ledger_dir);
     ledger->hosts = g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_host_free);
@@ -907,8 +1046,10 @@ gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_sec
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
     if (!list_host_files(dirfd, ledger_dir, names, error))
         return FALSE;
+    if (cache != NULL)
+        forget_gone_files(cache, names);
     for (guint i = 0; i < names->len; i++) {
-        IcLedgerHost *host = read_host_file(ledger, dirfd, names->pdata[i]);
+        IcLedgerHost *host = read_host_file_cached(cache, ledger, dirfd, names->pdata[i]);
         if (host == NULL)
             continue;
         host->stale = stale_seconds > 0 && now - host->refreshed > stale_seconds;

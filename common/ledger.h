@@ -85,6 +85,21 @@ gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char 
 gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_seconds,
                             IcLedger **ret_ledger, GError **error);
 
+/* What a long-running reader (the collectd plugin) parsed before: a host file
+ * whose inode, size, mtime and ctime did not change is not read again, so a
+ * pass costs a stat per host instead of reading every host's file. */
+typedef struct _IcLedgerCache IcLedgerCache;
+IcLedgerCache *ic_ledger_cache_new(void);
+void ic_ledger_cache_free(IcLedgerCache *cache);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedgerCache, ic_ledger_cache_free)
+
+/* ic_ledger_read_all through @cache (NULL: read everything). */
+gboolean ic_ledger_read_all_cached(IcLedgerCache *cache, const char *ledger_dir, gint64 now,
+                                   gint64 stale_seconds, IcLedger **ret_ledger, GError **error);
+
+/* How many host files, and bytes, the last ic_ledger_read_all_cached read. */
+void ic_ledger_cache_last_read(const IcLedgerCache *cache, guint *ret_files, guint64 *ret_bytes);
+
 /* Adds every domain of every host to @usage: @local_host's as local users,
  * the others' as remote users; unreadable host files mark the usage incomplete.
  * Entries are resolved against @base_dir, this host's (ic_ledger_resolve_entry). */

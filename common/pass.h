@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "config.h"
+#include "ledger.h"
 #include "protocol.h"
 #include "report.h"
 #include "usage.h"
@@ -32,6 +33,7 @@ typedef struct {
     const char *checksum_only;   /* hash only this base file (explaining one file); NULL: all */
     GCancellable *cancellable;   /* stops hashing, the lock wait and removal */
     IcWitnessFunc witnesses;     /* NULL: only the ledger, the given usage and the instances dir */
+    IcLedgerCache *ledger_cache; /* a long-running caller's: re-read only changed ledgers; NULL */
     gpointer witnesses_data;
     const char *proc_root;  /* NULL: "/proc" (for the held-open check) */
     gint64 lock_timeout_ms; /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */

@@ -27,7 +27,8 @@ gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
 
 /* ---- the filesystem witnesses ---- */
 
-static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLedgerCounts *counts)
+static void add_ledger(const IcConfig *config, IcLedgerCache *cache, IcUsage *usage, gint64 now,
+                       IcLedgerCounts *counts)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(IcLedger) ledger = NULL;
@@ -46,8 +47,8 @@ static void add_ledger(const IcConfig *config, IcUsage *usage, gint64 now, IcLed
         ic_usage_add_note(usage, IC_NOTE_LEDGER_DIR_MISSING, note);
         return;
     }
-    if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
-                            &error)) {
+    if (!ic_ledger_read_all_cached(cache, config->ledger_dir, now, config->ledger_stale_seconds,
+                                   &ledger, &error)) {
         g_autofree char *note =
             g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
                             config->ledger_dir, error->message);
@@ -74,14 +75,14 @@ static GPtrArray *non_instance_dirs(const IcConfig *config)
     return skip;
 }
 
-gboolean ic_protocol_read_witnesses(const IcConfig *config, const IcUsage *given,
-                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
-                                    IcLedgerCounts *ret_counts, GError **error)
+gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
+                                    const IcUsage *given, const IcUsage *asked, gint64 now,
+                                    IcUsage **ret_usage, IcLedgerCounts *ret_counts, GError **error)
 {
     g_autoptr(IcUsage) usage = ic_usage_new();
     IcLedgerCounts counts = {.known = FALSE};
     ic_usage_merge(usage, given);
-    add_ledger(config, usage, now, &counts);
+    add_ledger(config, ledger_cache, usage, now, &counts);
     ic_usage_merge(usage, asked);
     g_autofree char *base_dir = ic_config_base_dir(config);
     g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
@@ -247,8 +248,8 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
      * (libvirtd runs the prepare hook holding the domain's lock); a domain that
      * started after its answer is in the ledger by its own prepare record. */
     g_autoptr(IcUsage) usage = NULL;
-    if (!ic_protocol_read_witnesses(removal->config, removal->given, removal->asked, removal->now,
-                                    &usage, NULL, &local_error)) {
+    if (!ic_protocol_read_witnesses(removal->config, removal->ledger_cache, removal->given,
+                                    removal->asked, removal->now, &usage, NULL, &local_error)) {
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
         defer_plans(plans, 0, report, "usage_unknown", why);

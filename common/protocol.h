@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "ledger.h"
 #include "report.h"
 #include "usage.h"
 
@@ -88,10 +89,12 @@ typedef void (*IcProtocolSeamFunc)(IcProtocolStage stage, const char *name, gpoi
  * knows directly) and @asked (what the external witnesses, libvirt, answered
  * before the lock), either may be NULL. A ledger that cannot be read (or a
  * missing ledger dir outside instances_path) marks the usage incomplete. Fails
- * only when the instances dir cannot be listed. @ret_counts may be NULL. */
-gboolean ic_protocol_read_witnesses(const IcConfig *config, const IcUsage *given,
-                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
-                                    IcLedgerCounts *ret_counts, GError **error);
+ * only when the instances dir cannot be listed. @ret_counts may be NULL.
+ * @ledger_cache (may be NULL) spares re-reading host files that did not change. */
+gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
+                                    const IcUsage *given, const IcUsage *asked, gint64 now,
+                                    IcUsage **ret_usage, IcLedgerCounts *ret_counts,
+                                    GError **error);
 
 /* Re-decides @row from @usage with the pure policy (and @held_open) and sets
  * row->action to what is planned now; the pass owns how facts are assembled. */
@@ -111,6 +114,7 @@ typedef struct {
     int dirfd;            /* the base dir */
     const IcUsage *given; /* may be NULL */
     const IcUsage *asked; /* the external witnesses' answer from before the lock; may be NULL */
+    IcLedgerCache *ledger_cache; /* re-read only the ledgers that changed; may be NULL */
     gint64 now;
     GCancellable *cancellable; /* may be NULL */
     const char *proc_root;     /* NULL: "/proc" */

@@ -133,6 +133,61 @@ static void test_bad_entry_name(Fixture *f, gconstpointer data)
     g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
 }
 
+/* A long-running reader re-reads only the host files that changed, and still
+ * sees every change and every file that went away. */
+static void test_cache(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerCache) cache = ic_ledger_cache_new();
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "a");
+    g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "b");
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hostb", b, NOW, &error));
+    g_assert_no_error(error);
+
+    guint files = 0;
+    guint64 bytes = 0;
+    for (int round = 0; round < 4; round++) {
+        g_autoptr(IcLedger) ledger = NULL;
+        g_assert_true(ic_ledger_read_all_cached(cache, f->ledger_dir, NOW, 3600, &ledger, &error));
+        g_assert_no_error(error);
+        ic_ledger_cache_last_read(cache, &files, &bytes);
+        g_autoptr(IcUsage) usage = ic_usage_new();
+        ic_ledger_add_usage(ledger, "hosta", "/i/_base", usage);
+        switch (round) {
+        case 0: /* the first pass reads everything */
+            g_assert_cmpuint(files, ==, 2);
+            g_assert_cmpuint(bytes, >, 0);
+            g_assert_nonnull(ic_usage_lookup_path(usage, "/i/_base/b"));
+            /* hostb starts another domain */
+            g_ptr_array_add(b->base_files, g_strdup("b2"));
+            g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hostb", b, NOW + 1, &error));
+            break;
+        case 1: /* only the changed file */
+            g_assert_cmpuint(files, ==, 1);
+            g_assert_nonnull(ic_usage_lookup_path(usage, "/i/_base/b2"));
+            g_assert_nonnull(ic_usage_lookup_path(usage, "/i/_base/a"));
+            break;
+        case 2: /* nothing changed: nothing read, the same users */
+            g_assert_cmpuint(files, ==, 0);
+            g_assert_cmpuint(bytes, ==, 0);
+            g_assert_nonnull(ic_usage_lookup_path(usage, "/i/_base/b2"));
+            g_assert_nonnull(ic_usage_lookup_path(usage, "/i/_base/a"));
+            g_assert_cmpuint(ledger->hosts->len, ==, 2);
+            {
+                g_autofree char *gone = g_build_filename(f->ledger_dir, "hostb.ledger", NULL);
+                g_assert_cmpint(g_unlink(gone), ==, 0);
+            }
+            break;
+        case 3: /* a file that went away is gone from the answer too */
+            g_assert_cmpuint(ledger->hosts->len, ==, 1);
+            g_assert_null(ic_usage_lookup_path(usage, "/i/_base/b2"));
+            break;
+        }
+        g_assert_no_error(error);
+    }
+}
+
 /* ---- format ---- */
 
 static void test_round_trip(void)
@@ -688,6 +743,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
     g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
                test_format1_upgrade, fixture_teardown);
+    g_test_add("/imagecache/ledger/cache", Fixture, NULL, fixture_setup, test_cache,
+               fixture_teardown);
     g_test_add("/imagecache/ledger/bad-entry-name", Fixture, NULL, fixture_setup,
                test_bad_entry_name, fixture_teardown);
     for (gsize i = 0; i < G_N_ELEMENTS(damaged_cases); i++) {
