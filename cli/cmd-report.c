@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "ledger.h"
 #include "pass.h"
 
 static void collect_usage(IcUsage *usage, gint64 now, gpointer cli)
@@ -67,8 +68,17 @@ static int run_pass(IcCli *cli, const RunRequest *request)
     g_autoptr(IcReport) report = NULL;
     g_autofree char *explained_name =
         request->explain_file ? g_path_get_basename(request->explain_file) : NULL;
+    /* Where hosts share the cache, one of them removes per interval. */
+    IcPassMode mode = request->mode;
+    g_autofree char *claim_note = NULL;
+    if (mode == IC_PASS_RUN &&
+        !ic_ledger_claim_pass(cli->config->ledger_dir, cli->config->host, ic_cli_now(),
+                              cli->config->shared_pass_interval_seconds, &claim_note)) {
+        fprintf(stderr, "imagecachectl: %s\n", claim_note);
+        mode = IC_PASS_REPORT;
+    }
     IcPassOptions options = {
-        .mode = request->mode,
+        .mode = mode,
         .checksum_rate_limit = request->rate_limit,
         .checksum_only = explained_name,
         .witnesses = collect_usage,

@@ -159,8 +159,14 @@ static gboolean run_pass(IcAlertState *alerts, char **last_notes)
 {
     if (ledger_cache == NULL)
         ledger_cache = ic_ledger_cache_new();
+    g_autofree char *claim_note = NULL;
+    gboolean removes =
+        ic_ledger_claim_pass(config->ledger_dir, config->host, g_get_real_time() / G_USEC_PER_SEC,
+                             config->shared_pass_interval_seconds, &claim_note);
+    if (!removes)
+        INFO(LOG_PREFIX "%s", claim_note);
     IcPassOptions pass_options = {
-        .mode = IC_PASS_RUN,
+        .mode = removes ? IC_PASS_RUN : IC_PASS_REPORT,
         .checksum_rate_limit = options->checksum_rate_limit,
         .cancellable = cancellable,
         .witnesses = collect_usage,

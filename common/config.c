@@ -62,6 +62,10 @@ static const KeyDef keys[] = {
      "records without it, or refuses the start under strict_prepare); keep it above 10 s, the "
      "longest a pass waits for plus holds the lock",
      1, 300},
+    {"shared_pass_interval_seconds", KEY_SECONDS, offsetof(IcConfig, shared_pass_interval_seconds),
+     "0",
+     "Where hosts share the cache: after one host's removing pass, the others only report for "
+     "this long (0: every pass removes)"},
     {"disk_high_watermark_percent", KEY_PERCENT, offsetof(IcConfig, disk_high_watermark_percent),
      "0",
      "Above this use of the base dir's filesystem, evict unused files least recently used "

@@ -25,7 +25,8 @@ typedef struct {
     gint64 checksum_interval_seconds;
     gint64 ledger_stale_seconds;
     gboolean strict_prepare;
-    gint64 prepare_lock_wait_seconds; /* the hook's bound on the usage lock at prepare */
+    gint64 prepare_lock_wait_seconds;    /* the hook's bound on the usage lock at prepare */
+    gint64 shared_pass_interval_seconds; /* 0: every host's pass removes */
 
     /* Beyond Nova: disk pressure, pinning, swap/ephemeral files, quarantine. */
     gint64 disk_high_watermark_percent; /* 0: off */

@@ -49,7 +49,8 @@
 #define LEDGER_FORMAT_PATHS 1 /* base files by absolute path */
 #define LEDGER_SUFFIX       ".ledger"
 #define LOCK_SUFFIX         ".lock"
-#define HOST_MAX_LEN        253 /* a fully qualified DNS name */
+#define HOST_MAX_LEN        253          /* a fully qualified DNS name */
+#define LAST_PASS_NAME      ".last-pass" /* not *.ledger: no host file */
 #define NAME_MAX_LEN        1024
 #define MAX_LIST_ENTRIES    4096 /* base files or image ids of one domain */
 #define MAX_LAST_USED       10000
@@ -1223,5 +1224,53 @@ gboolean ic_ledger_domain_from_xml_domain(const IcDomain *domain, const char *ba
         return FALSE;
     }
     *ret_entry = g_steal_pointer(&entry);
+    return TRUE;
+}
+
+/* ---- one removing pass per shared cache ---- */
+
+/* "host=<host>\ntime=<epoch seconds>\n"; FALSE when the file says anything else. */
+static gboolean parse_last_pass(const char *text, char **ret_host, gint64 *ret_time)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    if (g_strv_length(lines) < 2 || !g_str_has_prefix(lines[0], "host=") ||
+        !g_str_has_prefix(lines[1], "time="))
+        return FALSE;
+    guint64 t = 0;
+    if (!g_ascii_string_to_unsigned(lines[1] + 5, 10, 0, G_MAXINT64, &t, NULL))
+        return FALSE;
+    *ret_host = g_strdup(lines[0] + 5);
+    *ret_time = (gint64)t;
+    return TRUE;
+}
+
+gboolean ic_ledger_claim_pass(const char *ledger_dir, const char *host, gint64 now, gint64 interval,
+                              char **ret_note)
+{
+    *ret_note = NULL;
+    if (interval <= 0)
+        return TRUE;
+    ic_autofd dirfd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return TRUE; /* the pass itself reports an unreadable ledger dir */
+
+    g_autofree char *text = NULL;
+    g_autofree char *last_host = NULL;
+    gint64 last = 0;
+    if (ic_file_read_at(dirfd, LAST_PASS_NAME, 4096, &text, NULL, NULL) &&
+        parse_last_pass(text, &last_host, &last) && g_strcmp0(last_host, host) != 0 &&
+        last <= now && now - last < interval) {
+        *ret_note = g_strdup_printf("host '%s' ran the removal pass %" G_GINT64_FORMAT
+                                    " s ago (shared_pass_interval_seconds = %" G_GINT64_FORMAT
+                                    "): this pass only reports",
+                                    last_host, now - last, interval);
+        return FALSE;
+    }
+    /* Ours now. Two hosts claiming at once both remove: the lock keeps that
+     * safe; the stamp only spares the shared filesystem the repeated work. */
+    g_autofree char *stamp = g_strdup_printf("host=%s\ntime=%" G_GINT64_FORMAT "\n", host, now);
+    g_autoptr(GError) error = NULL;
+    if (!ic_file_write_atomic_at(dirfd, LAST_PASS_NAME, stamp, strlen(stamp), 0644, &error))
+        g_debug("not writing '%s/%s': %s", ledger_dir, LAST_PASS_NAME, error->message);
     return TRUE;
 }

@@ -140,4 +140,13 @@ gboolean ic_ledger_open_dir(const char *ledger_dir, int *ret_dirfd, GError **err
 /* The usage lock the hook takes at prepare and the pass for removal lives in
  * protocol.h (ic_protocol_lock_for_start / ic_protocol_lock_for_removal). */
 
+/* One removing pass per shared cache per @interval seconds (config
+ * shared_pass_interval_seconds; 0: every pass removes). TRUE when this host
+ * should remove now, stamping <ledger_dir>/.last-pass with @host and @now;
+ * FALSE when another host's stamp is younger than @interval: then *ret_note
+ * says who and when, and the caller's pass only reports. Any trouble with the
+ * stamp answers TRUE (removal stays safe under the usage lock either way). */
+gboolean ic_ledger_claim_pass(const char *ledger_dir, const char *host, gint64 now, gint64 interval,
+                              char **ret_note);
+
 G_END_DECLS

@@ -188,6 +188,35 @@ static void test_cache(Fixture *f, gconstpointer data)
     }
 }
 
+/* One removing pass per shared cache per interval: the first host claims it,
+ * the others only report until the interval has passed; 0 switches it off. */
+static void test_claim_pass(Fixture *f, gconstpointer data)
+{
+    g_assert_cmpint(g_mkdir_with_parents(f->ledger_dir, 0755), ==, 0);
+    char *note = NULL;
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hosta", NOW, 600, &note));
+    g_assert_null(note);
+    g_assert_false(ic_ledger_claim_pass(f->ledger_dir, "hostb", NOW + 10, 600, &note));
+    g_assert_nonnull(strstr(note, "host 'hosta' ran the removal pass 10 s ago"));
+    g_clear_pointer(&note, g_free);
+    /* The claiming host's own next pass removes again. */
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hosta", NOW + 20, 600, &note));
+    /* Once the interval has passed, any host may. */
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hostb", NOW + 620, 600, &note));
+    g_assert_false(ic_ledger_claim_pass(f->ledger_dir, "hosta", NOW + 630, 600, &note));
+    g_clear_pointer(&note, g_free);
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hosta", NOW + 630, 0, &note));
+    /* A stamp from the future (a clock far ahead) does not stop removal for good. */
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hostc", NOW + 100000, 600, &note));
+    g_assert_true(ic_ledger_claim_pass(f->ledger_dir, "hostb", NOW, 600, &note));
+    g_assert_null(note);
+    /* The stamp is no host file. */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedger) ledger = NULL;
+    g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 0, &ledger, &error));
+    g_assert_cmpuint(ledger->errors->len, ==, 0);
+}
+
 /* ---- format ---- */
 
 static void test_round_trip(void)
@@ -743,6 +772,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
     g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
                test_format1_upgrade, fixture_teardown);
+    g_test_add("/imagecache/ledger/claim-pass", Fixture, NULL, fixture_setup, test_claim_pass,
+               fixture_teardown);
     g_test_add("/imagecache/ledger/cache", Fixture, NULL, fixture_setup, test_cache,
                fixture_teardown);
     g_test_add("/imagecache/ledger/bad-entry-name", Fixture, NULL, fixture_setup,

@@ -17,7 +17,7 @@ CTL=$(realpath "$2")
 mh_volume 1
 trap mh_teardown EXIT
 T=$MH_TMP
-echo "1..5"
+echo "1..6"
 
 B_USED="$(mh_sha1 img-b1) $(mh_sha1 img-b2) $(mh_sha1 img-b3)"
 UNUSED="$(mh_sha1 img-u1) $(mh_sha1 img-u2)"
@@ -89,3 +89,19 @@ left=""
 for f in $UNUSED; do grep -qx "$f" "$T/after" && left="$left $f"; done
 [ -z "$left" ] && echo "ok 5 - host A removes the unused base files" ||
     { echo "not ok 5 - host A kept unused files:$left"; sed 's/^/# /' "$T/run.err"; }
+
+# One removing pass per interval: B's run right after A's only reports.
+mh_config "$T/a2.conf" hostA /srv/nova "shared_pass_interval_seconds=3600"
+mh_config "$T/b2.conf" hostB /srv/novaB "shared_pass_interval_seconds=3600"
+mh_host hostA /srv/nova sh -c 'IMAGECACHE_CONFIG='"$T"'/a2.conf '"$CTL"' run >/dev/null 2>&1'
+mh_host hostB /srv/novaB sh -c '
+    head -c 4096 /dev/urandom >/srv/novaB/_base/'"$(mh_sha1 img-u3)"'
+    touch -d "3 days ago" /srv/novaB/_base/'"$(mh_sha1 img-u3)"'
+    IMAGECACHE_CONFIG='"$T"'/b2.conf '"$CTL"' run >/dev/null 2>'"$T"'/run-b2.err
+    ls /srv/novaB/_base >'"$T"'/after-b2'
+if grep -qx "$(mh_sha1 img-u3)" "$T/after-b2" && grep -q "host 'hostA' ran the removal pass" "$T/run-b2.err"; then
+    echo "ok 6 - within shared_pass_interval_seconds of host A's pass, host B's run only reports"
+else
+    echo "not ok 6 - host B's run removed or did not say why it only reported"
+    sed 's/^/# /' "$T/run-b2.err"
+fi
