@@ -1,5 +1,5 @@
 #!/bin/bash
-# e2e-libvirt.sh HOOK IMAGECACHECTL — the hook, the ledger and `reconcile` against a real
+# e2e-libvirt.sh HOOK IMAGECACHECTL [DEADLOCK_PASS] — the hook, the ledger and `reconcile` against a real
 # libvirtd running QEMU under TCG. The test starts its own virtlogd and libvirtd in a
 # private mount namespace (see tests/e2e/libvirt/start-daemons.sh), installs the built hook
 # there, starts three small domains and checks what `imagecachectl` sees; then it stops
@@ -9,6 +9,7 @@ set -u
 
 HOOK=${1:-${IMAGECACHE_HOOK:-}}
 CTL=${2:-${IMAGECACHECTL:-}}
+DEADLOCK_PASS=${3:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 DATA=$HERE/e2e/libvirt
 
@@ -17,8 +18,21 @@ failed=0
 skipped=0
 pass() { echo "PASS: $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-skip_check() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
+# Under CI (CI=true) install-deps has installed everything: a skip there hides a
+# broken setup, so it is a failure.
+skip_check() {
+    if [ "${CI:-}" = true ]; then
+        fail "$* (a skip is a failure under CI=true)"
+    else
+        echo "SKIP: $*"
+        skipped=$((skipped + 1))
+    fi
+}
 skip_all() {
+    if [ "${CI:-}" = true ]; then
+        echo "FAIL: $* (a skip is a failure under CI=true)"
+        exit 1
+    fi
     echo "SKIP: $*"
     exit 77
 }
@@ -356,6 +370,122 @@ fi
 if [ -s "$TMP/ctl.log" ]; then
     echo "# imagecachectl stderr:"
     sed 's/^/#   /' "$TMP/ctl.log"
+fi
+
+# ---- deadlock: a pass holds the usage lock while a VM starts ----
+# libvirtd runs the prepare hook while it holds the domain's lock, and the hook waits for
+# the usage lock (shared). A pass that asked libvirt anything while holding that lock
+# exclusively would wait for the domain lock: pass, start and every later start hang.
+# deadlock-pass pauses holding the lock until the hook of a starting domain is waiting
+# for it, then goes on: the start must complete within the bound the README documents
+# and the pass must complete. Every wait here is bounded; a hang is killed and failed.
+
+# What a VM start may wait at most for a pass (the protocol's bounds, as the README
+# documents them), plus QEMU's own start under TCG.
+read -r START_BOUND PREPARE_WAIT < <("$DEADLOCK_PASS" --start-bound "$TMP/local.conf" 2>/dev/null ||
+    echo 30 20)
+START_MARGIN=20
+deadlock_check() {
+    local dl=$TMP/deadlock unused pass_pid start_pid i t0 waited rc ms hook_seen
+    mkdir -p "$dl"
+    unused=$(printf 'e2e-image-unused' | sha1sum | cut -c1-40)
+    img -f raw "$BASE/$unused" 1M
+    touch -d '3 days ago' "$BASE/$unused"
+    # A real run that removes (the pass only takes the lock with something to remove).
+    sed 's/^remove_unused_base_images = .*/remove_unused_base_images = true/' \
+        "$TMP/local.conf" >"$dl/run.conf"
+    render "$DATA/domain.xml.in" "$dl/dom.xml" NAME ic-e2e-deadlock UUID "$UUID_A" \
+        DISK "$TMP/inst/$UUID_A/disk"
+    vsh define "$dl/dom.xml" >/dev/null || { fail "deadlock: cannot define the domain"; return; }
+
+    "$DEADLOCK_PASS" "$dl/run.conf" "$dl/locked" "$dl/go" $((START_BOUND + START_MARGIN + 30)) \
+        >"$dl/pass.log" 2>&1 &
+    pass_pid=$!
+    for i in $(seq 1 300); do
+        [ -e "$dl/locked" ] && break
+        kill -0 "$pass_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ ! -e "$dl/locked" ]; then
+        fail "deadlock: the pass never held the usage lock: $(tail -n 5 "$dl/pass.log")"
+        kill "$pass_pid" 2>/dev/null
+        wait "$pass_pid" 2>/dev/null
+        return
+    fi
+
+    t0=$(date +%s%N)
+    (
+        vsh start ic-e2e-deadlock >"$dl/start.out" 2>&1
+        echo "$? $((($(date +%s%N) - t0) / 1000000))" >"$dl/start.rc"
+    ) &
+    start_pid=$!
+    # The hook of that start is waiting for the lock (or 10 s passed): let the pass go on.
+    hook_seen=no
+    for i in $(seq 1 100); do
+        pgrep -f "imagecache-hook ic-e2e-deadlock prepare" >/dev/null && hook_seen=yes && break
+        sleep 0.1
+    done
+    sleep 0.5
+    touch "$dl/go"
+    if [ "$hook_seen" = yes ]; then
+        pass "deadlock: the start's prepare hook ran while the pass held the usage lock"
+    else
+        fail "deadlock: no prepare hook seen within 10 s of virsh start (the check proves nothing)"
+    fi
+
+    # Both finish within the bound, or it is a hang.
+    waited=0
+    while [ ! -e "$dl/start.rc" ] && [ "$waited" -lt $(((START_BOUND + START_MARGIN) * 10)) ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    for i in $(seq 1 100); do
+        kill -0 "$pass_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pass_pid" 2>/dev/null; then
+        fail "deadlock: the pass still holds the usage lock after the start's bound plus 10 s (hang); killing it"
+        sed 's/^/#   /' "$dl/pass.log"
+        kill -KILL "$pass_pid" 2>/dev/null
+        wait "$pass_pid" 2>/dev/null
+    else
+        wait "$pass_pid" && rc=0 || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            pass "deadlock: the pass holding the lock during a VM start completed"
+        else
+            fail "deadlock: the pass failed ($rc): $(tail -n 3 "$dl/pass.log")"
+        fi
+    fi
+    # With the pass gone the lock is free: a start that was stuck finishes now.
+    for i in $(seq 1 300); do
+        [ -e "$dl/start.rc" ] && break
+        sleep 0.1
+    done
+    wait "$start_pid" 2>/dev/null
+    if [ ! -e "$dl/start.rc" ]; then
+        fail "deadlock: virsh start never returned, even after the pass was gone"
+    else
+        read -r rc ms <"$dl/start.rc"
+        if [ "$rc" -ne 0 ]; then
+            fail "deadlock: virsh start failed: $(cat "$dl/start.out")"
+        elif [ "$ms" -gt $(((START_BOUND + START_MARGIN) * 1000)) ]; then
+            fail "deadlock: virsh start took $ms ms, over the bound of $START_BOUND s (+$START_MARGIN s for QEMU)"
+        elif [ "$ms" -ge $((PREPARE_WAIT * 1000)) ]; then
+            # Within the bound only because the hook gave up on the lock and recorded
+            # without it: the pass held it that long (asked libvirt under it?).
+            fail "deadlock: virsh start took $ms ms: its hook waited out prepare_lock_wait_seconds ($PREPARE_WAIT s) for a pass that should hold the lock for milliseconds"
+        else
+            pass "deadlock: virsh start completed in $ms ms while a pass held the lock (bound $START_BOUND s + $START_MARGIN s)"
+        fi
+    fi
+    sed 's/^/# /' "$dl/pass.log"
+    vsh destroy ic-e2e-deadlock >/dev/null 2>&1
+    vsh undefine ic-e2e-deadlock >/dev/null 2>&1
+}
+if [ -n "$DEADLOCK_PASS" ] && [ -x "$DEADLOCK_PASS" ]; then
+    deadlock_check
+else
+    skip_check "deadlock: no deadlock-pass program given (third argument)"
 fi
 
 echo "# $passed passed, $failed failed, $skipped skipped in $(($(date +%s) - started_at)) s"
