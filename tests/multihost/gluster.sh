@@ -39,8 +39,12 @@ mh_volume() {
     MH_TMP=$(mktemp -d /tmp/ic-multihost.XXXXXX)
     MH_BRICK=$MH_TMP/brick
     mkdir -p "$MH_TMP/glusterd" "$MH_TMP/log" "$MH_TMP/run" "$MH_BRICK" /var/lib/glusterd \
-        /var/log/glusterfs /run/gluster
-    # glusterd's state, logs and sockets: private to this namespace.
+        /var/log/glusterfs
+    # glusterd's state, logs and sockets: private to this namespace. The CLI finds glusterd
+    # through /run/glusterd.socket, so all of /run is private too: two runs at once (two
+    # developers' test suites) would otherwise talk to each other's glusterd.
+    mount -t tmpfs mh-run /run
+    mkdir -p /run/gluster
     mount --bind "$MH_TMP/glusterd" /var/lib/glusterd
     mount --bind "$MH_TMP/log" /var/log/glusterfs
     mount --bind "$MH_TMP/run" /run/gluster
@@ -90,7 +94,7 @@ mh_teardown() {
     gluster --mode=script volume delete "$MH_VOLUME" >/dev/null 2>&1
     # This namespace's init is our parent: everything still running here dies with it,
     # glusterd and brick processes included. Files: ours alone.
-    umount /var/lib/glusterd /var/log/glusterfs /run/gluster /srv 2>/dev/null
+    umount /var/lib/glusterd /var/log/glusterfs /run/gluster /srv /run 2>/dev/null
     # IMAGECACHE_MULTIHOST_KEEP=DIR keeps the logs (not the brick) for a look afterwards.
     if [ -n "${IMAGECACHE_MULTIHOST_KEEP:-}" ]; then
         mkdir -p "$IMAGECACHE_MULTIHOST_KEEP"
