@@ -103,7 +103,8 @@ static guint print_changes(GPtrArray *before, GPtrArray *after)
             print_domain_change("added", now_entry);
             changes++;
         } else if (!same_strings(old->base_files, now_entry->base_files) ||
-                   !same_strings(old->image_ids, now_entry->image_ids)) {
+                   !same_strings(old->image_ids, now_entry->image_ids) ||
+                   g_strcmp0(old->unknown, now_entry->unknown) != 0) {
             print_domain_change("changed", now_entry);
             changes++;
         }

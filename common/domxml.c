@@ -51,6 +51,7 @@ static void ic_domain_disk_free(IcDomainDisk *disk)
         return;
     g_free(disk->target);
     g_free(disk->device);
+    g_free(disk->type);
     g_free(disk->source_file);
     g_free(disk->format);
     g_clear_pointer(&disk->backing_store, g_ptr_array_unref);
@@ -252,6 +253,7 @@ static void on_start(GMarkupParseContext *ctx, const char *element, const char *
         /* libvirt's default device is "disk". */
         const char *device = attr(names, values, "device");
         disk->device = g_strdup(device != NULL ? device : "disk");
+        disk->type = g_strdup(attr(names, values, "type"));
         disk->backing_store = g_ptr_array_new_with_free_func(g_free);
         g_ptr_array_add(st->domain->disks, disk);
         st->disk = disk;
@@ -404,8 +406,26 @@ gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GErr
 
 gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk)
 {
-    return disk->source_file != NULL && *disk->source_file != '\0' &&
-           g_strcmp0(disk->device, "disk") == 0;
+    gboolean file_type =
+        disk->type == NULL || strcmp(disk->type, "file") == 0 || strcmp(disk->type, "block") == 0;
+    return file_type && disk->source_file != NULL && *disk->source_file != '\0';
+}
+
+const char *ic_domain_disk_unknown_reason(const IcDomainDisk *disk)
+{
+    if (disk->type == NULL)
+        return NULL;
+    if (strcmp(disk->type, "volume") == 0)
+        return "a type='volume' disk: the storage pool volume's file is not in the XML";
+    if (strcmp(disk->type, "dir") == 0)
+        return "a type='dir' disk: the directory QEMU exposes is not followed";
+    /* A raw image has no backing file (libvirt opens a network disk without a
+     * declared format as raw: it never probes); any other format over the
+     * network may name a local backing file we cannot read from here. */
+    if (strcmp(disk->type, "network") == 0 && disk->format != NULL &&
+        strcmp(disk->format, "raw") != 0)
+        return "a network disk whose format is not 'raw': its backing chain cannot be read";
+    return NULL;
 }
 
 GPtrArray *ic_domain_file_disks(const IcDomain *domain)

@@ -10,8 +10,9 @@ G_BEGIN_DECLS
 #define IC_DOMXML_MAX_DISKS 256
 
 typedef struct {
-    char *target;      /* <target dev=…>, may be NULL */
-    char *device;      /* "disk", "cdrom", "floppy", "lun" */
+    char *target; /* <target dev=…>, may be NULL */
+    char *device; /* "disk", "cdrom", "floppy", "lun" */
+    char *type;   /* <disk type=…>: "file", "block", "network", "volume", …; NULL if absent */
     char *source_file; /* <source file=…> (type='file') or dev= (type='block'), NULL for network */
     char *format;      /* <driver type=…>: the format QEMU opens it as; NULL when not declared */
     GPtrArray *
@@ -36,12 +37,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcDomain, ic_domain_free)
  * as unread. Pure. */
 gboolean ic_domxml_parse(const char *xml, gsize len, IcDomain **ret_domain, GError **error);
 
-/* TRUE for a disk whose backing chain matters: device "disk" with a file or
- * block source. */
+/* TRUE for a disk whose backing chain matters: a file or block source, whatever
+ * its device (a CD-ROM, floppy or LUN can be a qcow2 overlay of a base file too). */
 gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk);
 
-/* The file paths whose backing chains matter: disks of device "disk" with a
- * file or block source; CD-ROMs, floppies and network disks are left out. */
+/* Why the files @disk uses cannot be known from the XML (a type='volume' disk
+ * names a storage pool volume, a network disk of a format with a backing chain
+ * may chain to a local file, a type='dir' disk exposes a directory), or NULL
+ * when they can (a file/block disk, an empty drive, a raw network disk or one without a declared
+ * format, which libvirt opens as raw). A domain with such a disk has unknown usage. Pure; the
+ * string is static. */
+const char *ic_domain_disk_unknown_reason(const IcDomainDisk *disk);
+
+/* The file paths whose backing chains matter: every disk with a file or block
+ * source (ic_domain_disk_is_file_disk); network disks are left out. */
 GPtrArray *ic_domain_file_disks(const IcDomain *domain); /* char*, unique; caller unrefs */
 
 G_END_DECLS

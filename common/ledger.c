@@ -4,8 +4,9 @@
  *
  *   # imagecache usage ledger: written by imagecache-hook under <host>.lock, do not edit
  *   [ledger]
- *   format=2
+ *   format=3
  *   host=<host>
+ *   machine_id=<id>            the machine that wrote it (format 3; optional)
  *   refreshed=<epoch seconds>
  *   domains=<N>
  *
@@ -14,6 +15,8 @@
  *   started=<epoch seconds>
  *   base_files=<name>;<name>;  base files by name, relative to the base dir
  *   image_ids=<id>;
+ *   unknown=<reason>           only when a disk could not be followed (format 3):
+ *                              the domain's base files are not all known
  *
  *   [last_used]
  *   paths=<name>;…             parallel lists: when each base file was last released
@@ -31,7 +34,11 @@
  * each reader resolves a name against its own base dir. Format 1 named them by
  * absolute path; such files are still read, and an entry carried over from one
  * stays absolute until its domain is recorded again (readers resolve it by its
- * parent directory's name, see resolve_entry). */
+ * parent directory's name, see resolve_entry).
+ *
+ * Format 3 adds the optional machine_id and unknown keys; it reads formats 1
+ * and 2 as before. Older versions refuse a format 3 file as damaged, which
+ * keeps every base file (safe, and said) until they are upgraded. */
 #include "ledger.h"
 
 #include "domxml.h"
@@ -45,8 +52,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define LEDGER_FORMAT       2
+#define LEDGER_FORMAT       3
+#define LEDGER_FORMAT_NAMES 2 /* base files by name, without machine_id and unknown */
 #define LEDGER_FORMAT_PATHS 1 /* base files by absolute path */
+#define MACHINE_ID_MAX_LEN  64
 #define LEDGER_SUFFIX       ".ledger"
 #define LOCK_SUFFIX         ".lock"
 #define HOST_MAX_LEN        253          /* a fully qualified DNS name */
@@ -72,6 +81,7 @@ void ic_ledger_domain_free(IcLedgerDomain *domain)
         return;
     g_free(domain->uuid);
     g_free(domain->name);
+    g_free(domain->unknown);
     g_clear_pointer(&domain->base_files, g_ptr_array_unref);
     g_clear_pointer(&domain->image_ids, g_ptr_array_unref);
     g_free(domain);
@@ -82,19 +92,51 @@ char *ic_ledger_entry_name(const char *path)
     return g_path_is_absolute(path) ? g_path_get_basename(path) : g_strdup(path);
 }
 
-/* A copy for the ledger file: base files by name (see ic_ledger_entry_name). */
+/* Marks @domain's usage unknown for @why (the first reason is kept). */
+static void mark_unknown(IcLedgerDomain *domain, const char *why)
+{
+    if (domain->unknown == NULL)
+        domain->unknown = g_utf8_make_valid(why, -1);
+}
+
+/* A text the ledger file can hold: GKeyFile refuses to read a value that is not
+ * UTF-8, and one such value would make the whole file (every domain of the host)
+ * unreadable. A value that is not is refused here, loudly, and the domain is
+ * marked unknown instead, so no base file it may use is removed. */
+static gboolean writable_text(IcLedgerDomain *domain, const char *what, const char *value)
+{
+    if (g_utf8_validate(value, -1, NULL))
+        return TRUE;
+    g_autofree char *shown = g_utf8_make_valid(value, -1);
+    g_autofree char *why = g_strdup_printf("%s '%s' is not UTF-8", what, shown);
+    g_message("domain '%s' (%s): %s: not written to the ledger; its usage is recorded as unknown",
+              domain->uuid, domain->name, why);
+    mark_unknown(domain, why);
+    return FALSE;
+}
+
+/* A copy for the ledger file: base files by name (see ic_ledger_entry_name),
+ * every value one the reader accepts (writable_text). */
 static IcLedgerDomain *domain_copy(const IcLedgerDomain *src)
 {
-    IcLedgerDomain *domain = ic_ledger_domain_new(src->uuid, src->name);
+    g_autofree char *name = g_utf8_make_valid(src->name, -1);
+    IcLedgerDomain *domain = ic_ledger_domain_new(src->uuid, name);
+    if (src->unknown != NULL)
+        mark_unknown(domain, src->unknown);
+    writable_text(domain, "the domain name", src->name);
     for (guint i = 0; i < src->base_files->len; i++) {
-        char *name = ic_ledger_entry_name(g_ptr_array_index(src->base_files, i));
-        if (g_ptr_array_find_with_equal_func(domain->base_files, name, g_str_equal, NULL))
-            g_free(name);
+        char *entry = ic_ledger_entry_name(g_ptr_array_index(src->base_files, i));
+        if (!writable_text(domain, "base file", entry) ||
+            g_ptr_array_find_with_equal_func(domain->base_files, entry, g_str_equal, NULL))
+            g_free(entry);
         else
-            g_ptr_array_add(domain->base_files, name);
+            g_ptr_array_add(domain->base_files, entry);
     }
-    for (guint i = 0; i < src->image_ids->len; i++)
-        g_ptr_array_add(domain->image_ids, g_strdup(g_ptr_array_index(src->image_ids, i)));
+    for (guint i = 0; i < src->image_ids->len; i++) {
+        const char *id = g_ptr_array_index(src->image_ids, i);
+        if (writable_text(domain, "image id", id))
+            g_ptr_array_add(domain->image_ids, g_strdup(id));
+    }
     domain->started = src->started;
     return domain;
 }
@@ -113,6 +155,7 @@ void ic_ledger_host_free(IcLedgerHost *host)
     if (host == NULL)
         return;
     g_free(host->host);
+    g_free(host->machine_id);
     g_clear_pointer(&host->domains, g_ptr_array_unref);
     g_clear_pointer(&host->last_used, g_hash_table_unref);
     g_free(host);
@@ -192,6 +235,8 @@ char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
         kf, "ledger", NULL,
         " imagecache usage ledger: written by imagecache-hook under its .lock, do not edit", NULL);
     g_key_file_set_string(kf, "ledger", "host", host->host);
+    if (host->machine_id != NULL)
+        g_key_file_set_string(kf, "ledger", "machine_id", host->machine_id);
     g_key_file_set_int64(kf, "ledger", "refreshed", host->refreshed);
     g_key_file_set_uint64(kf, "ledger", "domains", domains->len);
 
@@ -202,6 +247,8 @@ char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
         g_key_file_set_int64(kf, group, "started", domain->started);
         set_list(kf, group, "base_files", domain->base_files);
         set_list(kf, group, "image_ids", domain->image_ids);
+        if (domain->unknown != NULL)
+            g_key_file_set_string(kf, group, "unknown", domain->unknown);
     }
 
     if (host->last_used != NULL && g_hash_table_size(host->last_used) > 0) {
@@ -239,6 +286,31 @@ char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
 
 /* ---- parsing ---- */
 
+/* 1 to MACHINE_ID_MAX_LEN of [A-Za-z0-9-] (systemd's machine-id is 32 hex digits). */
+static gboolean machine_id_is_valid(const char *id)
+{
+    gsize len = id != NULL ? strlen(id) : 0;
+    if (len == 0 || len > MACHINE_ID_MAX_LEN)
+        return FALSE;
+    for (const char *p = id; *p != '\0'; p++) {
+        if (!g_ascii_isalnum(*p) && *p != '-')
+            return FALSE;
+    }
+    return TRUE;
+}
+
+char *ic_ledger_machine_id(void)
+{
+    const char *env = g_getenv("IMAGECACHE_MACHINE_ID");
+    g_autofree char *text = NULL;
+    if (env != NULL && *env != '\0')
+        text = g_strdup(env);
+    else if (!g_file_get_contents("/etc/machine-id", &text, NULL, NULL))
+        return NULL;
+    g_strstrip(text);
+    return machine_id_is_valid(text) ? g_steal_pointer(&text) : NULL;
+}
+
 static gboolean format_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static gboolean format_error(GError **error, const char *fmt, ...)
 {
@@ -250,14 +322,15 @@ static gboolean format_error(GError **error, const char *fmt, ...)
     return FALSE;
 }
 
-/* The group holds exactly the keys in @expected (NULL-terminated). */
-static gboolean check_keys(GKeyFile *kf, const char *group, const char *const *expected,
-                           GError **error)
+/* The group holds exactly the keys in @expected (NULL-terminated), and may
+ * hold @optional (NULL: none). */
+static gboolean check_keys_opt(GKeyFile *kf, const char *group, const char *const *expected,
+                               const char *optional, GError **error)
 {
     gsize n = 0;
     g_auto(GStrv) keys = g_key_file_get_keys(kf, group, &n, NULL);
     for (gsize i = 0; i < n; i++) {
-        if (!g_strv_contains(expected, keys[i]))
+        if (!g_strv_contains(expected, keys[i]) && g_strcmp0(keys[i], optional) != 0)
             return format_error(error, "unknown key '%s' in [%s]", keys[i], group);
     }
     for (gsize i = 0; expected[i] != NULL; i++) {
@@ -265,6 +338,12 @@ static gboolean check_keys(GKeyFile *kf, const char *group, const char *const *e
             return format_error(error, "missing key '%s' in [%s]", expected[i], group);
     }
     return TRUE;
+}
+
+static gboolean check_keys(GKeyFile *kf, const char *group, const char *const *expected,
+                           GError **error)
+{
+    return check_keys_opt(kf, group, expected, NULL, error);
 }
 
 static gboolean get_int(GKeyFile *kf, const char *group, const char *key, gint64 max, gint64 *ret,
@@ -323,7 +402,7 @@ static gboolean parse_domain(GKeyFile *kf, const char *group, gint64 format,
     g_autofree char *lower = g_ascii_strdown(uuid, -1);
     if (!g_uuid_string_is_valid(uuid) || strcmp(lower, uuid) != 0)
         return format_error(error, "bad domain uuid in group [%s]", group);
-    if (!check_keys(kf, group, keys, error))
+    if (!check_keys_opt(kf, group, keys, format >= LEDGER_FORMAT ? "unknown" : NULL, error))
         return FALSE;
 
     g_autofree char *name = g_key_file_get_string(kf, group, "name", NULL);
@@ -334,6 +413,11 @@ static gboolean parse_domain(GKeyFile *kf, const char *group, gint64 format,
         !get_list(kf, group, "base_files", format, domain->base_files, error) ||
         !get_list(kf, group, "image_ids", 0, domain->image_ids, error))
         return FALSE;
+    if (g_key_file_has_key(kf, group, "unknown", NULL)) {
+        domain->unknown = g_key_file_get_string(kf, group, "unknown", NULL);
+        if (domain->unknown == NULL || *domain->unknown == '\0')
+            return format_error(error, "bad 'unknown' in [%s]", group);
+    }
     *ret_domain = g_steal_pointer(&domain);
     return TRUE;
 }
@@ -405,7 +489,8 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
         return format_error(error, "the first group is not [ledger]");
     if (strcmp(groups[n_groups - 1], "end") != 0)
         return format_error(error, "the last group is not [end]");
-    if (!check_keys(kf, "ledger", header_keys, error) || !check_keys(kf, "end", end_keys, error))
+    if (!check_keys_opt(kf, "ledger", header_keys, "machine_id", error) ||
+        !check_keys(kf, "end", end_keys, error))
         return FALSE;
 
     gint64 format = 0, refreshed = 0, domains = 0;
@@ -413,10 +498,10 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
         !get_int(kf, "ledger", "refreshed", G_MAXINT64, &refreshed, error) ||
         !get_int(kf, "ledger", "domains", IC_LEDGER_MAX_DOMAINS, &domains, error))
         return FALSE;
-    if (format != LEDGER_FORMAT && format != LEDGER_FORMAT_PATHS)
+    if (format != LEDGER_FORMAT && format != LEDGER_FORMAT_NAMES && format != LEDGER_FORMAT_PATHS)
         return format_error(error,
                             "unsupported format %" G_GINT64_FORMAT
-                            " (this version reads %d and %d): written by a newer imagecache?",
+                            " (this version reads %d to %d): written by a newer imagecache?",
                             format, LEDGER_FORMAT_PATHS, LEDGER_FORMAT);
     g_autofree char *name = g_key_file_get_string(kf, "ledger", "host", NULL);
     if (!ic_ledger_host_name_is_valid(name))
@@ -424,6 +509,11 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
 
     g_autoptr(IcLedgerHost) host = host_new(name);
     host->refreshed = refreshed;
+    if (g_key_file_has_key(kf, "ledger", "machine_id", NULL)) {
+        host->machine_id = g_key_file_get_string(kf, "ledger", "machine_id", NULL);
+        if (format < LEDGER_FORMAT || !machine_id_is_valid(host->machine_id))
+            return format_error(error, "bad machine_id in [ledger]");
+    }
     gboolean seen_last_used = FALSE;
     for (gsize i = 1; i + 1 < n_groups; i++) {
         const char *group = groups[i];
@@ -486,9 +576,11 @@ gboolean ic_ledger_open_dir(const char *ledger_dir, int *ret_dirfd, GError **err
  * between threads, is released when the fd closes, and is honoured over NFS.
  * The wait is bounded (protocol.h): a writer of this host holds it only across
  * one file rewrite, so running out of time means something is stuck. */
-static gboolean lock_file_at(int dirfd, const char *name, int *ret_fd, GError **error)
+static gboolean lock_file_at(int dirfd, const char *name, gint64 deadline, int *ret_fd,
+                             GError **error)
 {
-    gint64 deadline = g_get_monotonic_time() + IC_PROTOCOL_HOST_WAIT_MS * 1000;
+    if (deadline <= 0)
+        deadline = g_get_monotonic_time() + IC_PROTOCOL_HOST_WAIT_MS * 1000;
     return ic_protocol_lock_file_at(dirfd, -1, name, -1, TRUE, deadline, NULL, NULL, ret_fd, error);
 }
 
@@ -542,7 +634,7 @@ typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GE
  * file); anything else under the lock fails with IC_ERROR_CHANGED. */
 static gboolean ledger_update(const char *ledger_dir, const char *host_name, gboolean replace,
                               GBytes *expect, LedgerEdit edit, gpointer data, gint64 now,
-                              GError **error)
+                              gint64 deadline, GError **error)
 {
     if (!check_host_name(host_name, error))
         return FALSE;
@@ -553,12 +645,13 @@ static gboolean ledger_update(const char *ledger_dir, const char *host_name, gbo
     g_autofree char *file_name = g_strconcat(host_name, LEDGER_SUFFIX, NULL);
     g_autofree char *lock_name = g_strconcat(host_name, LOCK_SUFFIX, NULL);
     ic_autofd lock_fd = -1;
-    if (!lock_file_at(dirfd, lock_name, &lock_fd, error)) {
+    if (!lock_file_at(dirfd, lock_name, deadline, &lock_fd, error)) {
         g_prefix_error(error, "in '%s': ", ledger_dir);
         return FALSE;
     }
     remove_stale_temps(dirfd, file_name);
 
+    g_autofree char *machine_id = ic_ledger_machine_id();
     g_autoptr(IcLedgerHost) host = NULL;
     g_autofree char *old = NULL;
     gsize old_len = 0;
@@ -574,6 +667,16 @@ static gboolean ledger_update(const char *ledger_dir, const char *host_name, gbo
             g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
                         "ledger file '%s/%s' names host '%s', not changing it", ledger_dir,
                         file_name, host->host);
+            return FALSE;
+        }
+        /* Even a repair must not overwrite another machine's domains. */
+        if (host != NULL && host->machine_id != NULL && machine_id != NULL &&
+            strcmp(host->machine_id, machine_id) != 0) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "ledger file '%s/%s' was written by machine '%s', this is machine '%s': "
+                        "two hosts use the host name '%s' (cloned nodes?); set a distinct 'host' "
+                        "in each one's config; not changing the file",
+                        ledger_dir, file_name, host->machine_id, machine_id, host_name);
             return FALSE;
         }
     } else if (!g_error_matches(read_error, IC_ERROR, IC_ERROR_NOT_FOUND) && !replace) {
@@ -599,6 +702,8 @@ static gboolean ledger_update(const char *ledger_dir, const char *host_name, gbo
     if (!edit(host, data, now, error))
         return FALSE;
     host->refreshed = now;
+    g_free(host->machine_id);
+    host->machine_id = g_steal_pointer(&machine_id);
 
     gsize len = 0;
     g_autofree char *text = ic_ledger_host_serialize(host, &len);
@@ -717,12 +822,20 @@ static gboolean check_domain_entry(const IcLedgerDomain *domain, GError **error)
     return TRUE;
 }
 
-gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
-                                 const IcLedgerDomain *domain, gint64 now, GError **error)
+gboolean ic_ledger_record_domain_until(const char *ledger_dir, const char *host,
+                                       const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
+                                       GError **error)
 {
     if (!check_domain_entry(domain, error))
         return FALSE;
-    return ledger_update(ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now, error);
+    return ledger_update(ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now,
+                         deadline_us, error);
+}
+
+gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
+                                 const IcLedgerDomain *domain, gint64 now, GError **error)
+{
+    return ic_ledger_record_domain_until(ledger_dir, host, domain, now, 0, error);
 }
 
 static gboolean edit_drop(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -740,7 +853,7 @@ gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const c
                                gint64 now, GError **error)
 {
     g_autofree char *lower = g_ascii_strdown(uuid, -1);
-    return ledger_update(ledger_dir, host, FALSE, NULL, edit_drop, lower, now, error);
+    return ledger_update(ledger_dir, host, FALSE, NULL, edit_drop, lower, now, 0, error);
 }
 
 static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -809,7 +922,7 @@ gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char 
             return FALSE;
     }
     /* The repair: a damaged file is replaced rather than kept. */
-    return ledger_update(ledger_dir, host, TRUE, expect, edit_replace, domains, now, error);
+    return ledger_update(ledger_dir, host, TRUE, expect, edit_replace, domains, now, 0, error);
 }
 
 gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
@@ -892,6 +1005,7 @@ static IcLedgerHost *host_copy(const IcLedgerHost *src)
 {
     IcLedgerHost *host = host_new(src->host);
     host->refreshed = src->refreshed;
+    host->machine_id = g_strdup(src->machine_id);
     for (guint i = 0; i < src->domains->len; i++) {
         const IcLedgerDomain *d = g_ptr_array_index(src->domains, i);
         IcLedgerDomain *copy = ic_ledger_domain_new(d->uuid, d->name);
@@ -900,6 +1014,7 @@ static IcLedgerHost *host_copy(const IcLedgerHost *src)
         for (guint j = 0; j < d->image_ids->len; j++)
             g_ptr_array_add(copy->image_ids, g_strdup(g_ptr_array_index(d->image_ids, j)));
         copy->started = d->started;
+        copy->unknown = g_strdup(d->unknown);
         g_ptr_array_add(host->domains, copy);
     }
     GHashTableIter iter;
@@ -1103,6 +1218,7 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, const c
 {
     for (guint i = 0; i < ledger->errors->len; i++)
         ic_usage_add_note(usage, IC_NOTE_LEDGER_DAMAGED, g_ptr_array_index(ledger->errors, i));
+    g_autofree char *machine_id = ic_ledger_machine_id();
 
     for (guint i = 0; i < ledger->hosts->len; i++) {
         const IcLedgerHost *host = g_ptr_array_index(ledger->hosts, i);
@@ -1114,8 +1230,26 @@ void ic_ledger_add_usage(const IcLedger *ledger, const char *local_host, const c
                 host->host, MAX(0, ledger->read_at - host->refreshed));
             ic_usage_add_note(usage, IC_NOTE_LEDGER_STALE, note);
         }
+        if (local && host->machine_id != NULL && machine_id != NULL &&
+            strcmp(host->machine_id, machine_id) != 0) {
+            /* Two machines share this host name: each rewrite drops the other's domains. */
+            g_autofree char *note = g_strdup_printf(
+                "ledger of host '%s' was written by machine '%s', this is machine '%s': two "
+                "hosts use one host name and overwrite each other's domains, so nothing is "
+                "removed (give each host its own 'host' in imagecache.conf)",
+                host->host, host->machine_id, machine_id);
+            ic_usage_add_note(usage, IC_NOTE_HOST_NAME_COLLISION, note);
+        }
         for (guint j = 0; j < host->domains->len; j++) {
             const IcLedgerDomain *domain = g_ptr_array_index(host->domains, j);
+            if (domain->unknown != NULL) {
+                g_autofree char *note = g_strdup_printf(
+                    "ledger of host '%s': domain '%s' (%s) has a disk whose base files are not "
+                    "known (%s): usage unknown, nothing is removed until it is released or "
+                    "recorded in full",
+                    host->host, domain->name, domain->uuid, domain->unknown);
+                ic_usage_add_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, note);
+            }
             for (guint k = 0; k < domain->base_files->len; k++)
                 add_entry_user(usage, base_dir, host, domain,
                                g_ptr_array_index(domain->base_files, k), local);
@@ -1177,6 +1311,13 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
 
     for (guint i = 0; i < domain->disks->len; i++) {
         const IcDomainDisk *disk = g_ptr_array_index(domain->disks, i);
+        const char *unknown = ic_domain_disk_unknown_reason(disk);
+        if (unknown != NULL) {
+            g_ptr_array_add(problems, g_strdup_printf("disk '%s' of domain '%s': %s",
+                                                      disk->target ? disk->target : "?",
+                                                      domain->name, unknown));
+            continue;
+        }
         if (!ic_domain_disk_is_file_disk(disk))
             continue;
         /* libvirt's own view of the chain (filled from started on): a cross-check
@@ -1207,6 +1348,11 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
             g_ptr_array_add(entry->image_ids, g_strdup(id));
     }
     g_ptr_array_sort(entry->image_ids, compare_strings);
+
+    /* Whatever could not be followed leaves the domain's usage unknown: a
+     * partial list would let other hosts' passes remove what it does use. */
+    if (problems->len > 0)
+        mark_unknown(entry, g_ptr_array_index(problems, 0));
 
     *ret_problems = problems->len > 0 ? g_steal_pointer(&problems) : NULL;
     return g_steal_pointer(&entry);

@@ -18,10 +18,14 @@ typedef struct {
                             * written); absolute paths from collect or a format-1 file */
     GPtrArray *image_ids;  /* char*: Nova image refs (fingerprint = SHA-1 of the id) */
     gint64 started;        /* epoch seconds the domain was first recorded */
+    char *unknown; /* NULL, or why its base files are not all known (a disk that could not be
+                    * followed): every pass then treats usage as unknown until the domain is
+                    * released or recorded in full */
 } IcLedgerDomain;
 
 typedef struct {
     char *host;
+    char *machine_id;      /* the writing machine (/etc/machine-id), NULL before format 3 */
     gint64 refreshed;      /* epoch seconds of the last write */
     gboolean stale;        /* set by ic_ledger_read_all: not refreshed within the stale limit */
     GPtrArray *domains;    /* IcLedgerDomain*, sorted by uuid */
@@ -47,6 +51,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcLedger, ic_ledger_free)
  * not starting with '.'. Writers fail with IC_ERROR_CONFIG on any other. */
 gboolean ic_ledger_host_name_is_valid(const char *host);
 
+/* This machine's identity for the ledger header: $IMAGECACHE_MACHINE_ID (tests,
+ * containers), else /etc/machine-id; NULL when neither gives one. Two machines
+ * configured with one host name would overwrite each other's file: a writer
+ * refuses a file another machine wrote (IC_ERROR_CONFIG) and a pass notes it. */
+char *ic_ledger_machine_id(void);
+
 /* Serialises / parses one host file. Parsing is strict: a damaged or
  * truncated file fails with IC_ERROR_FORMAT, never reads as "no users". */
 char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len);
@@ -56,6 +66,12 @@ gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_ho
  * host file's lock, and refreshes the host's timestamp to @now. */
 gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
                                  const IcLedgerDomain *domain, gint64 now, GError **error);
+
+/* The same, waiting for the host lock only until @deadline_us (monotonic µs),
+ * so a caller with a time budget (the hook at prepare) keeps one deadline. */
+gboolean ic_ledger_record_domain_until(const char *ledger_dir, const char *host,
+                                       const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
+                                       GError **error);
 
 /* Drops the domain @uuid of @host (no entry: success), remembering @now as the
  * last use of each of its base files. */

@@ -45,6 +45,8 @@ static const struct {
     [IC_NOTE_BASE_DIR_MISSING] = {"base_dir_missing", FALSE, 0, FALSE},
     [IC_NOTE_QUARANTINE_UNUSABLE] = {"quarantine_unusable", FALSE, 0, FALSE},
     [IC_NOTE_REMOVAL_DEFERRED] = {"removal_deferred", FALSE, 0, FALSE},
+    [IC_NOTE_DOMAIN_USAGE_UNKNOWN] = {"domain_usage_unknown", TRUE, IC_WITNESS_LEDGER, FALSE},
+    [IC_NOTE_HOST_NAME_COLLISION] = {"host_name_collision", TRUE, IC_WITNESS_LEDGER, FALSE},
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(note_codes) == _IC_NOTE_MAX);
 

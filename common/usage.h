@@ -31,6 +31,8 @@ typedef enum {
     IC_NOTE_BASE_DIR_MISSING,       /* the base dir does not exist (unmounted share?) */
     IC_NOTE_QUARANTINE_UNUSABLE,    /* <base_dir>/.quarantine is not a directory */
     IC_NOTE_REMOVAL_DEFERRED,       /* planned removals kept this round (lock busy, cancelled) */
+    IC_NOTE_DOMAIN_USAGE_UNKNOWN,   /* a recorded domain has a disk that could not be followed */
+    IC_NOTE_HOST_NAME_COLLISION,    /* this host's ledger file was written by another machine */
     _IC_NOTE_MAX,
 } IcNoteCode;
 

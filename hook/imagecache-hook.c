@@ -140,40 +140,61 @@ static IcConfig *load_config(GError **error)
 /* At prepare QEMU has not opened the backing files yet: holding the usage lock
  * shared while we record means a concurrent removal either sees this domain in
  * the ledger or removed the file before we looked (and QEMU then fails cleanly).
- * The wait is bounded (protocol.h): past it, a strict prepare refuses the start;
- * otherwise the domain is recorded without the lock, loudly, which still tells
- * every later pass, and the start goes ahead. */
+ * The wait ends at @deadline (monotonic µs): past it, or on any other lock
+ * error, a strict prepare refuses the start; otherwise the domain is recorded
+ * without the lock, loudly, which still tells every later pass, and the start
+ * goes ahead (an unrecorded domain would protect nothing at all). */
 static gboolean lock_for_prepare(const IcConfig *config, const char *name, gboolean strict,
-                                 int *ret_fd, GError **error)
+                                 gint64 deadline, int *ret_fd, GError **error)
 {
     g_autoptr(GError) local_error = NULL;
-    gint64 wait_ms = config->prepare_lock_wait_seconds * 1000;
+    gint64 wait_ms = MAX(0, deadline - g_get_monotonic_time()) / 1000;
     if (ic_protocol_lock_for_start(config->ledger_dir, wait_ms, ret_fd, &local_error))
         return TRUE;
-    if (strict || !g_error_matches(local_error, IC_ERROR, IC_ERROR_BUSY)) {
+    if (strict) {
         g_propagate_error(error, g_steal_pointer(&local_error));
         return FALSE;
     }
-    hook_log(LOG_ERR,
-             "domain '%s' prepare: usage lock not free after %" G_GINT64_FORMAT
-             " s (%s): a removal pass holds it past its bound; recording the domain without it "
-             "and letting the start go ahead (a base file being removed right now may be gone, "
-             "and QEMU then fails to start)",
-             name, config->prepare_lock_wait_seconds, local_error->message);
+    if (g_error_matches(local_error, IC_ERROR, IC_ERROR_BUSY))
+        hook_log(LOG_ERR,
+                 "domain '%s' prepare: usage lock not free after %" G_GINT64_FORMAT
+                 " s (%s): a removal pass holds it past its bound; recording the domain without "
+                 "it and letting the start go ahead (a base file being removed right now may be "
+                 "gone, and QEMU then fails to start)",
+                 name, config->prepare_lock_wait_seconds, local_error->message);
+    else
+        hook_log(LOG_ERR,
+                 "domain '%s' prepare: cannot take the usage lock (%s); recording the domain "
+                 "without it and letting the start go ahead",
+                 name, local_error->message);
     return TRUE;
+}
+
+/* One deadline for every wait of one hook run: at prepare,
+ * prepare_lock_wait_seconds for the usage lock and the host lock together;
+ * for the other operations, which take only the host lock, its own bound. */
+static gint64 deadline_for(const IcConfig *config, const char *op)
+{
+    gint64 wait_ms = strcmp(op, "prepare") == 0 ? config->prepare_lock_wait_seconds * 1000
+                                                : IC_PROTOCOL_HOST_WAIT_MS;
+    return g_get_monotonic_time() + wait_ms * 1000;
 }
 
 static gboolean record(const IcConfig *config, const IcDomain *domain, const char *name,
                        const char *op, gboolean strict, GPtrArray **ret_problems, GError **error)
 {
+    gint64 deadline = deadline_for(config, op);
     ic_autofd usage_lock = -1;
-    if (strcmp(op, "prepare") == 0 && !lock_for_prepare(config, name, strict, &usage_lock, error))
+    if (strcmp(op, "prepare") == 0 &&
+        !lock_for_prepare(config, name, strict, deadline, &usage_lock, error))
         return FALSE;
 
     g_autofree char *base_dir = ic_config_base_dir(config);
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
     g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_collect(domain, base_dir, now, ret_problems);
-    return ic_ledger_record_domain(config->ledger_dir, config->host, entry, now, error);
+    /* A deadline already past still tries the host lock once. */
+    return ic_ledger_record_domain_until(config->ledger_dir, config->host, entry, now,
+                                         MAX(deadline, g_get_monotonic_time() + 1), error);
 }
 
 static gboolean drop(const IcConfig *config, const IcDomain *domain, GError **error)
@@ -201,7 +222,9 @@ static int fail(const char *name, const char *op, gboolean strict, const char *m
 
 #define UNRECORDED  "the domain goes ahead unrecorded ('imagecachectl reconcile' repairs the ledger)"
 #define NOT_DROPPED "the ledger keeps the domain until 'imagecachectl reconcile'"
-#define PARTIAL     "recorded without that disk's base files"
+#define PARTIAL                                                                                    \
+    "recorded with its usage unknown: no pass removes a base file until the domain is released "   \
+    "or recorded in full"
 
 static int run(const char *name, const char *op, Action action)
 {

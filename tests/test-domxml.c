@@ -44,11 +44,49 @@ static void test_prepare(void)
     const IcDomainDisk *rbd = g_ptr_array_index(domain->disks, 2);
     g_assert_null(rbd->source_file);
 
-    /* Only the file disk matters: not the CD-ROM, not the network disk. */
+    /* Every file disk matters, the CD-ROM too (it can be a qcow2 overlay of a
+     * base file); the raw network disk has no chain and no local file. */
     g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
-    g_assert_cmpuint(paths->len, ==, 1);
+    g_assert_cmpuint(paths->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(paths, 0), ==, "@INSTANCES@/vm-prepare/disk");
+    g_assert_cmpstr(g_ptr_array_index(paths, 1), ==, "@INSTANCES@/vm-prepare/config.iso");
+    g_assert_null(ic_domain_disk_unknown_reason(rbd));
     g_assert_cmpuint(domain->image_ids->len, ==, 0);
+}
+
+/* Red-team #2: a CD-ROM, LUN or floppy with a file or block source counts like a
+ * disk; a volume, a dir or a network disk with a chain marks its usage unknown. */
+static void test_every_device(void)
+{
+    static const char xml[] =
+        "<domain type='kvm'><name>vm</name><uuid>3f2504e0-4f89-41d3-9a0c-0305e82c3309</uuid>"
+        "<devices>"
+        "<disk type='file' device='cdrom'><driver type='qcow2'/><source file='/i/cd'/>"
+        "<target dev='hdc'/></disk>"
+        "<disk type='block' device='lun'><source dev='/dev/sdz'/><target dev='sda'/></disk>"
+        "<disk type='file' device='floppy'><source file='/i/fd'/><target dev='fda'/></disk>"
+        "<disk type='file' device='cdrom'><target dev='hdd'/></disk>"
+        "<disk type='volume' device='disk'><source pool='p' volume='v'/>"
+        "<target dev='vdb'/></disk>"
+        "<disk type='network' device='disk'><driver type='qcow2'/>"
+        "<source protocol='gluster' name='vol/img'/><target dev='vdc'/></disk>"
+        "<disk type='network' device='disk'><driver type='raw'/>"
+        "<source protocol='rbd' name='pool/img'/><target dev='vdd'/></disk>"
+        "</devices></domain>";
+    g_autoptr(IcDomain) domain = NULL;
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_domxml_parse(xml, strlen(xml), &domain, &error));
+    g_assert_no_error(error);
+    g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
+    g_assert_cmpuint(paths->len, ==, 3);
+    g_assert_cmpstr(g_ptr_array_index(paths, 0), ==, "/i/cd");
+    g_assert_cmpstr(g_ptr_array_index(paths, 1), ==, "/dev/sdz");
+    g_assert_cmpstr(g_ptr_array_index(paths, 2), ==, "/i/fd");
+    static const gboolean unknown[] = {FALSE, FALSE, FALSE, FALSE, TRUE, TRUE, FALSE};
+    g_assert_cmpuint(domain->disks->len, ==, G_N_ELEMENTS(unknown));
+    for (guint i = 0; i < domain->disks->len; i++)
+        g_assert_cmpint(ic_domain_disk_unknown_reason(domain->disks->pdata[i]) != NULL, ==,
+                        unknown[i]);
 }
 
 static void test_started(void)
@@ -83,8 +121,9 @@ static void test_nova(void)
                     "155d900f-4e14-4e4c-a73d-069cbf4541e6");
     g_assert_cmpstr(g_ptr_array_index(domain->image_ids, 1), ==,
                     "a1b2c3d4-0000-4000-8000-00000000beef");
+    /* The disk and the config drive (a CD-ROM counts like any file disk). */
     g_autoptr(GPtrArray) paths = ic_domain_file_disks(domain);
-    g_assert_cmpuint(paths->len, ==, 1);
+    g_assert_cmpuint(paths->len, ==, 2);
 }
 
 static void test_nova_volume(void)
@@ -186,6 +225,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/imagecache/domxml/prepare", test_prepare);
     g_test_add_func("/imagecache/domxml/started", test_started);
+    g_test_add_func("/imagecache/domxml/every-device", test_every_device);
     g_test_add_func("/imagecache/domxml/nova", test_nova);
     g_test_add_func("/imagecache/domxml/nova-volume", test_nova_volume);
     for (gsize i = 0; i < G_N_ELEMENTS(hostile_cases); i++) {

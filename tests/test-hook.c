@@ -66,6 +66,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
     write_qcow2(f->instances, "vm-started/disk.local", NULL);
     g_autofree char *nova_base = g_build_filename(f->base_dir, NOVA_FP, NULL);
     write_qcow2(f->instances, UUID_NOVA "/disk", nova_base);
+    g_free(ic_test_write_file(f->instances, UUID_NOVA "/disk.config", "iso", -1));
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
@@ -446,8 +447,10 @@ static void test_unwritable(Fixture *f, gconstpointer data)
     run_hook(f, config, in, "prepare", "begin", &run);
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpstr(run.out, ==, "");
-    g_assert_cmpuint(count_lines(run.err), ==, 1);
+    /* The usage lock fails (the start goes ahead without it), then the record. */
+    g_assert_cmpuint(count_lines(run.err), ==, 2);
     g_assert_nonnull(strstr(run.err, bad_dir));
+    g_assert_nonnull(strstr(run.err, "unrecorded"));
 
     g_auto(HookRun) strict_run = {0};
     run_hook(f, strict, in, "prepare", "begin", &strict_run);
@@ -651,6 +654,226 @@ static void test_host_named_usage(Fixture *f, gconstpointer data)
     g_assert_nonnull(find_domain(ledger, host, UUID_PREP));
 }
 
+/* ---- red-team findings ---- */
+
+#define UUID_RT "11111111-2222-3333-4444-0000000000aa"
+
+/* A domain XML with one disk: <disk type=@type device=@device> over @source. */
+static char *one_disk_xml(Fixture *f, const char *type, const char *device, const char *format,
+                          const char *source)
+{
+    g_autofree char *text = g_strdup_printf(
+        "<domain type='kvm'><name>vm-rt</name><uuid>" UUID_RT "</uuid><devices>"
+        "<disk type='%s' device='%s'><driver name='qemu' type='%s'/>%s<target dev='vda'/>"
+        "</disk></devices></domain>",
+        type, device, format, source);
+    return ic_test_write_file(f->root, "stdin-rt.xml", text, -1);
+}
+
+/* The usage another host's pass would see from the ledger alone. */
+static IcUsage *ledger_usage(Fixture *f, const char *local_host)
+{
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    IcUsage *usage = ic_usage_new();
+    ic_ledger_add_usage(ledger, local_host, f->base_dir, usage);
+    return usage;
+}
+
+static gboolean has_note(const IcUsage *usage, IcNoteCode code, const char *text)
+{
+    for (guint i = 0; i < usage->notes->len; i++) {
+        if (g_array_index(usage->note_codes, IcNoteCode, i) == code &&
+            strstr(usage->notes->pdata[i], text) != NULL)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Red-team #1: a disk whose chain cannot be followed (json: backing, a chain
+ * too deep) records the domain as unknown, and every pass keeps every file. */
+static void test_unknown_chain(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    const char *kind = data;
+    g_autofree char *disk = g_build_filename(f->instances, "vm-rt", "disk", NULL);
+    if (strcmp(kind, "json") == 0) {
+        write_qcow2(f->instances, "vm-rt/disk",
+                    "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"file\","
+                    "\"filename\":\"/nowhere/x\"}}");
+    } else {
+        /* Deeper than the probe follows: each layer backs onto the next. */
+        write_qcow2(f->instances, "vm-rt/l0", "../_base/" BASE_FP);
+        for (guint i = 1; i <= 300; i++) {
+            g_autofree char *name = g_strdup_printf("vm-rt/l%u", i);
+            g_autofree char *backing = g_strdup_printf("l%u", i - 1);
+            write_qcow2(f->instances, name, backing);
+        }
+        g_autofree char *top = g_build_filename(f->instances, "vm-rt", "l300", NULL);
+        g_assert_cmpint(rename(top, disk), ==, 0);
+    }
+    g_autofree char *source = g_strdup_printf("<source file='%s'/>", disk);
+    g_autofree char *in = one_disk_xml(f, "file", "disk", "qcow2", source);
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_nonnull(strstr(run.err, "usage unknown"));
+
+    g_autoptr(IcUsage) usage = ledger_usage(f, "hostb");
+    g_assert_true(usage->incomplete);
+    g_assert_true(has_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, "host 'hosta'"));
+    g_assert_true(has_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, "vm-rt"));
+    g_assert_true(has_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, disk));
+
+    /* Released: known again. */
+    g_auto(HookRun) release = {0};
+    run_hook(f, f->config, in, "release", "end", &release);
+    g_autoptr(IcUsage) after = ledger_usage(f, "hostb");
+    g_assert_false(after->incomplete);
+}
+
+/* Red-team #2: a CD-ROM, LUN or floppy overlay of a base file is recorded; a
+ * type='volume' disk marks the domain unknown. */
+static void test_every_device(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    const char *device = data;
+    write_qcow2(f->instances, "vm-rt/disk", "../_base/" BASE_FP);
+    g_autofree char *disk = g_build_filename(f->instances, "vm-rt", "disk", NULL);
+    g_autofree char *source = g_strdup_printf("<source file='%s'/>", disk);
+    g_autofree char *in = one_disk_xml(f, "file", device, "qcow2", source);
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    assert_ok_silent(&run);
+    g_autoptr(IcUsage) usage = ledger_usage(f, "hostb");
+    g_assert_false(usage->incomplete);
+    g_autofree char *base = base_path(f, BASE_FP);
+    g_assert_nonnull(g_hash_table_lookup(usage->by_path, base));
+}
+
+static void test_volume_disk(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in =
+        one_disk_xml(f, "volume", "disk", "qcow2", "<source pool='default' volume='v.qcow2'/>");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_autoptr(IcUsage) usage = ledger_usage(f, "hostb");
+    g_assert_true(usage->incomplete);
+    g_assert_true(has_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, "type='volume'"));
+}
+
+/* Red-team #7: a base file name that is not UTF-8 is never written (GKeyFile
+ * would refuse the whole file on read); the domain is recorded as unknown. */
+static void test_non_utf8_name(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_free(ic_test_write_file(f->base_dir, "weird\xff", "raw", -1));
+    write_qcow2(f->instances, "vm-rt/disk", "../_base/weird\xff");
+    g_autofree char *disk = g_build_filename(f->instances, "vm-rt", "disk", NULL);
+    g_autofree char *source = g_strdup_printf("<source file='%s'/>", disk);
+    g_autofree char *in = one_disk_xml(f, "file", "disk", "qcow2", source);
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_nonnull(strstr(run.err, "not UTF-8"));
+    /* read_ledger asserts the file reads back without error. */
+    g_autoptr(IcUsage) usage = ledger_usage(f, "hostb");
+    g_assert_true(usage->incomplete);
+    g_assert_true(has_note(usage, IC_NOTE_DOMAIN_USAGE_UNKNOWN, "not UTF-8"));
+    /* Another domain is still recorded in the same file. */
+    g_autofree char *prep = xml_file(f, "prepare.xml");
+    g_auto(HookRun) second = {0};
+    run_hook(f, f->config, prep, "prepare", "begin", &second);
+    assert_ok_silent(&second);
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 2);
+}
+
+/* Red-team #8: a usage-lock error other than BUSY still records the domain. */
+static void test_lock_error_records(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_assert_cmpint(g_mkdir_with_parents(f->ledger_dir, 0755), ==, 0);
+    g_autofree char *lock = g_build_filename(f->ledger_dir, ".usage.lock", NULL);
+    g_assert_cmpint(g_mkdir(lock, 0755), ==, 0);
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_nonnull(strstr(run.err, "without it"));
+    g_assert_cmpuint(count_domains(f->ledger_dir), ==, 1);
+}
+
+/* Red-team #9: the usage lock and the host lock share one deadline at
+ * prepare: prepare_lock_wait_seconds in all, both locks held by the test. */
+static void test_one_deadline(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *text =
+        g_strdup_printf("[imagecache]\ninstances_path=%s\nhost=hosta\nledger_dir=%s\n"
+                        "prepare_lock_wait_seconds=1\n",
+                        f->instances, f->ledger_dir);
+    g_autofree char *config = ic_test_write_file(f->root, "bound.conf", text, -1);
+    g_autoptr(GError) error = NULL;
+    ic_autofd pass = -1;
+    g_assert_true(ic_protocol_lock_for_removal(f->ledger_dir, 1000, NULL, &pass, &error));
+    g_assert_no_error(error);
+    ic_autofd dirfd = -1;
+    g_assert_true(ic_ledger_open_dir(f->ledger_dir, &dirfd, &error));
+    ic_autofd host_lock = -1;
+    g_assert_true(ic_protocol_lock_file_at(dirfd, -1, "hosta.lock", -1, TRUE,
+                                           g_get_monotonic_time() + G_USEC_PER_SEC, NULL, NULL,
+                                           &host_lock, &error));
+    g_assert_no_error(error);
+
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) run = {0};
+    gint64 started = g_get_monotonic_time();
+    run_hook(f, config, in, "prepare", "begin", &run);
+    gint64 waited = g_get_monotonic_time() - started;
+    g_test_message("prepare waited %" G_GINT64_FORMAT " ms with both locks held", waited / 1000);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpint(waited, >=, 1 * G_USEC_PER_SEC);
+    g_assert_cmpint(waited, <, 3 * G_USEC_PER_SEC);
+}
+
+/* Red-team #6: two machines configured with one host name: the second one's
+ * write is refused, loudly, and a pass notes the collision. */
+static void test_host_collision(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) first = {0};
+    g_setenv("IMAGECACHE_MACHINE_ID", "aaaa0001", TRUE);
+    run_hook(f, f->config, in, "prepare", "begin", &first);
+    assert_ok_silent(&first);
+
+    g_autofree char *started_in = xml_file(f, "started.xml");
+    g_setenv("IMAGECACHE_MACHINE_ID", "bbbb0002", TRUE);
+    g_autofree char *strict = write_config(f, "strict.conf", "hosta", TRUE, f->ledger_dir);
+    g_auto(HookRun) clone = {0};
+    run_hook(f, strict, started_in, "prepare", "begin", &clone);
+    g_assert_cmpint(clone.status, ==, 1);
+    g_assert_nonnull(strstr(clone.err, "aaaa0001"));
+    /* The first machine's domain is still there, the clone's was not written. */
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_nonnull(find_domain(ledger, "hosta", UUID_PREP));
+    g_assert_null(find_domain(ledger, "hosta", UUID_START));
+
+    /* The clone's pass notes it and removes nothing. */
+    g_autoptr(IcUsage) usage = ledger_usage(f, "hosta");
+    g_assert_true(usage->incomplete);
+    g_assert_true(has_note(usage, IC_NOTE_HOST_NAME_COLLISION, "bbbb0002"));
+    g_unsetenv("IMAGECACHE_MACHINE_ID");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -679,6 +902,16 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/prepare-lock-bound/strict", "strict", test_prepare_lock_bound);
     ADD("/imagecache/hook/host-named/usage", "usage", test_host_named_usage);
     ADD("/imagecache/hook/host-named/usage.lock", "usage.lock", test_host_named_usage);
+    ADD("/imagecache/hook/redteam/unknown-chain/json", "json", test_unknown_chain);
+    ADD("/imagecache/hook/redteam/unknown-chain/deep", "deep", test_unknown_chain);
+    ADD("/imagecache/hook/redteam/device/cdrom", "cdrom", test_every_device);
+    ADD("/imagecache/hook/redteam/device/lun", "lun", test_every_device);
+    ADD("/imagecache/hook/redteam/device/floppy", "floppy", test_every_device);
+    ADD("/imagecache/hook/redteam/volume-disk", NULL, test_volume_disk);
+    ADD("/imagecache/hook/redteam/non-utf8-name", NULL, test_non_utf8_name);
+    ADD("/imagecache/hook/redteam/lock-error-records", NULL, test_lock_error_records);
+    ADD("/imagecache/hook/redteam/one-deadline", NULL, test_one_deadline);
+    ADD("/imagecache/hook/redteam/host-collision", NULL, test_host_collision);
 #undef ADD
 
     return g_test_run();

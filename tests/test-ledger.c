@@ -118,13 +118,77 @@ static void test_format1_upgrade(Fixture *f, gconstpointer data)
         g_autofree char *path = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
         g_autofree char *now_text = NULL;
         g_assert_true(g_file_get_contents(path, &now_text, NULL, NULL));
-        g_assert_nonnull(strstr(now_text, "format=2\n"));
+        g_assert_nonnull(strstr(now_text, "format=3\n"));
         g_assert_nonnull(strstr(now_text, "base_files=new;\n"));
     }
 }
 
 /* A name with a '/' (or "..") is no entry: a writer refuses it, a reader
  * reports the file as damaged. */
+/* Red-team #1 and #6 at the ledger level: the unknown marker and the machine id
+ * survive a round trip, a format-2 file (neither key) still reads, and a
+ * reconcile (replace) refuses a file another machine wrote. */
+static void test_unknown_and_machine(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) domain =
+        make_domain("0a0a0a0a-1111-2222-3333-444444444444", "vm-u", "/srv/nova/_base/x");
+    domain->unknown = g_strdup("disk 'vda' of domain 'vm-u': a json: backing");
+    g_setenv("IMAGECACHE_MACHINE_ID", "aaaa0001", TRUE);
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", domain, NOW, &error));
+    g_assert_no_error(error);
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpstr(host->machine_id, ==, "aaaa0001");
+    const IcLedgerDomain *read = host->domains->pdata[0];
+    g_assert_cmpstr(read->unknown, ==, domain->unknown);
+
+    /* Another machine with the same host name: reconcile refuses, the file stays. */
+    g_setenv("IMAGECACHE_MACHINE_ID", "bbbb0002", TRUE);
+    g_autoptr(GPtrArray) none = g_ptr_array_new();
+    g_assert_false(ic_ledger_replace_host(f->ledger_dir, "hosta", none, NOW, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+    g_assert_nonnull(strstr(error->message, "aaaa0001"));
+    g_clear_error(&error);
+    g_autoptr(IcLedgerHost) kept = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(kept->domains->len, ==, 1);
+    g_unsetenv("IMAGECACHE_MACHINE_ID");
+
+    /* A format-2 file: no machine_id, no unknown; read as before. */
+    g_autoptr(IcLedgerHost) plain = NULL;
+    {
+        g_autoptr(IcLedgerDomain) known =
+            make_domain("0a0a0a0a-1111-2222-3333-444444444445", "vm-k", "x");
+        g_autoptr(IcLedgerHost) h = NULL;
+        g_autofree char *text = NULL;
+        g_autofree char *path = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+        g_assert_true(ic_ledger_host_parse(text, strlen(text), &h, &error));
+        g_clear_pointer(&h->machine_id, g_free);
+        g_ptr_array_set_size(h->domains, 0);
+        g_ptr_array_add(h->domains, g_steal_pointer(&known));
+        g_autofree char *out = ic_ledger_host_serialize(h, NULL);
+        g_autoptr(GString) body = g_string_new_len(out, strstr(out, "[end]\n") - out);
+        g_assert_cmpuint(g_string_replace(body, "format=3\n", "format=2\n", 1), ==, 1);
+        g_autofree char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, body->str, -1);
+        g_string_append_printf(body, "[end]\ndomains=1\nsha256=%s\n", digest);
+        g_assert_true(ic_ledger_host_parse(body->str, body->len, &plain, &error));
+        g_assert_no_error(error);
+        /* ...but a format-2 file may not carry the format-3 keys. */
+        g_autoptr(GString) bad =
+            g_string_new_len(body->str, strstr(body->str, "[end]\n") - body->str);
+        g_assert_cmpuint(g_string_replace(bad, "name=vm-k\n", "name=vm-k\nunknown=x\n", 1), ==, 1);
+        g_autofree char *bad_digest =
+            g_compute_checksum_for_string(G_CHECKSUM_SHA256, bad->str, -1);
+        g_string_append_printf(bad, "[end]\ndomains=1\nsha256=%s\n", bad_digest);
+        g_autoptr(IcLedgerHost) refused = NULL;
+        g_assert_false(ic_ledger_host_parse(bad->str, bad->len, &refused, &error));
+        g_assert_nonnull(strstr(error->message, "unknown key 'unknown'"));
+        g_clear_error(&error);
+    }
+    g_assert_null(plain->machine_id);
+    g_assert_null(((IcLedgerDomain *)plain->domains->pdata[0])->unknown);
+}
+
 static void test_bad_entry_name(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -308,7 +372,7 @@ static const DamagedCase damaged_cases[] = {
     {"missing-key.ledger", "missing key 'started'"},
     {"bad-uuid.ledger", "bad domain uuid"},
     {"relative-path.ledger", "bad entry '_base/x'"},
-    {"wrong-format.ledger", "unsupported format 3"},
+    {"wrong-format.ledger", "unsupported format 99"},
     {"bad-number.ledger", "bad value '-5' for 'started'"},
     {"last-used-mismatch.ledger", "1 paths but 2 times"},
     {"group-after-end.ledger", "damaged"},
@@ -772,6 +836,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
     g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
                test_format1_upgrade, fixture_teardown);
+    g_test_add("/imagecache/ledger/unknown-and-machine", Fixture, NULL, fixture_setup,
+               test_unknown_and_machine, fixture_teardown);
     g_test_add("/imagecache/ledger/claim-pass", Fixture, NULL, fixture_setup, test_claim_pass,
                fixture_teardown);
     g_test_add("/imagecache/ledger/cache", Fixture, NULL, fixture_setup, test_cache,
