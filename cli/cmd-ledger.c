@@ -15,6 +15,8 @@ static void add_domain_json(IcJsonWriter *b, const IcLedgerDomain *domain)
     ic_json_member_int(b, "started", domain->started);
     ic_json_member_strings(b, "base_files", domain->base_files);
     ic_json_member_strings(b, "image_ids", domain->image_ids);
+    /* null, or why its base files are not all known (every pass keeps every file) */
+    ic_json_member_string(b, "unknown", domain->unknown);
     ic_json_end_object(b);
 }
 
@@ -24,6 +26,7 @@ static void add_host_json(IcJsonWriter *b, const IcLedgerHost *host, const char 
     ic_json_begin_object(b);
     ic_json_member_string(b, "host", host->host);
     ic_json_member_bool(b, "local", g_strcmp0(host->host, local_host) == 0);
+    ic_json_member_string(b, "machine_id", host->machine_id);
     ic_json_member_int(b, "refreshed", host->refreshed);
     ic_json_member_int(b, "age_seconds", now - host->refreshed);
     ic_json_member_bool(b, "stale", host->stale);
@@ -90,6 +93,10 @@ static void print_domains(GString *out, const IcLedger *ledger)
             for (guint k = 0; k < d->image_ids->len; k++, lines++)
                 g_string_append_printf(out, "%*simage %s\n", lines > 0 ? 97 : 1, "",
                                        (char *)g_ptr_array_index(d->image_ids, k));
+            if (d->unknown != NULL) {
+                g_string_append_printf(out, "%*sUNKNOWN: %s\n", lines > 0 ? 97 : 1, "", d->unknown);
+                lines++;
+            }
             if (lines == 0)
                 g_string_append(out, " -\n");
         }

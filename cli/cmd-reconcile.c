@@ -178,7 +178,7 @@ static int reconcile(IcCli *cli, gboolean dry_run)
         }
         for (guint i = 0; problems != NULL && i < problems->len; i++)
             fprintf(stderr,
-                    "imagecachectl: warning: %s (recording the base files that could be read)\n",
+                    "imagecachectl: warning: %s (recording the domain's usage as unknown)\n",
                     (const char *)g_ptr_array_index(problems, i));
         guint changes = print_changes(before, entries);
         printf("%s host '%s' from %u live domains at '%s': %u %s%s\n",

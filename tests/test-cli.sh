@@ -135,5 +135,26 @@ if ! grep -q libvirt_unsupported "$tmp/report.json"; then
         failures=$((failures + 1))
     fi
 fi
+
+# Red-team #1/#2/#6 through reconcile (libvirt's test driver): a type='volume' disk
+# is recorded as unknown, and a second machine with the same host name is refused.
+if ! grep -q libvirt_unsupported "$tmp/report.json"; then
+    mkdir -p "$tmp/rc/_base"
+    cat >"$tmp/rc-node.xml" <<'EOF_NODE'
+<node>
+<domain type='test'><name>rt-vol</name><uuid>11111111-2222-3333-4444-0000000000c1</uuid>
+<memory>1024</memory><os><type>hvm</type></os>
+<devices><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
+<source pool='default' volume='v.qcow2'/><target dev='vda'/></disk></devices></domain>
+</node>
+EOF_NODE
+    printf '[imagecache]\ninstances_path=%s\nhost=rc\nlibvirt_uri=test://%s\n' "$tmp/rc" "$tmp/rc-node.xml" >"$tmp/rc.conf"
+    IMAGECACHE_MACHINE_ID=aaaa0001 expect_out 1 "added" reconcile --config "$tmp/rc.conf"
+    IMAGECACHE_MACHINE_ID=aaaa0001 expect 1 "usage as unknown" reconcile --config "$tmp/rc.conf"
+    IMAGECACHE_MACHINE_ID=aaaa0001 expect_out 0 "type='volume'" ledger --config "$tmp/rc.conf" --json
+    IMAGECACHE_MACHINE_ID=aaaa0001 expect_out 0 "domain_usage_unknown" report --config "$tmp/rc.conf" --json
+    IMAGECACHE_MACHINE_ID=bbbb0002 expect 1 "written by machine 'aaaa0001'" reconcile --config "$tmp/rc.conf"
+    IMAGECACHE_MACHINE_ID=bbbb0002 expect_out 0 "host_name_collision" report --config "$tmp/rc.conf" --json
+fi
 echo "1..$n" # at the end: the libvirt checks run only when built with libvirt
 [ "$failures" -eq 0 ]
