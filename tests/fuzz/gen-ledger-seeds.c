@@ -82,5 +82,13 @@ int main(int argc, char **argv)
     add_last_used(host, base[0], 1699000000);
     add_last_used(host, base[1], 1699000001);
     write_seed(dir, "serialized-last-used.ledger", host);
+
+    /* Format 3: the writer's machine id, a domain whose usage is unknown. */
+    host = new_host("compute-3", 1700000300);
+    host->machine_id = g_strdup("0123456789abcdef0123456789abcdef");
+    add_domain(host, "3f2504e0-4f89-41d3-9a0c-0305e82c3303", "vm-u", 1700000000, NULL, NULL);
+    IcLedgerDomain *unknown = g_ptr_array_index(host->domains, 0);
+    unknown->unknown = g_strdup("disk 'vda' of domain 'vm-u': a json: backing; \\ [x]");
+    write_seed(dir, "serialized-unknown.ledger", host);
     return 0;
 }
