@@ -4,6 +4,7 @@
  * says removal_deferred where a run would defer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include "error.h"
 #include "imgwriter.h"
 #include "pass.h"
+#include "protocol.h"
 #include "report.h"
 #include "testutil.h"
 
@@ -72,6 +74,124 @@ static void test_dangling_disk_symlink(IcTestTree *tree, gconstpointer data)
     g_assert_true(has_note(report, "vm1/disk"));
 }
 
+/* #4: a ledger dir outside instances_path that exists but is empty is what an
+ * unmounted share's mount point looks like: other hosts' users are unknown
+ * until the marker proves it is the share. */
+static void test_unmounted_share_mount_point(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *base = old_base(tree);
+    g_autofree char *mount_point = g_strconcat(tree->root, "-mnt-ledger", NULL);
+    g_assert_cmpint(g_mkdir(mount_point, 0755), ==, 0);
+
+    g_autoptr(IcConfig) config = tree_config(tree, mount_point);
+    g_autoptr(IcReport) report = pass_with(config, IC_PASS_RUN);
+    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_true(ic_test_exists(base));
+    g_assert_true(has_note(report, "ledger --init"));
+
+    /* Marked (the share mounted and confirmed): read as usual, and removed. */
+    g_autofree char *marker = ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1);
+    g_autoptr(IcReport) marked = pass_with(config, IC_PASS_RUN);
+    g_assert_cmpint(ic_report_lookup(marked, FP)->action, ==, IC_ACTION_REMOVED);
+    g_assert_false(ic_test_exists(base));
+    ic_test_rmtree(mount_point);
+}
+
+/* A missing ledger dir outside instances_path is never created: not by the
+ * pass (to take its lock) and not by the hook or reconcile (the same check). */
+static void test_missing_share_not_created(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *base = old_base(tree);
+    g_autofree char *missing = g_strconcat(tree->root, "-mnt-missing", NULL);
+    g_autoptr(IcConfig) config = tree_config(tree, missing);
+    g_autoptr(IcReport) report = pass_with(config, IC_PASS_RUN);
+    g_assert_true(ic_test_exists(base));
+    g_assert_false(ic_test_exists(missing));
+
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_protocol_ledger_dir_check(config, TRUE, NULL, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_UNSAFE);
+    g_assert_false(ic_test_exists(missing));
+}
+
+/* #11a: the "inside instances_path" test is not fooled by '..' (refused by
+ * the config) or by a symlink below instances_path (followed to a share). */
+static void test_ledger_dir_inside_not_fooled(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *text = g_strdup_printf(
+        "[imagecache]\ninstances_path=%s\nledger_dir=%s/../share\n", tree->root, tree->root);
+    g_autofree char *path = ic_test_write_file(tree->root, "dotdot.conf", text, -1);
+    g_autoptr(IcConfig) loaded = ic_config_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_false(ic_config_load_file(loaded, path, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_CONFIG);
+    g_assert_nonnull(strstr(error->message, ".."));
+
+    g_autofree char *base = old_base(tree);
+    g_autofree char *link = g_build_filename(tree->root, "_share", NULL);
+    g_assert_cmpint(symlink("/nonexistent-unmounted-share/ledger", link), ==, 0);
+    g_autoptr(IcConfig) config = tree_config(tree, link);
+    g_assert_true(ic_config_finish(config, &error));
+    g_assert_false(ic_protocol_ledger_dir_is_local(config));
+    g_autoptr(IcReport) report = pass_with(config, IC_PASS_DRY_RUN);
+    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_true(ic_test_exists(base));
+
+    /* The default, a real dir (or none yet) below instances_path, is local. */
+    g_autoptr(IcConfig) plain = tree_config(tree, NULL);
+    g_assert_true(ic_config_finish(plain, &error));
+    g_assert_true(ic_protocol_ledger_dir_is_local(plain));
+}
+
+/* The hook at prepare: the same check. A missing share dir is not created and
+ * an empty mount point gets no record (it would hide under the share). */
+static void run_hook(const IcTestTree *tree, const char *ledger_dir)
+{
+    const char *hook = g_getenv("IMAGECACHE_HOOK");
+    g_autofree char *text = g_strdup_printf(
+        "[imagecache]\ninstances_path=%s\nhost=hosta\nledger_dir=%s\n", tree->root, ledger_dir);
+    g_autofree char *config = ic_test_write_file(tree->root, "hook.conf", text, -1);
+    g_autofree char *xml = ic_test_write_file(
+        tree->root, "dom.xml",
+        "<domain type='kvm'><name>vm</name><uuid>11111111-2222-3333-4444-000000000001</uuid>"
+        "<devices/></domain>",
+        -1);
+    g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(
+        G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    g_subprocess_launcher_setenv(launcher, "IMAGECACHE_CONFIG", config, TRUE);
+    g_subprocess_launcher_setenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR", "1", TRUE);
+    g_subprocess_launcher_set_stdin_file_path(launcher, xml);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocess) proc =
+        g_subprocess_launcher_spawn(launcher, &error, hook, "vm", "prepare", "begin", "-", NULL);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_wait_check(proc, NULL, &error));
+    g_assert_no_error(error);
+}
+
+static void test_hook_leaves_unproven_share(IcTestTree *tree, gconstpointer data)
+{
+    if (g_getenv("IMAGECACHE_HOOK") == NULL) {
+        g_test_skip("IMAGECACHE_HOOK is not set: run through meson test");
+        return;
+    }
+    g_autofree char *missing = g_strconcat(tree->root, "-mnt-missing", NULL);
+    run_hook(tree, missing);
+    g_assert_false(ic_test_exists(missing));
+
+    g_autofree char *mount_point = g_strconcat(tree->root, "-mnt-empty", NULL);
+    g_assert_cmpint(g_mkdir(mount_point, 0755), ==, 0);
+    run_hook(tree, mount_point);
+    g_autofree char *ledger = g_build_filename(mount_point, "hosta.ledger", NULL);
+    g_assert_false(ic_test_exists(ledger));
+
+    /* Marked: recorded as usual. */
+    g_autofree char *marker = ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1);
+    run_hook(tree, mount_point);
+    g_assert_true(ic_test_exists(ledger));
+    ic_test_rmtree(mount_point);
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -79,5 +199,9 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
     ADD("/imagecache/redteam-pass/dangling_disk_symlink", test_dangling_disk_symlink);
+    ADD("/imagecache/redteam-pass/unmounted_share_mount_point", test_unmounted_share_mount_point);
+    ADD("/imagecache/redteam-pass/missing_share_not_created", test_missing_share_not_created);
+    ADD("/imagecache/redteam-pass/ledger_dir_inside_not_fooled", test_ledger_dir_inside_not_fooled);
+    ADD("/imagecache/redteam-pass/hook_leaves_unproven_share", test_hook_leaves_unproven_share);
     return g_test_run();
 }
