@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -192,6 +193,36 @@ static void test_hook_leaves_unproven_share(IcTestTree *tree, gconstpointer data
     ic_test_rmtree(mount_point);
 }
 
+/* #10: an instance dir's name is any bytes, and reaches the report as a user.
+ * JSON stays valid (each invalid byte U+FFFD); the text report shows control
+ * characters and invalid bytes as \\xNN, never raw. */
+static void test_names_escaped(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *base = old_base(tree);
+    g_autofree char *instance = g_build_filename(tree->root, "vm\xff\x1b[2J\xc2\x9b\xc3\xa9", NULL);
+    g_assert_cmpint(g_mkdir(instance, 0755), ==, 0);
+    g_autofree char *disk = g_build_filename(instance, "disk", NULL);
+    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, base, "raw", &error));
+    g_assert_no_error(error);
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autoptr(IcReport) report = pass_with(config, IC_PASS_REPORT);
+    g_assert_cmpuint(ic_report_lookup(report, FP)->users->len, ==, 1);
+
+    g_autofree char *json = ic_report_to_json(report);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    g_assert_no_error(error);
+    g_assert_nonnull(strstr(json, "vm\\ufffd\\u001b[2J\xc2\x9b\xc3\xa9"));
+
+    g_autofree char *table = ic_report_to_table(report);
+    g_assert_null(strchr(table, '\x1b'));
+    g_assert_null(strchr(table, '\xff'));
+    g_assert_nonnull(strstr(table, "vm\\xff\\x1b[2J\\xc2\\x9b\xc3\xa9"));
+    g_autofree char *explain = ic_report_explain(report, ic_report_lookup(report, FP));
+    g_assert_null(strchr(explain, '\x1b'));
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -203,5 +234,6 @@ int main(int argc, char **argv)
     ADD("/imagecache/redteam-pass/missing_share_not_created", test_missing_share_not_created);
     ADD("/imagecache/redteam-pass/ledger_dir_inside_not_fooled", test_ledger_dir_inside_not_fooled);
     ADD("/imagecache/redteam-pass/hook_leaves_unproven_share", test_hook_leaves_unproven_share);
+    ADD("/imagecache/redteam-pass/names_escaped", test_names_escaped);
     return g_test_run();
 }
