@@ -189,3 +189,32 @@ gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
     }
     return TRUE;
 }
+
+gboolean ic_protocol_lock_probe(const IcConfig *config, GError **error)
+{
+    gboolean missing = FALSE;
+    if (!ic_protocol_ledger_dir_check(config, FALSE, &missing, error))
+        return FALSE;
+    /* A local dir not there yet is made by the run, in instances_path. */
+    const char *dir = missing ? config->instances_path : config->ledger_dir;
+    ic_autofd dirfd = -1;
+    if (!ic_ledger_open_dir(dir, &dirfd, error))
+        return FALSE;
+    const char *name = IC_PROTOCOL_LOCK_NAME;
+    ic_autofd fd = missing ? -1 : openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && (missing || errno == ENOENT)) {
+        /* The run creates it: it can where it may write. */
+        if (faccessat(dirfd, ".", W_OK, AT_EACCESS) < 0)
+            return ic_error_set_errno(error, errno, "creating the lock file in", dir);
+        return TRUE;
+    }
+    if (fd < 0)
+        return ic_error_set_errno(error, errno, "opening the lock file", name);
+    /* Asks whether the lock could be taken, takes nothing: a holder now (a
+     * start, another pass) is waited for by the run, but a filesystem that
+     * cannot lock fails it here as it would there. */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 2};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return ic_error_set_errno(error, errno, "locking", name);
+    return TRUE;
+}

@@ -213,6 +213,23 @@ static void act_on_plan(Locked *locked, IcProtocolPlan *plan)
                         error->message);
 }
 
+/* Why the lock cannot be had, in the words a run's deferral uses. */
+static char *lock_failure(const GError *error)
+{
+    return g_error_matches(error, IC_ERROR, IC_ERROR_CANCELLED)
+               ? g_strdup("the pass was cancelled while it waited for the usage lock")
+               : g_strdup_printf("could not take the usage lock: %s", error->message);
+}
+
+void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *report)
+{
+    g_autoptr(GError) error = NULL;
+    if (plans->len == 0 || ic_protocol_lock_probe(config, &error))
+        return;
+    g_autofree char *why = lock_failure(error);
+    defer_plans(plans, 0, report, "removal_deferred", why);
+}
+
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
 {
     if (plans->len == 0)
@@ -226,10 +243,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
     if (!ic_protocol_ledger_dir_check(removal->config, TRUE, NULL, &local_error) ||
         !ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
                                       &lock_fd, &local_error)) {
-        g_autofree char *why =
-            g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)
-                ? g_strdup("the pass was cancelled while it waited for the usage lock")
-                : g_strdup_printf("could not take the usage lock: %s", local_error->message);
+        g_autofree char *why = lock_failure(local_error);
         defer_plans(plans, 0, report, "removal_deferred", why);
         return;
     }

@@ -89,6 +89,12 @@ gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config);
 gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
                                       gboolean *ret_missing, GError **error);
 
+/* For a dry run: whether ic_protocol_lock_for_removal could take the lock
+ * (the ledger dir usable, the lock file openable or creatable, the filesystem
+ * able to lock), without taking it and without creating anything. A holder
+ * right now is no failure (the run waits for it). */
+gboolean ic_protocol_lock_probe(const IcConfig *config, GError **error);
+
 /* ---- the removal ---- */
 
 typedef enum {
@@ -155,5 +161,10 @@ typedef struct {
  * not as a failure. Never fails: when the witnesses cannot be re-read or the
  * held-open check cannot run, everything is kept (usage_unknown) and said. */
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report);
+
+/* A dry run's stand-in for ic_protocol_remove: when the run could not take the
+ * lock (ic_protocol_lock_probe), @plans are kept as removal_deferred, with the
+ * same note and event a run gives; otherwise they stay as planned. */
+void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *report);
 
 G_END_DECLS

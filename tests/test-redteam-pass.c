@@ -223,6 +223,35 @@ static void test_names_escaped(IcTestTree *tree, gconstpointer data)
     g_assert_null(strchr(explain, '\x1b'));
 }
 
+/* #11: where the run cannot take the usage lock (here its lock file is a
+ * symlink, never followed) it defers; the dry run and the report must say
+ * removal_deferred too, not would_remove, and change nothing. */
+static void test_dry_run_sees_deferral(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *base = old_base(tree);
+    g_autofree char *ledger_dir = g_build_filename(tree->root, "_ledger", NULL);
+    g_assert_cmpint(g_mkdir(ledger_dir, 0755), ==, 0);
+    g_autofree char *lock = g_build_filename(ledger_dir, ".usage.lock", NULL);
+    g_assert_cmpint(symlink("/nonexistent", lock), ==, 0);
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+
+    const IcPassMode modes[] = {IC_PASS_REPORT, IC_PASS_DRY_RUN, IC_PASS_RUN};
+    for (gsize i = 0; i < G_N_ELEMENTS(modes); i++) {
+        g_autoptr(IcReport) report = pass_with(config, modes[i]);
+        const IcImageRow *row = ic_report_lookup(report, FP);
+        g_assert_cmpstr(row->decision.reason, ==, "removal_deferred");
+        g_assert_cmpint(row->action, ==, IC_ACTION_NONE);
+        g_assert_true(has_note(report, "could not take the usage lock"));
+        g_assert_true(ic_test_exists(base));
+    }
+
+    /* Usable again: the dry run plans the removal, and creates nothing. */
+    g_assert_cmpint(g_unlink(lock), ==, 0);
+    g_autoptr(IcReport) dry = pass_with(config, IC_PASS_DRY_RUN);
+    g_assert_cmpint(ic_report_lookup(dry, FP)->action, ==, IC_ACTION_WOULD_REMOVE);
+    g_assert_false(ic_test_exists(lock));
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -235,5 +264,6 @@ int main(int argc, char **argv)
     ADD("/imagecache/redteam-pass/ledger_dir_inside_not_fooled", test_ledger_dir_inside_not_fooled);
     ADD("/imagecache/redteam-pass/hook_leaves_unproven_share", test_hook_leaves_unproven_share);
     ADD("/imagecache/redteam-pass/names_escaped", test_names_escaped);
+    ADD("/imagecache/redteam-pass/dry_run_sees_deferral", test_dry_run_sees_deferral);
     return g_test_run();
 }
