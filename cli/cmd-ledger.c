@@ -175,6 +175,11 @@ int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
         return init_marker(config);
     gint64 now = ic_cli_now();
     g_autoptr(GError) error = NULL;
+    /* Shown as it is on disk, but the pass would not trust it: say so. */
+    if (!ic_protocol_ledger_dir_check(config, FALSE, NULL, &error)) {
+        fprintf(stderr, "imagecachectl: %s; the pass removes nothing\n", error->message);
+        g_clear_error(&error);
+    }
     g_autoptr(IcLedger) ledger = NULL;
     if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
                             &error)) {
