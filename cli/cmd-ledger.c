@@ -1,10 +1,15 @@
 /* cmd-ledger.c — `imagecachectl ledger [--json]`: every host's usage ledger as it is on disk.
  * Damaged host files are listed (and make the exit status 1): they block every removal. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 
 #include "cli.h"
+#include "error.h"
+#include "fileutil.h"
 #include "jsonout.h"
 #include "ledger.h"
+#include "protocol.h"
 #include "report.h"
 
 static void add_domain_json(IcJsonWriter *b, const IcLedgerDomain *domain)
@@ -126,11 +131,43 @@ static char *ledger_to_table(const IcLedger *ledger, const IcConfig *config, gin
     return g_string_free(out, FALSE);
 }
 
+/* The operator's word that ledger_dir is the shared ledger (protocol.h): run
+ * with the share mounted. The dir is never created outside instances_path. */
+static int init_marker(const IcConfig *config)
+{
+    g_autoptr(GError) error = NULL;
+    if (ic_protocol_ledger_dir_is_local(config) &&
+        !ic_protocol_ledger_dir_check(config, TRUE, NULL, &error)) {
+        ic_cli_print_error(error);
+        return IC_EXIT_FAILED;
+    }
+    ic_autofd dirfd = open(config->ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        ic_error_set_errno(&error, errno, "opening the ledger directory", config->ledger_dir);
+        g_prefix_error(&error, "mount the share first: ");
+        ic_cli_print_error(error);
+        return IC_EXIT_FAILED;
+    }
+    static const char text[] = "This directory is the imagecache usage ledger shared by the "
+                               "hosts of one base-image cache (imagecachectl ledger --init).\n";
+    if (!ic_file_write_atomic_at(dirfd, IC_PROTOCOL_LEDGER_MARKER, text, sizeof text - 1, 0644,
+                                 &error)) {
+        ic_cli_print_error(error);
+        return IC_EXIT_FAILED;
+    }
+    printf("'%s/%s' written: '%s' counts as the shared usage ledger\n", config->ledger_dir,
+           IC_PROTOCOL_LEDGER_MARKER, config->ledger_dir);
+    return IC_EXIT_OK;
+}
+
 int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
 {
     gboolean json = FALSE;
+    gboolean init = FALSE;
     const GOptionEntry entries[] = {
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+        {"init", 0, 0, G_OPTION_ARG_NONE, &init,
+         "Mark ledger_dir (outside instances_path: a mounted share) as the shared ledger", NULL},
         G_OPTION_ENTRY_NULL,
     };
     int status = ic_cli_parse(cli, &argc, &argv, entries, FALSE, "- show the usage ledger",
@@ -141,8 +178,15 @@ int ic_cmd_ledger(IcCli *cli, int argc, char **argv)
         return status;
 
     const IcConfig *config = cli->config;
+    if (init)
+        return init_marker(config);
     gint64 now = ic_cli_now();
     g_autoptr(GError) error = NULL;
+    /* Shown as it is on disk, but the pass would not trust it: say so. */
+    if (!ic_protocol_ledger_dir_check(config, FALSE, NULL, &error)) {
+        fprintf(stderr, "imagecachectl: %s; the pass removes nothing\n", error->message);
+        g_clear_error(&error);
+    }
     g_autoptr(IcLedger) ledger = NULL;
     if (!ic_ledger_read_all(config->ledger_dir, now, config->ledger_stale_seconds, &ledger,
                             &error)) {

@@ -133,7 +133,8 @@ static gboolean rebuild(const IcConfig *config, GPtrArray *entries, gint64 now, 
                         GError **error)
 {
     ic_autofd usage_lock = -1;
-    if (!ic_protocol_lock_for_start(config->ledger_dir, IC_PROTOCOL_START_WAIT_MS, &usage_lock,
+    if (!ic_protocol_ledger_dir_check(config, TRUE, NULL, error) ||
+        !ic_protocol_lock_for_start(config->ledger_dir, IC_PROTOCOL_START_WAIT_MS, &usage_lock,
                                     error))
         return FALSE;
     return ic_ledger_replace_host_if_unchanged(config->ledger_dir, config->host, entries, now,

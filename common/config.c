@@ -93,6 +93,15 @@ static const KeyDef *find_key(const char *name)
     return NULL;
 }
 
+static gboolean has_dot_dot(const char *path)
+{
+    g_auto(GStrv) parts = g_strsplit(path, "/", -1);
+    for (char **part = parts; *part != NULL; part++)
+        if (g_str_equal(*part, ".."))
+            return TRUE;
+    return FALSE;
+}
+
 static gboolean parse_bool(const char *value, gboolean *ret)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
@@ -155,6 +164,14 @@ static gboolean set_key(IcConfig *config, const KeyDef *key, const char *raw, co
         if (!g_path_is_absolute(value)) {
             g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
                         "%s: key '%s': '%s' is not an absolute path", origin, key->name, value);
+            return FALSE;
+        }
+        /* Paths are compared as strings (is the ledger dir inside
+         * instances_path?): a '..' would make that lexical answer wrong. */
+        if (has_dot_dot(value)) {
+            g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
+                        "%s: key '%s': '%s' has a '..' component (write the path it means)", origin,
+                        key->name, value);
             return FALSE;
         }
         /* fall through */

@@ -71,17 +71,35 @@ static void begin_element(IcJsonWriter *w)
 }
 
 /* As json-glib 1.6: `"`, `\` and control characters escaped, the rest (UTF-8
- * included) as it is. Unlike json-glib, 0x1f is escaped too (JSON requires it). */
+ * included) as it is. Unlike json-glib, 0x1f is escaped too (JSON requires it).
+ * Names come from the filesystem and may be any bytes: each byte that is not
+ * part of a valid UTF-8 sequence becomes U+FFFD (as a decoder that replaces
+ * does), so the output is always valid JSON; the text report shows the exact
+ * bytes (\xNN). */
 static void write_escaped(IcJsonWriter *w, const char *s)
 {
     const char *run = s;
+    const char *end = s + strlen(s);
     fputc('"', w->out);
-    for (const char *p = s; *p != '\0'; p++) {
+    for (const char *p = s; *p != '\0';) {
         unsigned char c = (unsigned char)*p;
-        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f)
+        if (c >= 0x80) {
+            gunichar ch = g_utf8_get_char_validated(p, end - p);
+            if (ch != (gunichar)-1 && ch != (gunichar)-2) {
+                p = g_utf8_next_char(p);
+                continue;
+            }
+            fwrite(run, 1, p - run, w->out);
+            fputs("\\ufffd", w->out);
+            run = ++p;
             continue;
+        }
+        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f) {
+            p++;
+            continue;
+        }
         fwrite(run, 1, p - run, w->out);
-        run = p + 1;
+        run = ++p;
         switch (c) {
         case '"':
             fputs("\\\"", w->out);

@@ -353,8 +353,13 @@ static void remove_phase(Pass *pass)
         plan->ino = file ? file->ino : 0;
         g_ptr_array_add(plans, plan);
     }
-    if (plans->len == 0 || pass->options->mode != IC_PASS_RUN)
+    if (plans->len == 0)
         return;
+    /* A dry run says removal_deferred where the run would. */
+    if (pass->options->mode != IC_PASS_RUN) {
+        ic_protocol_preview(pass->config, plans, pass->report);
+        return;
+    }
 
     IcProtocolRemoval removal = {
         .config = pass->config,

@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fileutil.h"
@@ -120,4 +123,98 @@ gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
                                     GError **error)
 {
     return lock_usage(ledger_dir, timeout_ms, TRUE, stop, stop_data, ret_fd, error);
+}
+
+/* ---- which ledger dir may be trusted ---- */
+
+/* Local: named below instances_path ('..' is refused by the config) with no
+ * symlink on the way, so it is on this host's own instances storage, and a
+ * missing one means only that no domain was recorded yet. Anything else may be
+ * a share, mounted or not. */
+gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config)
+{
+    g_autofree char *prefix = g_strconcat(config->instances_path, G_DIR_SEPARATOR_S, NULL);
+    if (!g_str_has_prefix(config->ledger_dir, prefix))
+        return FALSE;
+    g_auto(GStrv) parts = g_strsplit(config->ledger_dir + strlen(prefix), G_DIR_SEPARATOR_S, -1);
+    g_autoptr(GString) path = g_string_new(config->instances_path);
+    for (char **part = parts; *part != NULL; part++) {
+        if (**part == '\0' || g_str_equal(*part, "."))
+            continue;
+        g_string_append_printf(path, "/%s", *part);
+        struct stat st;
+        if (lstat(path->str, &st) < 0)
+            return errno == ENOENT;
+        if (!S_ISDIR(st.st_mode))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
+                                      gboolean *ret_missing, GError **error)
+{
+    if (ret_missing != NULL)
+        *ret_missing = FALSE;
+    if (ic_protocol_ledger_dir_is_local(config)) {
+        if (g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR))
+            return TRUE;
+        if (!create) {
+            if (ret_missing != NULL)
+                *ret_missing = TRUE;
+            return TRUE;
+        }
+        if (mkdir(config->ledger_dir, 0755) < 0 && errno != EEXIST)
+            return ic_error_set_errno(error, errno, "creating the ledger directory",
+                                      config->ledger_dir);
+        return TRUE;
+    }
+    /* A share's mount point is an existing, empty directory while the share is
+     * not mounted, and a missing one must not be created here (records written
+     * into it would hide under the share once it is mounted). Only the marker,
+     * put in the mounted share by 'imagecachectl ledger --init', proves it. */
+    ic_autofd dirfd = open(config->ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (dirfd < 0 || fstatat(dirfd, IC_PROTOCOL_LEDGER_MARKER, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISREG(st.st_mode)) {
+        int errsv = errno;
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "usage ledger dir '%s' is outside instances_path and %s (an unmounted "
+                    "share?): other hosts' users are unknown; mount the share, or confirm this "
+                    "is the shared ledger with 'imagecachectl ledger --init'",
+                    config->ledger_dir,
+                    dirfd < 0 ? (errsv == ENOENT ? "does not exist" : g_strerror(errsv))
+                              : "has no '" IC_PROTOCOL_LEDGER_MARKER "' marker");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean ic_protocol_lock_probe(const IcConfig *config, GError **error)
+{
+    gboolean missing = FALSE;
+    if (!ic_protocol_ledger_dir_check(config, FALSE, &missing, error))
+        return FALSE;
+    /* A local dir not there yet is made by the run, in instances_path. */
+    const char *dir = missing ? config->instances_path : config->ledger_dir;
+    ic_autofd dirfd = -1;
+    if (!ic_ledger_open_dir(dir, &dirfd, error))
+        return FALSE;
+    const char *name = IC_PROTOCOL_LOCK_NAME;
+    ic_autofd fd = missing ? -1 : openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && (missing || errno == ENOENT)) {
+        /* The run creates it: it can where it may write. */
+        if (faccessat(dirfd, ".", W_OK, AT_EACCESS) < 0)
+            return ic_error_set_errno(error, errno, "creating the lock file in", dir);
+        return TRUE;
+    }
+    if (fd < 0)
+        return ic_error_set_errno(error, errno, "opening the lock file", name);
+    /* Asks whether the lock could be taken, takes nothing: a holder now (a
+     * start, another pass) is waited for by the run, but a filesystem that
+     * cannot lock fails it here as it would there. */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 2};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return ic_error_set_errno(error, errno, "locking", name);
+    return TRUE;
 }

@@ -33,17 +33,10 @@ static void add_ledger(const IcConfig *config, IcLedgerCache *cache, IcUsage *us
     g_autoptr(GError) error = NULL;
     g_autoptr(IcLedger) ledger = NULL;
 
-    /* A missing ledger dir inside instances_path is a host where no domain
-     * was recorded yet. Elsewhere it may be a shared mount that is not
-     * mounted: then other hosts' users are unknown. */
-    g_autofree char *prefix = g_strconcat(config->instances_path, G_DIR_SEPARATOR_S, NULL);
-    if (!g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR) &&
-        !g_str_has_prefix(config->ledger_dir, prefix)) {
-        g_autofree char *note = g_strdup_printf(
-            "usage ledger dir '%s' does not exist and is outside instances_path (an unmounted "
-            "share?): other hosts' users are unknown, so nothing is removed; create it to "
-            "confirm it is empty",
-            config->ledger_dir);
+    /* A ledger dir that may be an unmounted share says nothing about other
+     * hosts (ic_protocol_ledger_dir_check): their users are unknown. */
+    if (!ic_protocol_ledger_dir_check(config, FALSE, NULL, &error)) {
+        g_autofree char *note = g_strdup_printf("%s, so nothing is removed", error->message);
         ic_usage_add_note(usage, IC_NOTE_LEDGER_DIR_MISSING, note);
         return;
     }
@@ -220,6 +213,23 @@ static void act_on_plan(Locked *locked, IcProtocolPlan *plan)
                         error->message);
 }
 
+/* Why the lock cannot be had, in the words a run's deferral uses. */
+static char *lock_failure(const GError *error)
+{
+    return g_error_matches(error, IC_ERROR, IC_ERROR_CANCELLED)
+               ? g_strdup("the pass was cancelled while it waited for the usage lock")
+               : g_strdup_printf("could not take the usage lock: %s", error->message);
+}
+
+void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *report)
+{
+    g_autoptr(GError) error = NULL;
+    if (plans->len == 0 || ic_protocol_lock_probe(config, &error))
+        return;
+    g_autofree char *why = lock_failure(error);
+    defer_plans(plans, 0, report, "removal_deferred", why);
+}
+
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
 {
     if (plans->len == 0)
@@ -230,12 +240,10 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
     gint64 wait_ms =
         removal->lock_timeout_ms > 0 ? removal->lock_timeout_ms : IC_PROTOCOL_REMOVAL_WAIT_MS;
     ic_autofd lock_fd = -1;
-    if (!ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
+    if (!ic_protocol_ledger_dir_check(removal->config, TRUE, NULL, &local_error) ||
+        !ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
                                       &lock_fd, &local_error)) {
-        g_autofree char *why =
-            g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)
-                ? g_strdup("the pass was cancelled while it waited for the usage lock")
-                : g_strdup_printf("could not take the usage lock: %s", local_error->message);
+        g_autofree char *why = lock_failure(local_error);
         defer_plans(plans, 0, report, "removal_deferred", why);
         return;
     }

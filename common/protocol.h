@@ -70,6 +70,31 @@ gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
                                     IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd,
                                     GError **error);
 
+/* ---- which ledger dir may be trusted ---- */
+
+/* The file that proves a ledger dir outside instances_path is the shared
+ * ledger (an unmounted share's mount point is an empty dir, which would read
+ * as "no host uses anything"). Written only by `imagecachectl ledger --init`. */
+#define IC_PROTOCOL_LEDGER_MARKER ".imagecache-ledger"
+
+/* TRUE when the ledger dir is below instances_path with no symlink on the way
+ * (a missing one is then a host with nothing recorded yet). */
+gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config);
+
+/* Whether the ledger dir may be read and written. Local: TRUE; when missing,
+ * @create makes it, else *ret_missing says so. Elsewhere: it must exist and
+ * hold IC_PROTOCOL_LEDGER_MARKER, else IC_ERROR_UNSAFE saying how to confirm
+ * it; it is never created. Every reader and writer of the ledger calls this
+ * first (the pass, the hook, reconcile). */
+gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
+                                      gboolean *ret_missing, GError **error);
+
+/* For a dry run: whether ic_protocol_lock_for_removal could take the lock
+ * (the ledger dir usable, the lock file openable or creatable, the filesystem
+ * able to lock), without taking it and without creating anything. A holder
+ * right now is no failure (the run waits for it). */
+gboolean ic_protocol_lock_probe(const IcConfig *config, GError **error);
+
 /* ---- the removal ---- */
 
 typedef enum {
@@ -136,5 +161,10 @@ typedef struct {
  * not as a failure. Never fails: when the witnesses cannot be re-read or the
  * held-open check cannot run, everything is kept (usage_unknown) and said. */
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report);
+
+/* A dry run's stand-in for ic_protocol_remove: when the run could not take the
+ * lock (ic_protocol_lock_probe), @plans are kept as removal_deferred, with the
+ * same note and event a run gives; otherwise they stay as planned. */
+void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *report);
 
 G_END_DECLS

@@ -329,13 +329,28 @@ static void append_row(GString *out, char **cells, const gsize *widths)
     g_string_append_c(out, '\n');
 }
 
-/* Names in a base dir may hold bytes that would break a terminal or a table:
- * show them escaped. */
-static char *printable_name(const char *name)
+/* Names come from the filesystem (base files, instance dirs in users and notes)
+ * and may hold any bytes: escape sequences would drive the operator's
+ * terminal, tabs and newlines would forge table rows. Control characters (C0,
+ * DEL, C1), bytes that are not valid UTF-8 and '\\' are shown as \xNN; other
+ * UTF-8 is kept. */
+char *ic_text_printable(const char *text)
 {
-    if (g_utf8_validate(name, -1, NULL) && strpbrk(name, "\t\n\r") == NULL)
-        return g_strdup(name);
-    return g_strescape(name, NULL);
+    GString *out = g_string_sized_new(strlen(text));
+    const char *end = text + strlen(text);
+    for (const char *p = text; *p != '\0';) {
+        unsigned char c = (unsigned char)*p;
+        gunichar ch = c < 0x80 ? c : g_utf8_get_char_validated(p, end - p);
+        gsize len = ch == (gunichar)-1 || ch == (gunichar)-2 ? 1 : (gsize)g_utf8_skip[c];
+        if (ch < 0x20 || (ch >= 0x7f && ch < 0xa0) || ch == '\\' || (len == 1 && c >= 0x80)) {
+            for (gsize i = 0; i < len; i++)
+                g_string_append_printf(out, "\\x%02x", (unsigned char)p[i]);
+        } else {
+            g_string_append_len(out, p, (gssize)len);
+        }
+        p += len;
+    }
+    return g_string_free(out, FALSE);
 }
 
 char *ic_report_to_table(const IcReport *report)
@@ -357,7 +372,7 @@ char *ic_report_to_table(const IcReport *report)
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
         char **cells = g_new0(char *, TABLE_COLUMNS + 1);
-        cells[0] = printable_name(row->name);
+        cells[0] = ic_text_printable(row->name);
         cells[1] = g_strdup(ic_image_kind_to_string(row->kind));
         cells[2] = row->present ? format_size(row->size) : g_strdup("-");
         cells[3] = row->present ? format_age(row->decision.age) : g_strdup("-");
@@ -365,7 +380,8 @@ char *ic_report_to_table(const IcReport *report)
         cells[5] = g_strdup(ic_checksum_state_to_string(row->checksum.state));
         cells[6] = g_strdup(ic_verdict_to_string(row->decision.verdict));
         cells[7] = g_strdup(ic_action_to_string(row->action));
-        cells[8] = describe_row(row);
+        g_autofree char *why = describe_row(row);
+        cells[8] = ic_text_printable(why);
         for (gsize c = 0; c < TABLE_COLUMNS; c++)
             widths[c] = MAX(widths[c], strlen(cells[c]));
         g_ptr_array_add(lines, cells);
@@ -406,11 +422,13 @@ char *ic_report_to_table(const IcReport *report)
 
     for (guint i = 0; i < report->skipped->len; i++) {
         const IcSkippedEntry *entry = g_ptr_array_index(report->skipped, i);
-        g_autofree char *name = printable_name(entry->name);
+        g_autofree char *name = ic_text_printable(entry->name);
         g_string_append_printf(out, "skipped '%s': %s (never touched)\n", name, entry->why);
     }
-    for (guint i = 0; i < report->notes->len; i++)
-        g_string_append_printf(out, "note: %s\n", (char *)g_ptr_array_index(report->notes, i));
+    for (guint i = 0; i < report->notes->len; i++) {
+        g_autofree char *note = ic_text_printable(g_ptr_array_index(report->notes, i));
+        g_string_append_printf(out, "note: %s\n", note);
+    }
     return g_string_free(out, FALSE);
 }
 
@@ -560,11 +578,14 @@ static void explain_age(GString *out, const IcImageRow *row)
 char *ic_report_explain(const IcReport *report, const IcImageRow *row)
 {
     GString *out = g_string_new(NULL);
-    g_autofree char *why = describe_row(row);
-    g_autofree char *users = ic_image_row_users_text(row);
+    g_autofree char *raw_why = describe_row(row);
+    g_autofree char *why = ic_text_printable(raw_why);
+    g_autofree char *raw_users = ic_image_row_users_text(row);
+    g_autofree char *users = ic_text_printable(raw_users);
+    g_autofree char *name = ic_text_printable(row->name);
     g_autofree char *now = ic_format_time(report->now);
 
-    g_string_append_printf(out, "%s/%s\n", report->base_dir, row->name);
+    g_string_append_printf(out, "%s/%s\n", report->base_dir, name);
     g_string_append_printf(out, "as of:    %s on host %s\n", now, report->host);
     g_string_append_printf(out, "verdict:  %s (%s)\n  %s\n",
                            ic_verdict_to_string(row->decision.verdict), row->decision.reason, why);
@@ -579,8 +600,10 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
                            row->remote_users, *users ? ": " : "", users);
     g_string_append(out, "witnesses:\n");
     explain_witnesses(out, report, row);
-    for (guint i = 0; i < report->notes->len; i++)
-        g_string_append_printf(out, "  note: %s\n", (char *)g_ptr_array_index(report->notes, i));
+    for (guint i = 0; i < report->notes->len; i++) {
+        g_autofree char *note = ic_text_printable(g_ptr_array_index(report->notes, i));
+        g_string_append_printf(out, "  note: %s\n", note);
+    }
     explain_age(out, row);
     g_string_append_printf(out, "checksum: %s", ic_checksum_state_to_string(row->checksum.state));
     if (row->checksum.expected != NULL)
@@ -594,8 +617,10 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     if (report->disk_known)
         g_string_append_printf(out, "disk:     %.1f%% used%s\n", disk_used_percent(report),
                                report->disk_pressure ? ", above the high watermark" : "");
-    if (row->error != NULL)
-        g_string_append_printf(out, "error:    %s\n", row->error);
+    if (row->error != NULL) {
+        g_autofree char *error = ic_text_printable(row->error);
+        g_string_append_printf(out, "error:    %s\n", error);
+    }
     return g_string_free(out, FALSE);
 }
 

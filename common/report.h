@@ -121,6 +121,10 @@ IcImageRow *ic_report_add_row(IcReport *report, const char *name);
  * range), as every human output prints times; caller frees. */
 char *ic_format_time(gint64 epoch);
 
+/* @text with control characters, invalid UTF-8 and '\\' as \\xNN: every name
+ * a text report prints goes through it (a name may hold any bytes). */
+char *ic_text_printable(const char *text);
+
 /* The row's users joined with ", " ("" when none); caller frees. */
 char *ic_image_row_users_text(const IcImageRow *row);
 const IcImageRow *ic_report_lookup(const IcReport *report, const char *name);

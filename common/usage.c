@@ -740,9 +740,18 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
          * followed, as QEMU would follow it. */
         if (entry->d_type != DT_REG && entry->d_type != DT_BLK) {
             if (fstatat(fd, entry->d_name, &st, 0) < 0) {
-                if (errno != ENOENT) {
+                /* A disk that vanished since readdir has nothing to say; a
+                 * dangling symlink is a disk whose volume is mounted only on
+                 * the host running its VM: its base files are unknown. */
+                int errsv = errno;
+                struct stat lst;
+                if (errsv != ENOENT ||
+                    (fstatat(fd, entry->d_name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                     S_ISLNK(lst.st_mode))) {
                     g_autofree char *disk = g_build_filename(instance, entry->d_name, NULL);
-                    note_unreadable(usage, instances_path, disk, "instance disk", errno);
+                    note_unreadable(usage, instances_path, disk,
+                                    errsv == ENOENT ? "symlinked instance disk" : "instance disk",
+                                    errsv);
                 }
                 errno = 0;
                 continue;

@@ -22,7 +22,7 @@ const char *ic_witness_to_string(IcWitness witness);
 typedef enum {
     IC_NOTE_LEDGER_DAMAGED,         /* a host's ledger file is damaged */
     IC_NOTE_LEDGER_STALE,           /* a host's ledger is not refreshed (still counted) */
-    IC_NOTE_LEDGER_DIR_MISSING,     /* ledger dir outside instances_path is missing */
+    IC_NOTE_LEDGER_DIR_MISSING,     /* ledger dir outside instances_path missing or unmarked */
     IC_NOTE_LEDGER_UNREADABLE,      /* the ledger dir could not be read */
     IC_NOTE_LIBVIRT_UNREACHABLE,    /* live domains not consulted: no connection */
     IC_NOTE_LIBVIRT_UNSUPPORTED,    /* live domains not consulted: built without libvirt */

@@ -242,6 +242,14 @@ static int run(const char *name, const char *op, Action action)
         return fail(name, op, strict, error->message,
                     action == ACTION_DROP ? NOT_DROPPED : UNRECORDED);
 
+    /* A ledger dir that may be an unmounted share is never written (nor
+     * created): a record there would hide under the share once it is mounted.
+     * The start is refused under strict_prepare, else goes ahead unrecorded,
+     * logged; this host's passes keep every base file until the share is back. */
+    if (!ic_protocol_ledger_dir_check(config, TRUE, NULL, &error))
+        return fail(name, op, strict, error->message,
+                    action == ACTION_DROP ? NOT_DROPPED : UNRECORDED);
+
     if (action == ACTION_DROP) {
         if (!drop(config, domain, &error))
             return fail(name, op, FALSE, error->message, NOT_DROPPED);

@@ -72,6 +72,18 @@ expect_out 0 "^checksum_interval_seconds=3600" check-config --print --config "$t
 
 # --rate-limit: parsed as the plugin's ChecksumRateLimit, and it throttles.
 expect 2 "option --rate-limit: '10 MB' is not a rate" report --config "$tmp/good.conf" --rate-limit "10 MB"
+
+# A ledger_dir outside instances_path: trusted only once 'ledger --init' marked
+# it (an unmounted share's mount point is an empty dir), never created.
+mkdir -p "$tmp/mnt-ledger"
+printf '[imagecache]\ninstances_path=%s\nhost=clitest\nledger_dir=%s\n' "$tmp/inst" "$tmp/mnt-ledger" >"$tmp/share.conf"
+printf '[imagecache]\ninstances_path=%s\nhost=clitest\nledger_dir=%s\n' "$tmp/inst" "$tmp/mnt-gone" >"$tmp/gone.conf"
+expect 0 "no '.imagecache-ledger' marker" ledger --config "$tmp/share.conf"
+expect_out 0 "usage_unknown" report --config "$tmp/share.conf" --json
+expect 1 "mount the share first" ledger --init --config "$tmp/gone.conf"
+not_in err "written" "ledger --init creates no missing ledger dir"
+expect_out 0 "counts as the shared usage ledger" ledger --init --config "$tmp/share.conf"
+expect_out 0 '"reason" : "unused"' report --config "$tmp/share.conf" --json
 big="$tmp/inst/_base/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
 head -c 2097152 /dev/zero >"$big"
 start=$(date +%s.%N)

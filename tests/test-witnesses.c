@@ -47,8 +47,13 @@ static void test_missing_ledger_dir_elsewhere(IcTestTree *tree, gconstpointer da
     g_assert_true(usage->incomplete);
     g_assert_nonnull(strstr(g_ptr_array_index(usage->notes, 0), "unmounted share"));
 
-    /* once it exists (mounted, or created to confirm), it is read as usual */
+    /* An existing empty dir is what an unmounted share's mount point looks
+     * like: still unknown. Once marked (ledger --init), it is read as usual. */
     g_assert_cmpint(g_mkdir_with_parents(elsewhere, 0755), ==, 0);
+    g_autoptr(IcUsage) empty = read_witnesses(config, NULL);
+    g_assert_true(empty->incomplete);
+    g_assert_nonnull(strstr(g_ptr_array_index(empty->notes, 0), "ledger --init"));
+    g_autofree char *marker = ic_test_write_file(elsewhere, IC_PROTOCOL_LEDGER_MARKER, "", -1);
     g_autoptr(IcUsage) again = read_witnesses(config, NULL);
     g_assert_false(again->incomplete);
     g_autofree char *shared = g_strconcat(tree->root, "-shared", NULL);
