@@ -69,11 +69,6 @@ char *ic_cli_base_file_path(const IcCli *cli, const char *file)
     return g_build_filename(base_dir, file, NULL);
 }
 
-gint64 ic_cli_now(void)
-{
-    return g_get_real_time() / G_USEC_PER_SEC;
-}
-
 static int load_config(IcCli *cli)
 {
     g_autoptr(GError) error = NULL;
