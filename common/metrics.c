@@ -35,26 +35,18 @@ static void add_row_metrics(IcMetricSet *set, const IcImageRow *row)
     add_metric(set, name, "gauge", "in_use", row->local_users + row->remote_users > 0);
 }
 
-/* Why files were removed, as the policy names it, with the value names they
- * get (type instances must be static strings). */
-static const struct {
-    const char *reason;
-    const char *count_instance;
-    const char *bytes_instance;
-} removal_reasons[] = {
-    {"unused", "removed-unused", "reclaimed-unused"},
-    {"disk_pressure", "removed-disk_pressure", "reclaimed-disk_pressure"},
-    {"quarantine_expired", "removed-quarantine_expired", "reclaimed-quarantine_expired"},
-};
-
 static void add_removal_reasons(IcMetricSet *set, const IcReport *report)
 {
-    for (gsize i = 0; i < G_N_ELEMENTS(removal_reasons); i++) {
+    /* The reasons that carry collectd values (policy.c's table). */
+    for (IcReason reason = 0; reason < _IC_REASON_MAX; reason++) {
+        const IcReasonInfo *info = ic_reason_info(reason);
+        if (info->removed_value == NULL)
+            continue;
         guint count;
         guint64 bytes;
-        ic_report_removed_by_reason(report, removal_reasons[i].reason, &count, &bytes);
-        add_metric(set, "", "count", removal_reasons[i].count_instance, count);
-        add_metric(set, "", "bytes", removal_reasons[i].bytes_instance, (double)bytes);
+        ic_report_removed_by_reason(report, reason, &count, &bytes);
+        add_metric(set, "", "count", info->removed_value, count);
+        add_metric(set, "", "bytes", info->reclaimed_value, (double)bytes);
     }
 }
 
@@ -113,8 +105,7 @@ static gboolean row_is_problem(const IcImageRow *row)
            row->decision.verdict == IC_VERDICT_CORRUPT ||
            row->decision.verdict == IC_VERDICT_ABSENT ||
            row->decision.verdict == IC_VERDICT_QUARANTINED || row->in_quarantine ||
-           row->action == IC_ACTION_QUARANTINED ||
-           g_strcmp0(row->decision.reason, "held_open") == 0;
+           row->action == IC_ACTION_QUARANTINED || row->decision.reason == IC_REASON_HELD_OPEN;
 }
 
 gboolean ic_metric_row_wanted(const IcImageRow *row, IcPerImageValues mode)

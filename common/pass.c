@@ -127,7 +127,7 @@ static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage
         .checksum = row->checksum.state,
         .sidecar_is_digest = is_sha1_digest(row->checksum.expected),
         .quarantined = row->in_quarantine,
-        .evict_for_space = g_strcmp0(row->decision.reason, "disk_pressure") == 0,
+        .evict_for_space = row->decision.reason == IC_REASON_DISK_PRESSURE,
     };
 }
 

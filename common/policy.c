@@ -23,8 +23,48 @@ const char *ic_verdict_to_string(IcVerdict verdict)
     return "unknown";
 }
 
-static IcPolicyDecision decision(IcVerdict verdict, const char *reason, gint64 age,
-                                 gint64 threshold)
+/* Removals counted per reason in the collectd values (type instances must be static). */
+#define REMOVALS(name) .removed_value = "removed-" name, .reclaimed_value = "reclaimed-" name
+
+static const IcReasonInfo reasons[] = {
+    [IC_REASON_IN_USE_LOCAL] = {"in_use_local", "in use by {users}"},
+    [IC_REASON_IN_USE_REMOTE] = {"in_use_remote", "in use by {users}"},
+    [IC_REASON_CORRUPT] = {"corrupt", "checksum mismatch: expected {expected}, got {actual}"},
+    [IC_REASON_PINNED] = {"pinned", "pinned by '{pinned_by}'"},
+    [IC_REASON_HELD_OPEN] = {"held_open", "unused by every witness, but a process holds it open"},
+    [IC_REASON_DISK_PRESSURE] = {"disk_pressure",
+                                 "evicted for space (disk above the high watermark, least "
+                                 "recently used first)",
+                                 REMOVALS("disk_pressure")},
+    [IC_REASON_TOO_YOUNG] = {"too_young", "unused, kept until unused for {threshold}"},
+    [IC_REASON_USAGE_UNKNOWN] = {"usage_unknown",
+                                 "unused as far as known, but a witness could not be read"},
+    [IC_REASON_REMOVAL_DISABLED] = {"removal_disabled",
+                                    "unused, removal is off (remove_unused_base_images)"},
+    [IC_REASON_UNUSED] = {"unused", "unused for longer than {threshold}", REMOVALS("unused")},
+    [IC_REASON_QUARANTINED] = {"quarantined", "corrupt, in quarantine until {threshold} old"},
+    [IC_REASON_QUARANTINE_EXPIRED] = {"quarantine_expired",
+                                      "corrupt, in quarantine for longer than {threshold}",
+                                      REMOVALS("quarantine_expired")},
+    [IC_REASON_REMOVAL_DEFERRED] = {"removal_deferred",
+                                    "unused, removal deferred to the next pass (see the notes)"},
+    [IC_REASON_ALREADY_GONE] = {"already_gone",
+                                "unused, already gone when it was to be removed (another pass?)"},
+};
+G_STATIC_ASSERT(G_N_ELEMENTS(reasons) == _IC_REASON_MAX);
+
+const IcReasonInfo *ic_reason_info(IcReason reason)
+{
+    g_return_val_if_fail(reason < _IC_REASON_MAX, &reasons[IC_REASON_USAGE_UNKNOWN]);
+    return &reasons[reason];
+}
+
+const char *ic_reason_to_string(IcReason reason)
+{
+    return ic_reason_info(reason)->name;
+}
+
+static IcPolicyDecision decision(IcVerdict verdict, IcReason reason, gint64 age, gint64 threshold)
 {
     return (IcPolicyDecision){
         .verdict = verdict, .reason = reason, .age = age, .threshold = threshold};
@@ -57,9 +97,10 @@ static IcPolicyDecision decide_quarantined(const IcPolicyFacts *facts, const IcP
      * repaired by moving it back: while anyone names it, or we cannot tell, keep it. */
     gboolean named = facts->local_users + facts->remote_users > 0 || facts->usage_incomplete;
     if (age >= config->quarantine_retention && !facts->held_open && !named)
-        return decision(IC_VERDICT_REMOVABLE, "quarantine_expired", age,
+        return decision(IC_VERDICT_REMOVABLE, IC_REASON_QUARANTINE_EXPIRED, age,
                         config->quarantine_retention);
-    return decision(IC_VERDICT_QUARANTINED, "quarantined", age, config->quarantine_retention);
+    return decision(IC_VERDICT_QUARANTINED, IC_REASON_QUARANTINED, age,
+                    config->quarantine_retention);
 }
 
 /* The rules, strongest first: a file users name is never removable; a corrupt
@@ -75,35 +116,37 @@ IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConf
     if (facts->quarantined)
         return decide_quarantined(facts, config, now);
     if (!facts->present)
-        return decision(IC_VERDICT_ABSENT, local ? "in_use_local" : "in_use_remote", 0, threshold);
+        return decision(IC_VERDICT_ABSENT, local ? IC_REASON_IN_USE_LOCAL : IC_REASON_IN_USE_REMOTE,
+                        0, threshold);
 
     gint64 age = age_of(facts, now);
     if (facts->checksum == IC_CHECKSUM_MISMATCH) {
-        IcPolicyDecision corrupt = decision(IC_VERDICT_CORRUPT, "corrupt", age, threshold);
+        IcPolicyDecision corrupt = decision(IC_VERDICT_CORRUPT, IC_REASON_CORRUPT, age, threshold);
         corrupt.quarantine = config->quarantine_corrupt && !local && !remote && !facts->pinned &&
                              !facts->held_open && !facts->usage_incomplete &&
                              facts->sidecar_is_digest;
         return corrupt;
     }
     if (local)
-        return decision(IC_VERDICT_ACTIVE, "in_use_local", age, threshold);
+        return decision(IC_VERDICT_ACTIVE, IC_REASON_IN_USE_LOCAL, age, threshold);
     if (remote)
-        return decision(IC_VERDICT_ACTIVE, "in_use_remote", age, threshold);
+        return decision(IC_VERDICT_ACTIVE, IC_REASON_IN_USE_REMOTE, age, threshold);
     if (facts->pinned)
-        return decision(IC_VERDICT_KEPT, "pinned", age, threshold);
+        return decision(IC_VERDICT_KEPT, IC_REASON_PINNED, age, threshold);
     if (facts->held_open)
-        return decision(IC_VERDICT_KEPT, "held_open", age, threshold);
+        return decision(IC_VERDICT_KEPT, IC_REASON_HELD_OPEN, age, threshold);
     if (age < threshold) {
         if (facts->evict_for_space && age >= config->space_minimum_age &&
             !facts->usage_incomplete && config->remove_unused)
-            return decision(IC_VERDICT_REMOVABLE, "disk_pressure", age, config->space_minimum_age);
-        return decision(IC_VERDICT_TOO_YOUNG, "too_young", age, threshold);
+            return decision(IC_VERDICT_REMOVABLE, IC_REASON_DISK_PRESSURE, age,
+                            config->space_minimum_age);
+        return decision(IC_VERDICT_TOO_YOUNG, IC_REASON_TOO_YOUNG, age, threshold);
     }
     if (facts->usage_incomplete)
-        return decision(IC_VERDICT_KEPT, "usage_unknown", age, threshold);
+        return decision(IC_VERDICT_KEPT, IC_REASON_USAGE_UNKNOWN, age, threshold);
     if (!config->remove_unused)
-        return decision(IC_VERDICT_KEPT, "removal_disabled", age, threshold);
-    return decision(IC_VERDICT_REMOVABLE, "unused", age, threshold);
+        return decision(IC_VERDICT_KEPT, IC_REASON_REMOVAL_DISABLED, age, threshold);
+    return decision(IC_VERDICT_REMOVABLE, IC_REASON_UNUSED, age, threshold);
 }
 
 static int compare_least_recently_used(const void *a, const void *b)

@@ -21,6 +21,39 @@ typedef enum {
 
 const char *ic_verdict_to_string(IcVerdict verdict);
 
+/* Why a file gets its verdict. The names are part of the JSON report
+ * (docs/report.schema.json lists them: test-contrib checks the list) and of
+ * the collectd values; a new reason is one enum value and one table row. */
+typedef enum {
+    IC_REASON_IN_USE_LOCAL = 0,
+    IC_REASON_IN_USE_REMOTE,
+    IC_REASON_CORRUPT,
+    IC_REASON_PINNED,
+    IC_REASON_HELD_OPEN,
+    IC_REASON_DISK_PRESSURE,
+    IC_REASON_TOO_YOUNG,
+    IC_REASON_USAGE_UNKNOWN,
+    IC_REASON_REMOVAL_DISABLED,
+    IC_REASON_UNUSED,
+    IC_REASON_QUARANTINED,
+    IC_REASON_QUARANTINE_EXPIRED,
+    IC_REASON_REMOVAL_DEFERRED, /* set by the removal protocol, not the policy */
+    IC_REASON_ALREADY_GONE,     /* the same */
+    _IC_REASON_MAX,
+} IcReason;
+
+typedef struct {
+    const char *name;            /* in JSON ("reason"), events and metric names */
+    const char *words;           /* the WHY column; the report fills in {users}, {threshold},
+                                    {pinned_by}, {expected} and {actual} */
+    const char *removed_value;   /* collectd count of removals for this reason, or NULL */
+    const char *reclaimed_value; /* its bytes, NULL with removed_value */
+} IcReasonInfo;
+
+/* The table row of @reason (any value below _IC_REASON_MAX). */
+const IcReasonInfo *ic_reason_info(IcReason reason);
+const char *ic_reason_to_string(IcReason reason);
+
 typedef struct {
     gboolean remove_unused;
     gint64 original_minimum_age;   /* also for swap and ephemeral files */
@@ -46,26 +79,25 @@ typedef struct {
     gboolean held_open;        /* a process has it open: never remove */
     IcChecksumState checksum;
     gboolean sidecar_is_digest; /* the sidecar held a well-formed SHA-1 */
-    gboolean quarantined;     /* it sits in the quarantine dir; mtime is when it went there */
-    gboolean evict_for_space; /* chosen by ic_policy_select_for_space */
+    gboolean quarantined;       /* it sits in the quarantine dir; mtime is when it went there */
+    gboolean evict_for_space;   /* chosen by ic_policy_select_for_space */
 } IcPolicyFacts;
 
 typedef struct {
     IcVerdict verdict;
-    const char *reason; /* static string: see ic_policy_decide */
-    gint64 age;         /* time unused: now - max(mtime, last_used), 0 when absent */
-    gint64 threshold;   /* the minimum age that applied */
+    IcReason reason;
+    gint64 age;          /* time unused: now - max(mtime, last_used), 0 when absent */
+    gint64 threshold;    /* the minimum age that applied */
     gboolean quarantine; /* CORRUPT and may be moved to the quarantine dir */
 } IcPolicyDecision;
 
-/* The verdict on one file. Reasons, strongest rule first: "in_use_local",
- * "in_use_remote" (ACTIVE, or ABSENT when not present); "corrupt" (CORRUPT;
+/* The verdict on one file. Reasons, strongest rule first: IN_USE_LOCAL,
+ * IN_USE_REMOTE (ACTIVE, or ABSENT when not present); CORRUPT (CORRUPT;
  * ->quarantine when it may be moved away: quarantine on, unused, not pinned,
  * not held open, every witness read, and the sidecar a real digest, so a
- * damaged sidecar never sends a good image away); "pinned", "held_open"
- * (KEPT); "too_young"; "usage_unknown", "removal_disabled" (KEPT);
- * "disk_pressure" or "unused" (REMOVABLE); for quarantined files
- * "quarantined" or "quarantine_expired". */
+ * damaged sidecar never sends a good image away); PINNED, HELD_OPEN (KEPT);
+ * TOO_YOUNG; USAGE_UNKNOWN, REMOVAL_DISABLED (KEPT); DISK_PRESSURE or UNUSED
+ * (REMOVABLE); for quarantined files QUARANTINED or QUARANTINE_EXPIRED. */
 IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConfig *config,
                                   gint64 now);
 

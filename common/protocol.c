@@ -98,7 +98,7 @@ static void seam(const IcProtocolRemoval *removal, IcProtocolStage stage, const 
 }
 
 /* Keeps the plans from @from on, saying why, in an event and in the report. */
-static void defer_plans(GPtrArray *plans, guint from, IcReport *report, const char *reason,
+static void defer_plans(GPtrArray *plans, guint from, IcReport *report, IcReason reason,
                         const char *why)
 {
     guint kept = 0;
@@ -139,7 +139,7 @@ static void report_kept(Locked *locked, IcImageRow *row, pid_t holder)
     else
         ic_report_add_event(locked->report, IC_EVENT_INFO, row->name,
                             "%s: no longer to be moved when re-checked (%s), keeping it", row->name,
-                            row->decision.reason);
+                            ic_reason_to_string(row->decision.reason));
 }
 
 static gboolean unlink_planned(Locked *locked, const IcProtocolPlan *plan, IcAction planned,
@@ -189,13 +189,13 @@ static void act_on_plan(Locked *locked, IcProtocolPlan *plan)
             planned == IC_ACTION_WOULD_QUARANTINE ? IC_ACTION_QUARANTINED : IC_ACTION_REMOVED;
         ic_report_add_event(locked->report, IC_EVENT_INFO, row->name, "%s: %s (%s)", row->name,
                             row->action == IC_ACTION_QUARANTINED ? "quarantined" : "removed",
-                            row->decision.reason);
+                            ic_reason_to_string(row->decision.reason));
         return;
     }
     row->action = IC_ACTION_NONE;
     if (g_error_matches(error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
         /* Another pass (the CLI beside the plugin) got there first: not a failure. */
-        row->decision.reason = "already_gone";
+        row->decision.reason = IC_REASON_ALREADY_GONE;
         ic_report_add_event(locked->report, IC_EVENT_INFO, row->name,
                             "%s: already gone when it was to be removed (another pass?)",
                             row->name);
@@ -227,7 +227,7 @@ void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *rep
     if (plans->len == 0 || ic_protocol_lock_probe(config, &error))
         return;
     g_autofree char *why = lock_failure(error);
-    defer_plans(plans, 0, report, "removal_deferred", why);
+    defer_plans(plans, 0, report, IC_REASON_REMOVAL_DEFERRED, why);
 }
 
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
@@ -244,7 +244,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
         !ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
                                       &lock_fd, &local_error)) {
         g_autofree char *why = lock_failure(local_error);
-        defer_plans(plans, 0, report, "removal_deferred", why);
+        defer_plans(plans, 0, report, IC_REASON_REMOVAL_DEFERRED, why);
         return;
     }
     gint64 hold_ms =
@@ -260,7 +260,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
                                     removal->asked, removal->now, &usage, NULL, &local_error)) {
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
-        defer_plans(plans, 0, report, "usage_unknown", why);
+        defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);
         return;
     }
     g_autoptr(IcOpenFiles) open_files = NULL;
@@ -268,7 +268,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
     if (!ic_open_files_scan(proc_root, &open_files, &local_error)) {
         g_autofree char *why =
             g_strdup_printf("cannot tell which files are held open: %s", local_error->message);
-        defer_plans(plans, 0, report, "usage_unknown", why);
+        defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);
         return;
     }
     ic_autofd quarantine_fd =
@@ -283,13 +283,13 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
     for (guint i = 0; i < plans->len; i++) {
         /* Nothing is removed once shutdown has begun. */
         if (removal->cancellable != NULL && g_cancellable_is_cancelled(removal->cancellable)) {
-            defer_plans(plans, i, report, "removal_deferred", "the pass was cancelled");
+            defer_plans(plans, i, report, IC_REASON_REMOVAL_DEFERRED, "the pass was cancelled");
             break;
         }
         if (g_get_monotonic_time() >= deadline) {
             g_autofree char *why = g_strdup_printf(
                 "the pass held the usage lock for its limit (%" G_GINT64_FORMAT " ms)", hold_ms);
-            defer_plans(plans, i, report, "removal_deferred", why);
+            defer_plans(plans, i, report, IC_REASON_REMOVAL_DEFERRED, why);
             break;
         }
         act_on_plan(&locked, g_ptr_array_index(plans, i));

@@ -193,33 +193,20 @@ void ic_report_finish(IcReport *report)
     }
 }
 
-void ic_report_removed_by_reason(const IcReport *report, const char *reason, guint *ret_count,
+void ic_report_removed_by_reason(const IcReport *report, IcReason reason, guint *ret_count,
                                  guint64 *ret_bytes)
 {
     guint count = 0;
     guint64 bytes = 0;
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
-        if (row->action == IC_ACTION_REMOVED && g_str_equal(row->decision.reason, reason)) {
+        if (row->action == IC_ACTION_REMOVED && row->decision.reason == reason) {
             count++;
             bytes += (guint64)MAX(row->size, 0);
         }
     }
     *ret_count = count;
     *ret_bytes = bytes;
-}
-
-GPtrArray *ic_report_removal_reasons(const IcReport *report)
-{
-    GPtrArray *reasons = g_ptr_array_new();
-    for (guint i = 0; i < report->rows->len; i++) {
-        const IcImageRow *row = g_ptr_array_index(report->rows, i);
-        if (row->action != IC_ACTION_REMOVED)
-            continue;
-        if (!g_ptr_array_find_with_equal_func(reasons, row->decision.reason, g_str_equal, NULL))
-            g_ptr_array_add(reasons, (gpointer)row->decision.reason);
-    }
-    return reasons;
 }
 
 void ic_report_log_events(const IcReport *report)
@@ -264,46 +251,21 @@ static char *format_age(gint64 seconds)
     return g_strdup_printf("%" G_GINT64_FORMAT "d", seconds / 86400);
 }
 
-/* What the operator reads in the last column: the verdict's reason in words. */
+/* What the operator reads in the last column: the words of the verdict's
+ * reason (policy.c's table) with this row's facts filled in. */
 static char *describe_row(const IcImageRow *row)
 {
     g_autofree char *threshold = format_age(row->decision.threshold);
     /* row->users is a GPtrArray, not NULL-terminated: never g_strjoinv it. */
     g_autofree char *users = row->users->len > 0 ? ic_image_row_users_text(row) : NULL;
-    const char *reason = row->decision.reason;
-    GString *text = g_string_new(NULL);
+    GString *text = g_string_new(ic_reason_info(row->decision.reason)->words);
 
-    if (g_str_equal(reason, "in_use_local") || g_str_equal(reason, "in_use_remote"))
-        g_string_append_printf(text, "in use by %s", users ? users : "?");
-    else if (g_str_equal(reason, "corrupt"))
-        g_string_append_printf(text, "checksum mismatch: expected %s, got %s",
-                               row->checksum.expected ? row->checksum.expected : "?",
-                               row->checksum.actual ? row->checksum.actual : "?");
-    else if (g_str_equal(reason, "pinned"))
-        g_string_append_printf(text, "pinned by '%s'", row->pinned_by ? row->pinned_by : "?");
-    else if (g_str_equal(reason, "held_open"))
-        g_string_append(text, "unused by every witness, but a process holds it open");
-    else if (g_str_equal(reason, "disk_pressure"))
-        g_string_append(text, "evicted for space (disk above the high watermark, least recently "
-                              "used first)");
-    else if (g_str_equal(reason, "quarantined"))
-        g_string_append_printf(text, "corrupt, in quarantine until %s old", threshold);
-    else if (g_str_equal(reason, "quarantine_expired"))
-        g_string_append_printf(text, "corrupt, in quarantine for longer than %s", threshold);
-    else if (g_str_equal(reason, "too_young"))
-        g_string_append_printf(text, "unused, kept until unused for %s", threshold);
-    else if (g_str_equal(reason, "unused"))
-        g_string_append_printf(text, "unused for longer than %s", threshold);
-    else if (g_str_equal(reason, "usage_unknown"))
-        g_string_append(text, "unused as far as known, but a witness could not be read");
-    else if (g_str_equal(reason, "removal_deferred"))
-        g_string_append(text, "unused, removal deferred to the next pass (see the notes)");
-    else if (g_str_equal(reason, "already_gone"))
-        g_string_append(text, "unused, already gone when it was to be removed (another pass?)");
-    else if (g_str_equal(reason, "removal_disabled"))
-        g_string_append(text, "unused, removal is off (remove_unused_base_images)");
-    else
-        g_string_append(text, reason);
+    (void)g_string_replace(text, "{users}", users ? users : "?", 0);
+    (void)g_string_replace(text, "{threshold}", threshold, 0);
+    (void)g_string_replace(text, "{pinned_by}", row->pinned_by ? row->pinned_by : "?", 0);
+    (void)g_string_replace(text, "{expected}",
+                           row->checksum.expected ? row->checksum.expected : "?", 0);
+    (void)g_string_replace(text, "{actual}", row->checksum.actual ? row->checksum.actual : "?", 0);
 
     if (row->decision.verdict == IC_VERDICT_ABSENT)
         g_string_prepend(text, "missing from the base dir, ");
@@ -588,7 +550,8 @@ char *ic_report_explain(const IcReport *report, const IcImageRow *row)
     g_string_append_printf(out, "%s/%s\n", report->base_dir, name);
     g_string_append_printf(out, "as of:    %s on host %s\n", now, report->host);
     g_string_append_printf(out, "verdict:  %s (%s)\n  %s\n",
-                           ic_verdict_to_string(row->decision.verdict), row->decision.reason, why);
+                           ic_verdict_to_string(row->decision.verdict),
+                           ic_reason_to_string(row->decision.reason), why);
     g_string_append_printf(out, "action:   %s\n", ic_action_to_string(row->action));
     g_string_append_printf(out, "kind:     %s%s%s\n", ic_image_kind_to_string(row->kind),
                            row->image_id ? ", image id " : "", row->image_id ? row->image_id : "");
@@ -655,7 +618,7 @@ static void json_add_row(IcJsonWriter *b, const IcImageRow *row)
     ic_json_member_string(b, "checksum_actual", row->checksum.actual);
     ic_json_member_string(b, "checksum_error", row->checksum.error);
     ic_json_member_string(b, "verdict", ic_verdict_to_string(row->decision.verdict));
-    ic_json_member_string(b, "reason", row->decision.reason);
+    ic_json_member_string(b, "reason", ic_reason_to_string(row->decision.reason));
     ic_json_member_string(b, "action", ic_action_to_string(row->action));
     ic_json_member_string(b, "error", row->error);
     ic_json_end_object(b);

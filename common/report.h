@@ -142,11 +142,8 @@ gboolean ic_report_has_problems(const IcReport *report);
 void ic_report_finish(IcReport *report);
 
 /* Rows removed in this pass for @reason: how many and how many bytes. */
-void ic_report_removed_by_reason(const IcReport *report, const char *reason, guint *ret_count,
+void ic_report_removed_by_reason(const IcReport *report, IcReason reason, guint *ret_count,
                                  guint64 *ret_bytes);
-
-/* The distinct reasons of the rows removed in this pass (static strings). */
-GPtrArray *ic_report_removal_reasons(const IcReport *report);
 
 /* Why @row gets its verdict, in full: each witness's answer (or that it was
  * not consulted), age ("in use" for a file in use) and thresholds, times in

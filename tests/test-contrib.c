@@ -2,10 +2,12 @@
  * (read through ic_config_to_data, so nothing here lists keys by hand) must appear with its
  * default in contrib/imagecache.conf and man/imagecache.conf.5.scd, and the example file must
  * load as it is and with every key uncommented. */
+#include <json-glib/json-glib.h>
 #include <string.h>
 
 #include "config.h"
 #include "error.h"
+#include "policy.h"
 #include "testutil.h"
 
 typedef struct {
@@ -174,11 +176,32 @@ static void test_man_page_has_every_key(void)
     }
 }
 
+/* docs/report.schema.json lists every reason of policy.c's table, in its order, and no other. */
+static void test_schema_has_every_reason(void)
+{
+    g_autofree char *schema = read_source_file("docs/report.schema.json");
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_true(json_parser_load_from_data(parser, schema, -1, &error));
+    g_assert_no_error(error);
+    g_autoptr(JsonPath) path = json_path_new();
+    g_assert_true(json_path_compile(path, "$..reason.enum", &error));
+    g_autoptr(JsonNode) found = json_path_match(path, json_parser_get_root(parser));
+    JsonArray *matches = json_node_get_array(found);
+    g_assert_cmpuint(json_array_get_length(matches), ==, 1);
+    JsonArray *names = json_array_get_array_element(matches, 0);
+    g_assert_cmpuint(json_array_get_length(names), ==, _IC_REASON_MAX);
+    for (IcReason reason = 0; reason < _IC_REASON_MAX; reason++)
+        g_assert_cmpstr(json_array_get_string_element(names, reason), ==,
+                        ic_reason_to_string(reason));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/contrib/example-conf/every-key", test_example_conf_has_every_key);
     g_test_add_func("/contrib/example-conf/loads", test_example_conf_loads);
     g_test_add_func("/contrib/man-conf/every-key", test_man_page_has_every_key);
+    g_test_add_func("/contrib/schema/every-reason", test_schema_has_every_reason);
     return g_test_run();
 }

@@ -12,7 +12,7 @@
 #define RELEASED 1699995000 /* 2023-11-14T20:50:00Z */
 #define FP       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
-static IcReport *report_with_row(guint local_users, IcVerdict verdict, const char *reason)
+static IcReport *report_with_row(guint local_users, IcVerdict verdict, IcReason reason)
 {
     IcReport *report = ic_report_new("/i/_base", "hv1", NOW);
     report->base_dir_exists = TRUE;
@@ -48,7 +48,7 @@ static void assert_contains(const char *text, const char *part)
 
 static void test_explain_in_use(void)
 {
-    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, "in_use_local");
+    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, IC_REASON_IN_USE_LOCAL);
     g_autofree char *text = ic_report_explain(report, ic_report_lookup(report, FP));
     assert_contains(text, "\nage:      in use (mtime 2023-11-14T19:26:40Z, last released "
                           "2023-11-14T20:50:00Z)\n");
@@ -61,7 +61,7 @@ static void test_explain_in_use(void)
 
 static void test_explain_unused(void)
 {
-    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_TOO_YOUNG, "too_young");
+    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_TOO_YOUNG, IC_REASON_TOO_YOUNG);
     g_autofree char *text = ic_report_explain(report, ic_report_lookup(report, FP));
     assert_contains(text, "\nage:      unused for 2h (mtime 2023-11-14T19:26:40Z, last released "
                           "2023-11-14T20:50:00Z); minimum age for this verdict 24h\n");
@@ -77,7 +77,7 @@ static JsonObject *parse_object(const char *json, JsonParser *parser)
 
 static void test_explain_json(void)
 {
-    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, "in_use_local");
+    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, IC_REASON_IN_USE_LOCAL);
     g_autofree char *json = ic_report_explain_to_json(report, ic_report_lookup(report, FP));
     g_autoptr(JsonParser) parser = json_parser_new();
     JsonObject *root = parse_object(json, parser);
@@ -95,7 +95,7 @@ static void test_explain_json(void)
 
 static void test_report_json(void)
 {
-    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_REMOVABLE, "unused");
+    g_autoptr(IcReport) report = report_with_row(0, IC_VERDICT_REMOVABLE, IC_REASON_UNUSED);
     g_autofree char *json = ic_report_to_json(report);
     g_autoptr(JsonParser) parser = json_parser_new();
     JsonObject *root = parse_object(json, parser);
@@ -117,12 +117,14 @@ static void test_has_problems(void)
 {
     static const struct {
         IcVerdict verdict;
-        const char *reason;
+        IcReason reason;
         gboolean problem;
     } cases[] = {
-        {IC_VERDICT_ACTIVE, "in_use_local", FALSE}, {IC_VERDICT_REMOVABLE, "unused", FALSE},
-        {IC_VERDICT_KEPT, "usage_unknown", FALSE},  {IC_VERDICT_CORRUPT, "corrupt", TRUE},
-        {IC_VERDICT_ABSENT, "in_use_local", TRUE},
+        {IC_VERDICT_ACTIVE, IC_REASON_IN_USE_LOCAL, FALSE},
+        {IC_VERDICT_REMOVABLE, IC_REASON_UNUSED, FALSE},
+        {IC_VERDICT_KEPT, IC_REASON_USAGE_UNKNOWN, FALSE},
+        {IC_VERDICT_CORRUPT, IC_REASON_CORRUPT, TRUE},
+        {IC_VERDICT_ABSENT, IC_REASON_IN_USE_LOCAL, TRUE},
     };
     for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autoptr(IcReport) report = report_with_row(0, cases[i].verdict, cases[i].reason);

@@ -221,7 +221,8 @@ static void test_unreadable_instance_dir(IcTestTree *tree, gconstpointer data)
     g_assert_cmpint(symlink(loop, loop), ==, 0);
 
     g_autoptr(IcReport) report = run_tree(tree);
-    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_cmpstr(ic_reason_to_string(ic_report_lookup(report, FP)->decision.reason), ==,
+                    "usage_unknown");
     g_assert_true(ic_test_exists(base));
     g_assert_cmpuint(report->notes->len, ==, 1);
     g_assert_nonnull(strstr(g_ptr_array_index(report->notes, 0), "vm-loop"));

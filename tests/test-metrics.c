@@ -218,10 +218,10 @@ static void test_cardinality(IcTestTree *tree, gconstpointer data)
                 gboolean has = ic_metric_set_lookup(set, row->name, "gauge", "corrupt") != NULL;
                 files += has;
                 gboolean problem = row->checksum.state == IC_CHECKSUM_MISMATCH || !row->present ||
-                                   g_strcmp0(row->decision.reason, "held_open") == 0;
+                                   row->decision.reason == IC_REASON_HELD_OPEN;
                 if (has != problem)
-                    g_error("%s (%s): per-file values %s", row->name, row->decision.reason,
-                            has ? "sent" : "missing");
+                    g_error("%s (%s): per-file values %s", row->name,
+                            ic_reason_to_string(row->decision.reason), has ? "sent" : "missing");
             }
             g_assert_cmpuint(files, ==, 3 + 2 + 1);
         }

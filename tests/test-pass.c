@@ -56,7 +56,7 @@ static const char *reason_of(const IcReport *report, const char *name)
 {
     const IcImageRow *row = ic_report_lookup(report, name);
     g_assert_nonnull(row);
-    return row->decision.reason;
+    return ic_reason_to_string(row->decision.reason);
 }
 
 /* An instance disk created on a host that mounts the share elsewhere names its
@@ -270,7 +270,7 @@ static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
     IcPassOptions options = {.mode = IC_PASS_RUN};
     g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
     const IcImageRow *row = ic_report_lookup(report, FP_A);
-    g_assert_cmpstr(row->decision.reason, ==, "too_young");
+    g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "too_young");
     g_assert_cmpint(row->decision.age, ==, HOUR);
     g_assert_cmpint(row->last_used, ==, NOW - HOUR);
     g_assert_true(ic_test_exists(a));
@@ -343,13 +343,13 @@ static void test_disk_pressure_tmpfs(IcTestTree *tree, gconstpointer data)
     for (int i = 0; i < 6; i++) {
         g_autofree char *path = g_build_filename(small.base_dir, names[i], NULL);
         const IcImageRow *row = ic_report_lookup(report, names[i]);
-        g_test_message("%s: %s %s", names[i], row->decision.reason,
+        g_test_message("%s: %s %s", names[i], ic_reason_to_string(row->decision.reason),
                        ic_action_to_string(row->action));
         if (i < 3) {
-            g_assert_cmpstr(row->decision.reason, ==, "disk_pressure");
+            g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "disk_pressure");
             g_assert_false(ic_test_exists(path));
         } else {
-            g_assert_cmpstr(row->decision.reason, ==, "too_young");
+            g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "too_young");
             g_assert_true(ic_test_exists(path));
         }
     }

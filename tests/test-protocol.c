@@ -191,7 +191,8 @@ static void test_domain_appears(Fixture *fix, gconstpointer data)
     g_assert_true(ic_test_exists(fix->a));
     g_assert_false(ic_test_exists(fix->b));
     const IcImageRow *row = row_of(report, FP_A);
-    g_assert_cmpstr(row->decision.reason, ==, data == NULL ? "in_use_local" : "in_use_remote");
+    g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==,
+                    data == NULL ? "in_use_local" : "in_use_remote");
     g_assert_cmpint(row->action, !=, IC_ACTION_REMOVED);
     g_assert_cmpint(row->action, !=, IC_ACTION_REMOVE_FAILED);
 }
@@ -263,7 +264,7 @@ static void test_held(Fixture *fix, gconstpointer data)
     g_autoptr(IcReport) report = run(fix);
     g_assert_true(ic_test_exists(fix->a));
     g_assert_false(ic_test_exists(fix->b));
-    g_assert_cmpstr(row_of(report, FP_A)->decision.reason, ==, "held_open");
+    g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_A)->decision.reason), ==, "held_open");
 }
 
 /* ---- (e) the lock is busy, (f) cancelled ---- */
@@ -278,7 +279,8 @@ static void test_lock_busy(Fixture *fix, gconstpointer data)
     g_assert_true(ic_test_exists(fix->b));
     g_assert_cmpuint(report->totals.removed, ==, 0);
     g_assert_cmpuint(report->totals.remove_failed, ==, 0);
-    g_assert_cmpstr(row_of(report, FP_A)->decision.reason, ==, "removal_deferred");
+    g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_A)->decision.reason), ==,
+                    "removal_deferred");
     g_assert_cmpint(row_of(report, FP_A)->decision.verdict, ==, IC_VERDICT_KEPT);
     g_assert_nonnull(report->removal_deferred);
     g_assert_nonnull(strstr(report->removal_deferred, "usage lock"));
@@ -328,7 +330,8 @@ static void test_cancel_between_unlinks(Fixture *fix, gconstpointer data)
     g_autoptr(IcReport) report = run(fix);
     g_assert_false(ic_test_exists(fix->a)); /* already under way when shutdown began */
     g_assert_true(ic_test_exists(fix->b));
-    g_assert_cmpstr(row_of(report, FP_B)->decision.reason, ==, "removal_deferred");
+    g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_B)->decision.reason), ==,
+                    "removal_deferred");
     g_assert_nonnull(strstr(report->removal_deferred, "cancelled"));
 }
 
@@ -350,7 +353,8 @@ static void test_hold_limit(Fixture *fix, gconstpointer data)
     g_assert_true(ic_test_exists(fix->a));
     g_assert_true(ic_test_exists(fix->b));
     g_assert_nonnull(strstr(report->removal_deferred, "limit"));
-    g_assert_cmpstr(row_of(report, FP_A)->decision.reason, ==, "removal_deferred");
+    g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_A)->decision.reason), ==,
+                    "removal_deferred");
 }
 
 /* ---- item 7: a file already gone ---- */
@@ -368,7 +372,7 @@ static void test_already_gone(Fixture *fix, gconstpointer data)
     g_autoptr(IcReport) report = run(fix);
     const IcImageRow *row = row_of(report, FP_A);
     g_assert_cmpint(row->action, ==, IC_ACTION_NONE);
-    g_assert_cmpstr(row->decision.reason, ==, "already_gone");
+    g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "already_gone");
     g_assert_cmpuint(report->totals.remove_failed, ==, 0);
     g_assert_cmpuint(report->totals.removed, ==, 1); /* b */
     g_assert_cmpuint(warnings(report), ==, 0);

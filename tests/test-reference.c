@@ -406,7 +406,7 @@ static void test_handle_base_image_used_remotely(IcTestTree *tree, gconstpointer
     g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_RUN, NOW);
     const IcImageRow *row = ic_report_lookup(report, IMG_FP);
     g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_ACTIVE);
-    g_assert_cmpstr(row->decision.reason, ==, "in_use_remote");
+    g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "in_use_remote");
     g_assert_cmpuint(report->totals.removable, ==, 0);
     g_assert_cmpuint(report->totals.corrupt, ==, 0);
     g_assert_true(base_exists(tree, IMG_FP));

@@ -267,7 +267,7 @@ static void test_unreadable_disk_blocks_removal(IcTestTree *tree, gconstpointer 
     g_assert_true(ic_test_exists(path));
     const IcImageRow *row = ic_report_lookup(report, FP);
     g_assert_nonnull(row);
-    g_assert_cmpstr(row->decision.reason, ==, "usage_unknown");
+    g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "usage_unknown");
     g_assert_cmpuint(report->notes->len, >=, 1);
 }
 
