@@ -482,11 +482,11 @@ static const char *witness_not_consulted(const IcReport *report, IcWitness witne
     return NULL;
 }
 
-/* The witnesses explain lists: the three of design.md, and "static" (users a
- * caller passed in) only when it named one. */
+/* The witnesses explain lists: those always listed, and the others only
+ * when they named a user. */
 static gboolean witness_listed(const IcImageRow *row, IcWitness witness)
 {
-    return witness != IC_WITNESS_STATIC || (row->witnesses & witness);
+    return ic_witness_always_listed(witness) || (row->witnesses & witness);
 }
 
 static const char *witness_answer(const IcReport *report, const IcImageRow *row, IcWitness witness)
@@ -500,10 +500,10 @@ static const char *witness_answer(const IcReport *report, const IcImageRow *row,
 
 static void explain_witnesses(GString *out, const IcReport *report, const IcImageRow *row)
 {
-    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
-        if (witness_listed(row, (IcWitness)bit))
-            g_string_append_printf(out, "  %-14s %s\n", ic_witness_to_string((IcWitness)bit),
-                                   witness_answer(report, row, (IcWitness)bit));
+    IC_WITNESS_FOREACH (witness) {
+        if (witness_listed(row, witness))
+            g_string_append_printf(out, "  %-14s %s\n", ic_witness_to_string(witness),
+                                   witness_answer(report, row, witness));
     }
 }
 
@@ -608,9 +608,9 @@ static void json_add_row(IcJsonWriter *b, const IcImageRow *row)
     ic_json_member_strings(b, "users", row->users);
     ic_json_member_name(b, "witnesses");
     ic_json_begin_array(b);
-    for (guint bit = 1; bit <= IC_WITNESS_STATIC; bit <<= 1) {
-        if (row->witnesses & bit)
-            ic_json_value_string(b, ic_witness_to_string((IcWitness)bit));
+    IC_WITNESS_FOREACH (witness) {
+        if (row->witnesses & witness)
+            ic_json_value_string(b, ic_witness_to_string(witness));
     }
     ic_json_end_array(b);
     ic_json_member_string(b, "checksum", ic_checksum_state_to_string(row->checksum.state));
@@ -720,13 +720,13 @@ static void write_explain(IcJsonWriter *b, gconstpointer data)
     ic_json_member_bool(b, "in_use", row_in_use(row));
     ic_json_member_name(b, "witness_answers");
     ic_json_begin_array(b);
-    for (guint bit = IC_WITNESS_LEDGER; bit <= IC_WITNESS_STATIC; bit <<= 1) {
-        if (!witness_listed(row, (IcWitness)bit))
+    IC_WITNESS_FOREACH (witness) {
+        if (!witness_listed(row, witness))
             continue;
         ic_json_begin_object(b);
-        ic_json_member_string(b, "witness", ic_witness_to_string((IcWitness)bit));
-        ic_json_member_bool(b, "consulted", witness_not_consulted(report, (IcWitness)bit) == NULL);
-        ic_json_member_bool(b, "names_user", (row->witnesses & bit) != 0);
+        ic_json_member_string(b, "witness", ic_witness_to_string(witness));
+        ic_json_member_bool(b, "consulted", witness_not_consulted(report, witness) == NULL);
+        ic_json_member_bool(b, "names_user", (row->witnesses & witness) != 0);
         ic_json_end_object(b);
     }
     ic_json_end_array(b);

@@ -13,19 +13,36 @@
 #include "probe.h"
 #include "scan.h"
 
+/* One row per witness bit, in bit order. */
+static const struct {
+    const char *name;
+    gboolean always_listed;
+} witness_table[] = {
+    {"ledger", TRUE},
+    {"libvirt", TRUE},
+    {"instances_dir", TRUE},
+    {"static", FALSE},
+};
+G_STATIC_ASSERT(1 << G_N_ELEMENTS(witness_table) == _IC_WITNESS_MAX);
+
+/* The table row of a single witness bit, or -1. */
+static gint witness_index(IcWitness witness)
+{
+    if (witness <= 0 || witness >= _IC_WITNESS_MAX || (witness & (witness - 1)) != 0)
+        return -1;
+    return g_bit_nth_lsf((gulong)witness, -1);
+}
+
 const char *ic_witness_to_string(IcWitness witness)
 {
-    switch (witness) {
-    case IC_WITNESS_LEDGER:
-        return "ledger";
-    case IC_WITNESS_LIBVIRT:
-        return "libvirt";
-    case IC_WITNESS_INSTANCES_DIR:
-        return "instances_dir";
-    case IC_WITNESS_STATIC:
-        return "static";
-    }
-    return "unknown";
+    gint i = witness_index(witness);
+    return i >= 0 ? witness_table[i].name : "unknown";
+}
+
+gboolean ic_witness_always_listed(IcWitness witness)
+{
+    gint i = witness_index(witness);
+    return i >= 0 && witness_table[i].always_listed;
 }
 
 static const struct {

@@ -12,9 +12,16 @@ typedef enum {
     IC_WITNESS_LIBVIRT = 1 << 1,       /* live domains of this host */
     IC_WITNESS_INSTANCES_DIR = 1 << 2, /* <instances_path>/<name>/disk* backing chains */
     IC_WITNESS_STATIC = 1 << 3,        /* added directly (tests, usage lists) */
+    _IC_WITNESS_MAX = 1 << 4,          /* one past the last bit; loops stop below it */
 } IcWitness;
 
+/* Every witness, in the order explain and JSON list them. */
+#define IC_WITNESS_FOREACH(w) for (IcWitness w = 1; w < _IC_WITNESS_MAX; w <<= 1)
+
 const char *ic_witness_to_string(IcWitness witness);
+/* Whether `report --explain` lists @witness even where it named no user: the
+ * three of design.md do; "static" (users a caller passed in) only when it did. */
+gboolean ic_witness_always_listed(IcWitness witness);
 
 /* What a note says, as a stable machine-readable code (JSON "code"); the
  * text says it for people. Each code fixes whether the note blocks removal and

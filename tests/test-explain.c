@@ -112,6 +112,33 @@ static void test_report_json(void)
     g_assert_false(json_object_get_boolean_member(note, "blocks_removal"));
 }
 
+/* Every witness below _IC_WITNESS_MAX has a name and shows in explain and
+ * JSON when it names a user: a new witness cannot be left out by a loop. */
+static void test_every_witness_listed(void)
+{
+    g_autoptr(IcReport) report = report_with_row(1, IC_VERDICT_ACTIVE, IC_REASON_IN_USE_LOCAL);
+    IcImageRow *row = (IcImageRow *)ic_report_lookup(report, FP);
+    row->witnesses = _IC_WITNESS_MAX - 1;
+    g_autofree char *text = ic_report_explain(report, row);
+    g_autofree char *json = ic_report_to_json(report);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *root = parse_object(json, parser);
+    JsonObject *image =
+        json_array_get_object_element(json_object_get_array_member(root, "images"), 0);
+    JsonArray *named = json_object_get_array_member(image, "witnesses");
+    guint n = 0;
+    IC_WITNESS_FOREACH (witness) {
+        const char *name = ic_witness_to_string(witness);
+        g_assert_cmpstr(name, !=, "unknown");
+        g_autofree char *line = g_strdup_printf("\n  %-14s names a user\n", name);
+        assert_contains(text, line);
+        g_assert_cmpstr(json_array_get_string_element(named, n), ==, name);
+        n++;
+    }
+    g_assert_cmpuint(json_array_get_length(named), ==, n);
+    g_assert_cmpuint(n, ==, g_bit_nth_lsf(_IC_WITNESS_MAX, -1));
+}
+
 /* Exit status 3 of report/run: corrupt or absent files, nothing else. */
 static void test_has_problems(void)
 {
@@ -140,5 +167,6 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/explain/json", test_explain_json);
     g_test_add_func("/imagecache/explain/report_json", test_report_json);
     g_test_add_func("/imagecache/explain/has_problems", test_has_problems);
+    g_test_add_func("/imagecache/explain/every_witness", test_every_witness_listed);
     return g_test_run();
 }
