@@ -23,6 +23,12 @@ typedef struct {
     const char *default_value; /* NULL: derived in ic_config_finish */
     const char *help;
     gint64 min, max; /* KEY_SECONDS: the range (max 0: MAX_SECONDS) */
+    /* The collectd plugin's option that overrides the key, or NULL. The rule:
+     * the keys nova.conf has (the Nova image cache's settings) have one, so a
+     * plugin configured like Nova needs no imagecache.conf changes; the keys
+     * imagecache adds are read from the file only, so the hook, the CLI and the
+     * plugin cannot disagree about them. */
+    const char *collectd_option;
 } KeyDef;
 
 /* No duration imagecache reads means anything beyond ten years; the bound keeps
@@ -32,29 +38,38 @@ typedef struct {
 /* The one table of settings: name, type, default and what it means. */
 static const KeyDef keys[] = {
     {"instances_path", KEY_PATH, offsetof(IcConfig, instances_path), "/var/lib/nova/instances",
-     "Directory holding the instance directories and the base dir"},
+     "Directory holding the instance directories and the base dir",
+     .collectd_option = "InstancesPath"},
     {"base_dir_name", KEY_STRING, offsetof(IcConfig, base_dir_name), "_base",
-     "Name of the base-image cache directory inside instances_path"},
+     "Name of the base-image cache directory inside instances_path",
+     .collectd_option = "BaseDirName"},
     {"ledger_dir", KEY_PATH, offsetof(IcConfig, ledger_dir), NULL,
-     "Where hosts keep their usage ledgers (default: <instances_path>/_ledger)"},
+     "Where hosts keep their usage ledgers (default: <instances_path>/_ledger)",
+     .collectd_option = "LedgerDir"},
     {"host", KEY_STRING, offsetof(IcConfig, host), NULL,
-     "This host's name in the shared ledger (default: the system host name)"},
+     "This host's name in the shared ledger (default: the system host name)",
+     .collectd_option = "Host"},
     {"libvirt_uri", KEY_STRING, offsetof(IcConfig, libvirt_uri), "qemu:///system",
-     "libvirt connection used (read-only) to list live domains"},
+     "libvirt connection used (read-only) to list live domains", .collectd_option = "LibvirtURI"},
     {"remove_unused_base_images", KEY_BOOL, offsetof(IcConfig, remove_unused_base_images), "true",
-     "Remove base files nobody uses once they are old enough"},
+     "Remove base files nobody uses once they are old enough", .collectd_option = "RemoveUnused"},
     {"remove_unused_original_minimum_age_seconds", KEY_SECONDS,
      offsetof(IcConfig, remove_unused_original_minimum_age_seconds), "86400",
-     "Minimum time an original base file stays unused before removal"},
+     "Minimum time an original base file stays unused before removal",
+     .collectd_option = "OriginalMinimumAge"},
     {"remove_unused_resized_minimum_age_seconds", KEY_SECONDS,
      offsetof(IcConfig, remove_unused_resized_minimum_age_seconds), "3600",
-     "Minimum time a resized or _sm base file stays unused before removal"},
+     "Minimum time a resized or _sm base file stays unused before removal",
+     .collectd_option = "ResizedMinimumAge"},
     {"checksum_base_images", KEY_BOOL, offsetof(IcConfig, checksum_base_images), "false",
-     "Verify base files against their checksum sidecars (and write missing ones)"},
+     "Verify base files against their checksum sidecars (and write missing ones)",
+     .collectd_option = "ChecksumBaseImages"},
     {"checksum_interval_seconds", KEY_SECONDS, offsetof(IcConfig, checksum_interval_seconds),
-     "3600", "Do not re-hash a file whose sidecar was written more recently than this"},
+     "3600", "Do not re-hash a file whose sidecar was written more recently than this",
+     .collectd_option = "ChecksumInterval"},
     {"ledger_stale_seconds", KEY_SECONDS, offsetof(IcConfig, ledger_stale_seconds), "86400",
-     "A host ledger not refreshed for this long is reported stale (it still counts)"},
+     "A host ledger not refreshed for this long is reported stale (it still counts)",
+     .collectd_option = "LedgerStaleAge"},
     {"strict_prepare", KEY_BOOL, offsetof(IcConfig, strict_prepare), "false",
      "Make the hook refuse a domain start when it cannot record its usage"},
     {"prepare_lock_wait_seconds", KEY_SECONDS, offsetof(IcConfig, prepare_lock_wait_seconds), "20",
@@ -83,6 +98,35 @@ static const KeyDef keys[] = {
     {"quarantine_retention_seconds", KEY_SECONDS, offsetof(IcConfig, quarantine_retention_seconds),
      "604800", "Quarantined files are removed after this long"},
 };
+
+const char *ic_config_key_for_option(const char *option)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (keys[i].collectd_option != NULL &&
+            g_ascii_strcasecmp(keys[i].collectd_option, option) == 0)
+            return keys[i].name;
+    }
+    return NULL;
+}
+
+const char *ic_config_option_for_key(const char *key)
+{
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (g_str_equal(keys[i].name, key))
+            return keys[i].collectd_option;
+    }
+    return NULL;
+}
+
+char **ic_config_collectd_options(void)
+{
+    g_autoptr(GStrvBuilder) options = g_strv_builder_new();
+    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
+        if (keys[i].collectd_option != NULL)
+            g_strv_builder_add(options, keys[i].collectd_option);
+    }
+    return g_strv_builder_end(options);
+}
 
 static const KeyDef *find_key(const char *name)
 {

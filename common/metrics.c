@@ -394,26 +394,13 @@ IcNotification *ic_notification_pass_recovered(guint failed_passes)
 
 /* ---- the <Plugin imagecache> options ---- */
 
-/* collectd option -> library key; NULL key: handled by the plugin itself. */
-static const struct {
-    const char *option;
-    const char *key;
-} option_keys[] = {
-    {"Config", NULL},
-    {"InstancesPath", "instances_path"},
-    {"BaseDirName", "base_dir_name"},
-    {"LedgerDir", "ledger_dir"},
-    {"Host", "host"},
-    {"LibvirtURI", "libvirt_uri"},
-    {"RemoveUnused", "remove_unused_base_images"},
-    {"OriginalMinimumAge", "remove_unused_original_minimum_age_seconds"},
-    {"ResizedMinimumAge", "remove_unused_resized_minimum_age_seconds"},
-    {"ChecksumBaseImages", "checksum_base_images"},
-    {"ChecksumInterval", "checksum_interval_seconds"},
-    {"LedgerStaleAge", "ledger_stale_seconds"},
-    {"PassInterval", NULL},
-    {"ChecksumRateLimit", NULL},
-    {"PerImageValues", NULL},
+/* The plugin's own options; the others override config keys (config.c's
+ * table names each key's option). */
+static const char *const plugin_options[] = {
+    "Config",
+    "PassInterval",
+    "ChecksumRateLimit",
+    "PerImageValues",
 };
 
 typedef struct {
@@ -447,25 +434,29 @@ void ic_plugin_options_free(IcPluginOptions *options)
     g_free(options);
 }
 
-static int find_option(const char *name)
+/* The plugin's own spelling of option @name, or NULL. */
+static const char *find_plugin_option(const char *name)
 {
-    for (guint i = 0; i < G_N_ELEMENTS(option_keys); i++)
-        if (g_ascii_strcasecmp(name, option_keys[i].option) == 0)
-            return (int)i;
-    return -1;
+    for (guint i = 0; i < G_N_ELEMENTS(plugin_options); i++)
+        if (g_ascii_strcasecmp(name, plugin_options[i]) == 0)
+            return plugin_options[i];
+    return NULL;
 }
 
 const char *ic_plugin_option_to_key(const char *name)
 {
-    int i = find_option(name);
-    return i < 0 ? NULL : option_keys[i].key;
+    return ic_config_key_for_option(name);
 }
 
 static char *known_options(void)
 {
+    g_auto(GStrv) overrides = ic_config_collectd_options();
     GString *text = g_string_new(NULL);
-    for (guint i = 0; i < G_N_ELEMENTS(option_keys); i++)
-        g_string_append_printf(text, "%s%s", i ? ", " : "", option_keys[i].option);
+    for (guint i = 0; i < G_N_ELEMENTS(plugin_options); i++)
+        g_string_append_printf(text, "%s, ", plugin_options[i]);
+    for (guint i = 0; overrides[i] != NULL; i++)
+        g_string_append_printf(text, "%s, ", overrides[i]);
+    g_string_truncate(text, text->len - 2);
     return g_string_free(text, FALSE);
 }
 
@@ -484,21 +475,21 @@ static gboolean parse_unsigned(const char *name, const char *value, guint64 min,
 gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const char *value,
                                GError **error)
 {
-    int i = find_option(name);
-    if (i < 0) {
+    const char *key = ic_config_key_for_option(name);
+    if (key != NULL) {
+        Override *override = g_new0(Override, 1);
+        override->option = g_strdup(name);
+        override->key = key;
+        override->value = g_strdup(value);
+        g_ptr_array_add(options->overrides, override);
+        return TRUE;
+    }
+    const char *option = find_plugin_option(name);
+    if (option == NULL) {
         g_autofree char *known = known_options();
         g_set_error(error, IC_ERROR, IC_ERROR_CONFIG,
                     "collectd config: unknown option '%s' (known: %s)", name, known);
         return FALSE;
-    }
-    const char *option = option_keys[i].option;
-    if (option_keys[i].key != NULL) {
-        Override *override = g_new0(Override, 1);
-        override->option = g_strdup(name);
-        override->key = option_keys[i].key;
-        override->value = g_strdup(value);
-        g_ptr_array_add(options->overrides, override);
-        return TRUE;
     }
     if (g_str_equal(option, "Config")) {
         if (!g_path_is_absolute(value)) {

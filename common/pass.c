@@ -31,20 +31,6 @@ typedef struct {
     int dirfd;
 } Pass;
 
-static IcPolicyConfig policy_config_from(const IcConfig *config)
-{
-    return (IcPolicyConfig){
-        .remove_unused = config->remove_unused_base_images,
-        .original_minimum_age = config->remove_unused_original_minimum_age_seconds,
-        .resized_minimum_age = config->remove_unused_resized_minimum_age_seconds,
-        .high_watermark_percent = config->disk_high_watermark_percent,
-        .low_watermark_percent = config->disk_low_watermark_percent,
-        .space_minimum_age = config->minimum_age_seconds,
-        .quarantine_corrupt = config->quarantine_corrupt,
-        .quarantine_retention = config->quarantine_retention_seconds,
-    };
-}
-
 /* The scanned file behind a row, in the base dir or in quarantine. */
 static const IcBaseFile *row_file(const Pass *pass, const IcImageRow *row)
 {
@@ -134,8 +120,7 @@ static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage
 static void decide(Pass *pass, IcImageRow *row, const IcUsage *usage, gboolean held_open)
 {
     IcPolicyFacts facts = row_facts(pass, row, usage, held_open);
-    IcPolicyConfig policy = policy_config_from(pass->config);
-    row->decision = ic_policy_decide(&facts, &policy, pass->now);
+    row->decision = ic_policy_decide(&facts, pass->config, pass->now);
 }
 
 /* What the pass plans for a decided row; carried out under the lock later. */
@@ -248,10 +233,9 @@ static void apply_disk_pressure(Pass *pass, const IcUsage *usage)
     report->disk_used_bytes = used;
     report->disk_total_bytes = used + available;
 
-    IcPolicyConfig policy = policy_config_from(pass->config);
     IcDiskUsage disk = {.total_bytes = used + available, .used_bytes = used};
-    report->disk_pressure = policy.high_watermark_percent > 0 &&
-                            used * 100 >= (guint64)policy.high_watermark_percent * disk.total_bytes;
+    gint64 high = pass->config->disk_high_watermark_percent;
+    report->disk_pressure = high > 0 && used * 100 >= (guint64)high * disk.total_bytes;
     if (!report->disk_pressure)
         return;
 
@@ -268,12 +252,12 @@ static void apply_disk_pressure(Pass *pass, const IcUsage *usage)
     g_autofree IcPolicyFacts **pointers = g_new(IcPolicyFacts *, facts->len);
     for (guint i = 0; i < facts->len; i++)
         pointers[i] = &g_array_index(facts, IcPolicyFacts, i);
-    ic_policy_select_for_space(pointers, facts->len, &policy, &disk, pass->now);
+    ic_policy_select_for_space(pointers, facts->len, pass->config, &disk, pass->now);
     for (guint i = 0; i < rows->len; i++) {
         IcImageRow *row = g_ptr_array_index(rows, i);
         if (!pointers[i]->evict_for_space)
             continue;
-        row->decision = ic_policy_decide(pointers[i], &policy, pass->now);
+        row->decision = ic_policy_decide(pointers[i], pass->config, pass->now);
         plan_action(pass, row);
     }
 }

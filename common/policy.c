@@ -70,14 +70,14 @@ static IcPolicyDecision decision(IcVerdict verdict, IcReason reason, gint64 age,
         .verdict = verdict, .reason = reason, .age = age, .threshold = threshold};
 }
 
-static gint64 threshold_for(const IcPolicyFacts *facts, const IcPolicyConfig *config)
+static gint64 threshold_for(const IcPolicyFacts *facts, const IcConfig *config)
 {
     switch (facts->kind) {
     case IC_KIND_RESIZED:
     case IC_KIND_SMALL:
-        return config->resized_minimum_age;
+        return config->remove_unused_resized_minimum_age_seconds;
     default:
-        return config->original_minimum_age;
+        return config->remove_unused_original_minimum_age_seconds;
     }
 }
 
@@ -89,25 +89,24 @@ static gint64 age_of(const IcPolicyFacts *facts, gint64 now)
     return MAX(now - MAX(facts->mtime, facts->last_used), 0);
 }
 
-static IcPolicyDecision decide_quarantined(const IcPolicyFacts *facts, const IcPolicyConfig *config,
+static IcPolicyDecision decide_quarantined(const IcPolicyFacts *facts, const IcConfig *config,
                                            gint64 now)
 {
     gint64 age = MAX(now - facts->mtime, 0);
     /* A domain that still names the file under its base-dir name may be
      * repaired by moving it back: while anyone names it, or we cannot tell, keep it. */
     gboolean named = facts->local_users + facts->remote_users > 0 || facts->usage_incomplete;
-    if (age >= config->quarantine_retention && !facts->held_open && !named)
+    if (age >= config->quarantine_retention_seconds && !facts->held_open && !named)
         return decision(IC_VERDICT_REMOVABLE, IC_REASON_QUARANTINE_EXPIRED, age,
-                        config->quarantine_retention);
+                        config->quarantine_retention_seconds);
     return decision(IC_VERDICT_QUARANTINED, IC_REASON_QUARANTINED, age,
-                    config->quarantine_retention);
+                    config->quarantine_retention_seconds);
 }
 
 /* The rules, strongest first: a file users name is never removable; a corrupt
  * file is kept for inspection; pinned and held-open files stay; then age,
  * disk pressure, and whether removal may happen at all. */
-IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConfig *config,
-                                  gint64 now)
+IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcConfig *config, gint64 now)
 {
     gint64 threshold = threshold_for(facts, config);
     gboolean local = facts->local_users > 0;
@@ -136,15 +135,15 @@ IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConf
     if (facts->held_open)
         return decision(IC_VERDICT_KEPT, IC_REASON_HELD_OPEN, age, threshold);
     if (age < threshold) {
-        if (facts->evict_for_space && age >= config->space_minimum_age &&
-            !facts->usage_incomplete && config->remove_unused)
+        if (facts->evict_for_space && age >= config->minimum_age_seconds &&
+            !facts->usage_incomplete && config->remove_unused_base_images)
             return decision(IC_VERDICT_REMOVABLE, IC_REASON_DISK_PRESSURE, age,
-                            config->space_minimum_age);
+                            config->minimum_age_seconds);
         return decision(IC_VERDICT_TOO_YOUNG, IC_REASON_TOO_YOUNG, age, threshold);
     }
     if (facts->usage_incomplete)
         return decision(IC_VERDICT_KEPT, IC_REASON_USAGE_UNKNOWN, age, threshold);
-    if (!config->remove_unused)
+    if (!config->remove_unused_base_images)
         return decision(IC_VERDICT_KEPT, IC_REASON_REMOVAL_DISABLED, age, threshold);
     return decision(IC_VERDICT_REMOVABLE, IC_REASON_UNUSED, age, threshold);
 }
@@ -158,15 +157,15 @@ static int compare_least_recently_used(const void *a, const void *b)
     return used_a < used_b ? -1 : used_a > used_b;
 }
 
-guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
-                                 const IcPolicyConfig *config, const IcDiskUsage *disk, gint64 now)
+guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts, const IcConfig *config,
+                                 const IcDiskUsage *disk, gint64 now)
 {
-    if (config->high_watermark_percent <= 0 || disk->total_bytes == 0)
+    if (config->disk_high_watermark_percent <= 0 || disk->total_bytes == 0)
         return 0;
-    if (disk->used_bytes * 100 < (guint64)config->high_watermark_percent * disk->total_bytes)
+    if (disk->used_bytes * 100 < (guint64)config->disk_high_watermark_percent * disk->total_bytes)
         return 0;
 
-    guint64 target = disk->total_bytes * (guint64)config->low_watermark_percent / 100;
+    guint64 target = disk->total_bytes * (guint64)config->disk_low_watermark_percent / 100;
     guint64 projected = disk->used_bytes;
     g_autoptr(GPtrArray) candidates = g_ptr_array_new();
     for (guint i = 0; i < n_facts; i++) {
@@ -175,7 +174,7 @@ guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
         IcPolicyDecision d = ic_policy_decide(f, config, now);
         if (d.verdict == IC_VERDICT_REMOVABLE)
             projected -= MIN(projected, (guint64)MAX(f->disk_bytes, 0));
-        else if (d.verdict == IC_VERDICT_TOO_YOUNG && d.age >= config->space_minimum_age)
+        else if (d.verdict == IC_VERDICT_TOO_YOUNG && d.age >= config->minimum_age_seconds)
             g_ptr_array_add(candidates, f);
     }
 

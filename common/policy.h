@@ -5,6 +5,7 @@
 #include <glib.h>
 
 #include "checksum.h"
+#include "config.h"
 #include "scan.h"
 
 G_BEGIN_DECLS
@@ -54,17 +55,6 @@ typedef struct {
 const IcReasonInfo *ic_reason_info(IcReason reason);
 const char *ic_reason_to_string(IcReason reason);
 
-typedef struct {
-    gboolean remove_unused;
-    gint64 original_minimum_age;   /* also for swap and ephemeral files */
-    gint64 resized_minimum_age;    /* also for _sm files */
-    gint64 high_watermark_percent; /* 0: no eviction for space */
-    gint64 low_watermark_percent;
-    gint64 space_minimum_age; /* the floor below which nothing is evicted for space */
-    gboolean quarantine_corrupt;
-    gint64 quarantine_retention;
-} IcPolicyConfig;
-
 /* What the policy knows of one base file. */
 typedef struct {
     IcImageKind kind;
@@ -98,8 +88,7 @@ typedef struct {
  * damaged sidecar never sends a good image away); PINNED, HELD_OPEN (KEPT);
  * TOO_YOUNG; USAGE_UNKNOWN, REMOVAL_DISABLED (KEPT); DISK_PRESSURE or UNUSED
  * (REMOVABLE); for quarantined files QUARANTINED or QUARANTINE_EXPIRED. */
-IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcPolicyConfig *config,
-                                  gint64 now);
+IcPolicyDecision ic_policy_decide(const IcPolicyFacts *facts, const IcConfig *config, gint64 now);
 
 typedef struct {
     guint64 total_bytes; /* 0: unknown, no eviction for space */
@@ -111,7 +100,7 @@ typedef struct {
  * the floor, not pinned, not corrupt), least recently used first, until the
  * files already removable plus those chosen bring use to the low watermark.
  * Returns how many were chosen. Pure. */
-guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts,
-                                 const IcPolicyConfig *config, const IcDiskUsage *disk, gint64 now);
+guint ic_policy_select_for_space(IcPolicyFacts *const *facts, guint n_facts, const IcConfig *config,
+                                 const IcDiskUsage *disk, gint64 now);
 
 G_END_DECLS

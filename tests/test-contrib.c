@@ -176,6 +176,68 @@ static void test_man_page_has_every_key(void)
     }
 }
 
+static gint compare_strings(gconstpointer a, gconstpointer b)
+{
+    return g_strcmp0(*(char *const *)a, *(char *const *)b);
+}
+
+/* The collectd options of config.c's table, each as "Option=key", sorted. */
+static GPtrArray *table_options(void)
+{
+    GPtrArray *pairs = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) options = ic_config_collectd_options();
+    for (char **option = options; *option != NULL; option++)
+        g_ptr_array_add(pairs,
+                        g_strdup_printf("%s=%s", *option, ic_config_key_for_option(*option)));
+    g_ptr_array_sort(pairs, compare_strings);
+    return pairs;
+}
+
+static char *join_pairs(GPtrArray *pairs)
+{
+    g_ptr_array_add(pairs, NULL);
+    char *text = g_strjoinv(" ", (char **)pairs->pdata);
+    g_ptr_array_remove_index(pairs, pairs->len - 1);
+    return text;
+}
+
+/* collectd-imagecache(5)'s table of override options is config.c's: the same
+ * options for the same keys, none missing, none extra. */
+static void test_collectd_man_page_has_every_option(void)
+{
+    g_autofree char *man = read_source_file("man/collectd-imagecache.5.scd");
+    g_autoptr(GRegex) row =
+        g_regex_new("^\\|  \\*([A-Za-z]+)\\*\n:  ([a-z_]+)\n", G_REGEX_MULTILINE, 0, NULL);
+    g_autoptr(GMatchInfo) match = NULL;
+    g_autoptr(GPtrArray) documented = g_ptr_array_new_with_free_func(g_free);
+    for (g_regex_match(row, man, 0, &match); g_match_info_matches(match);
+         g_match_info_next(match, NULL)) {
+        g_autofree char *option = g_match_info_fetch(match, 1);
+        g_autofree char *key = g_match_info_fetch(match, 2);
+        g_ptr_array_add(documented, g_strdup_printf("%s=%s", option, key));
+    }
+    g_ptr_array_sort(documented, compare_strings);
+    g_autoptr(GPtrArray) table = table_options();
+    g_autofree char *want = join_pairs(table);
+    g_autofree char *have = join_pairs(documented);
+    g_assert_cmpstr(have, ==, want);
+}
+
+/* imagecache.conf(5)'s COLLECTD OVERRIDES names each option with its key. */
+static void test_conf_man_page_has_every_option(void)
+{
+    g_autofree char *man = read_source_file("man/imagecache.conf.5.scd");
+    g_auto(GStrv) words = g_strsplit_set(man, " \n\t", -1);
+    g_autofree char *flat = g_strjoinv(" ", words);
+    g_auto(GStrv) options = ic_config_collectd_options();
+    for (char **option = options; *option != NULL; option++) {
+        g_autofree char *entry =
+            g_strdup_printf("*%s* (%s)", *option, ic_config_key_for_option(*option));
+        if (strstr(flat, entry) == NULL)
+            g_error("man/imagecache.conf.5.scd does not name collectd option '%s'", entry);
+    }
+}
+
 /* docs/report.schema.json lists every reason of policy.c's table, in its order, and no other. */
 static void test_schema_has_every_reason(void)
 {
@@ -203,5 +265,7 @@ int main(int argc, char **argv)
     g_test_add_func("/contrib/example-conf/loads", test_example_conf_loads);
     g_test_add_func("/contrib/man-conf/every-key", test_man_page_has_every_key);
     g_test_add_func("/contrib/schema/every-reason", test_schema_has_every_reason);
+    g_test_add_func("/contrib/man-collectd/every-option", test_collectd_man_page_has_every_option);
+    g_test_add_func("/contrib/man-conf/every-option", test_conf_man_page_has_every_option);
     return g_test_run();
 }

@@ -145,11 +145,11 @@ static const PolicyCase cases[] = {
 static void test_case(gconstpointer data)
 {
     const PolicyCase *tc = data;
-    IcPolicyConfig config = {
-        .remove_unused = tc->remove_unused,
-        .original_minimum_age = DAY,
-        .resized_minimum_age = HOUR,
-        .space_minimum_age = 600,
+    IcConfig config = {
+        .remove_unused_base_images = tc->remove_unused,
+        .remove_unused_original_minimum_age_seconds = DAY,
+        .remove_unused_resized_minimum_age_seconds = HOUR,
+        .minimum_age_seconds = 600,
     };
     IcPolicyDecision decision = ic_policy_decide(&tc->facts, &config, NOW);
     g_assert_cmpstr(ic_verdict_to_string(decision.verdict), ==, ic_verdict_to_string(tc->verdict));
@@ -165,7 +165,7 @@ static void test_case(gconstpointer data)
 
 static void test_quarantine(void)
 {
-    IcPolicyConfig config = {.remove_unused = TRUE, .quarantine_retention = 7 * DAY};
+    IcConfig config = {.remove_unused_base_images = TRUE, .quarantine_retention_seconds = 7 * DAY};
     IcPolicyFacts facts = {.kind = IC_KIND_ORIGINAL,
                            .present = TRUE,
                            .quarantined = TRUE,
@@ -241,13 +241,13 @@ static const PressureCase pressure_cases[] = {
 static void test_pressure(gconstpointer data)
 {
     const PressureCase *tc = data;
-    IcPolicyConfig config = {
-        .remove_unused = TRUE,
-        .original_minimum_age = DAY,
-        .resized_minimum_age = HOUR,
-        .high_watermark_percent = 85,
-        .low_watermark_percent = 80,
-        .space_minimum_age = 600,
+    IcConfig config = {
+        .remove_unused_base_images = TRUE,
+        .remove_unused_original_minimum_age_seconds = DAY,
+        .remove_unused_resized_minimum_age_seconds = HOUR,
+        .disk_high_watermark_percent = 85,
+        .disk_low_watermark_percent = 80,
+        .minimum_age_seconds = 600,
     };
     IcDiskUsage disk = {.total_bytes = 1000, .used_bytes = tc->used};
     IcPolicyFacts files[5];
