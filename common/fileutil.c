@@ -16,13 +16,13 @@ int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GE
             g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE, "refusing to open '%s': a symlink", name);
             return -1;
         }
-        ic_error_set_errno(error, errsv, "opening", name);
+        (void)ic_error_set_errno(error, errsv, "opening", name);
         return -1;
     }
 
     struct stat st;
     if (fstat(fd, &st) < 0) {
-        ic_error_set_errno(error, errno, "inspecting", name);
+        (void)ic_error_set_errno(error, errno, "inspecting", name);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -57,18 +57,47 @@ gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize
     return TRUE;
 }
 
-DIR *ic_dir_open_at(int dirfd, const char *path)
+static gboolean set_listing_error(GError **error, int errsv, const char *what, const char *path)
 {
-    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
+    g_autofree char *listing = g_strconcat("listing ", what, NULL);
+    return ic_error_set_errno(error, errsv, listing, path);
+}
+
+DIR *ic_dir_fdopen(int fd, const char *what, const char *path, GError **error)
+{
     DIR *dir = fdopendir(fd);
     if (dir == NULL) {
         int errsv = errno;
         close(fd);
-        errno = errsv;
+        (void)set_listing_error(error, errsv, what, path);
     }
     return dir;
+}
+
+DIR *ic_dir_open_at(int dirfd, const char *path, const char *what, GError **error)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        (void)set_listing_error(error, errno, what, path);
+        return NULL;
+    }
+    return ic_dir_fdopen(fd, what, path, error);
+}
+
+gboolean ic_dir_read(DIR *dir, const char *what, const char *path, struct dirent **ret_entry,
+                     GError **error)
+{
+    for (;;) {
+        errno = 0;
+        struct dirent *entry = readdir(dir);
+        if (entry == NULL && errno != 0)
+            return set_listing_error(error, errno, what, path);
+        if (entry == NULL ||
+            (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, ".."))) {
+            *ret_entry = entry;
+            return TRUE;
+        }
+    }
 }
 
 /* Lists the directory holding @name: a network filesystem client answers a
@@ -77,8 +106,10 @@ DIR *ic_dir_open_at(int dirfd, const char *path)
 static void refresh_dir(int dirfd, const char *name)
 {
     g_autofree char *parent = g_path_get_dirname(name);
-    g_autoptr(DIR) dir = ic_dir_open_at(dirfd, parent);
-    while (dir != NULL && readdir(dir) != NULL)
+    /* Best effort: a retry follows whatever this listing does. */
+    g_autoptr(DIR) dir = ic_dir_open_at(dirfd, parent, "directory", NULL);
+    struct dirent *entry;
+    while (dir != NULL && ic_dir_read(dir, "directory", parent, &entry, NULL) && entry != NULL)
         ;
 }
 
@@ -213,24 +244,13 @@ gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, 
     }
 
     if (!write_sync_close(fd, data, len, tmp_name, error)) {
-        unlinkat(dirfd, tmp_name, 0);
+        (void)unlinkat(dirfd, tmp_name, 0);
         return FALSE;
     }
     if (renameat(dirfd, tmp_name, dirfd, name) < 0) {
         int errsv = errno;
-        unlinkat(dirfd, tmp_name, 0);
+        (void)unlinkat(dirfd, tmp_name, 0);
         return ic_error_set_errno(error, errsv, "replacing", name);
     }
     return fsync_dir(dirfd, name, error);
-}
-
-gboolean ic_file_is_in_dir(const char *path, const char *dir)
-{
-    g_autofree char *canon = g_canonicalize_filename(path, "/");
-    g_autofree char *parent = g_path_get_dirname(canon);
-    if (g_str_equal(parent, dir))
-        return TRUE;
-    struct stat parent_st, dir_st;
-    return stat(parent, &parent_st) == 0 && stat(dir, &dir_st) == 0 &&
-           parent_st.st_dev == dir_st.st_dev && parent_st.st_ino == dir_st.st_ino;
 }

@@ -47,11 +47,22 @@ int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GE
 gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize *ret_n,
                            GError **error);
 
+/* A directory stream closed when it goes out of scope: g_autoptr(DIR). */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(DIR, closedir)
 
-/* Opens the directory @path relative to @dirfd for reading (O_CLOEXEC); NULL
- * with errno set on failure. */
-DIR *ic_dir_open_at(int dirfd, const char *path);
+/* A directory stream on @fd, which it takes over (closed on failure too). Errors
+ * read "listing <what> '<path>': <strerror>" (IC_ERROR_IO, NOT_FOUND for ENOENT). */
+DIR *ic_dir_fdopen(int fd, const char *what, const char *path, GError **error);
+
+/* Opens the directory @path relative to @dirfd for reading (O_CLOEXEC); fails
+ * as ic_dir_fdopen. */
+DIR *ic_dir_open_at(int dirfd, const char *path, const char *what, GError **error);
+
+/* The next entry of @dir other than "." and "..", or NULL in *ret_entry at the
+ * end. A read error is not the end: it fails as ic_dir_fdopen does, so a
+ * caller never mistakes a half-read directory for a whole one. */
+gboolean ic_dir_read(DIR *dir, const char *what, const char *path, struct dirent **ret_entry,
+                     GError **error);
 
 /* How often a stale handle is retried, and the wait before the first retry (it
  * doubles: 1.3 s in all). A GlusterFS client under its default caching can keep
@@ -81,10 +92,5 @@ gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_
  * failure the temporary file is removed and IC_ERROR_IO is set. */
 gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
                                  mode_t mode, GError **error);
-
-/* TRUE when @path names an entry directly inside the directory @dir: by
- * spelling (lexically canonical), or because its parent directory is @dir
- * itself reached another way (a symlinked or bind-mounted path). */
-gboolean ic_file_is_in_dir(const char *path, const char *dir);
 
 G_END_DECLS

@@ -1,6 +1,5 @@
 #include "openfiles.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fileutil.h"
 
 struct _IcOpenFiles {
     GHashTable *holders; /* FileId* -> pid */
@@ -58,20 +58,17 @@ static void scan_fds(IcOpenFiles *open_files, int pid_fd, pid_t pid)
     int fd_dir = openat(pid_fd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_dir < 0)
         return;
-    DIR *dir = fdopendir(fd_dir);
-    if (dir == NULL) {
-        close(fd_dir);
-        return;
-    }
+    /* Errors here are the process exiting (or one we may not inspect): its
+     * descriptors are gone with it, so what was read is all there is. */
+    g_autoptr(DIR) dir = ic_dir_fdopen(fd_dir, "descriptors in", "fd", NULL);
     struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
+    while (dir != NULL && ic_dir_read(dir, "descriptors in", "fd", &entry, NULL) && entry != NULL) {
         struct stat st;
         if (!is_pid_name(entry->d_name))
             continue;
         if (fstatat(fd_dir, entry->d_name, &st, 0) == 0 && S_ISREG(st.st_mode))
             add_holder(open_files, st.st_dev, st.st_ino, pid);
     }
-    closedir(dir);
 }
 
 /* Mapped files: "start-end perms offset major:minor inode path". */
@@ -100,17 +97,19 @@ gboolean ic_open_files_scan(const char *proc_root, IcOpenFiles **ret_open_files,
     int proc_fd = open(proc_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (proc_fd < 0)
         return ic_error_set_errno(error, errno, "listing processes in", proc_root);
-    DIR *proc = fdopendir(proc_fd);
-    if (proc == NULL) {
-        int errsv = errno;
-        close(proc_fd);
-        return ic_error_set_errno(error, errsv, "listing processes in", proc_root);
-    }
+    g_autoptr(DIR) proc = ic_dir_fdopen(proc_fd, "processes in", proc_root, error);
+    if (proc == NULL)
+        return FALSE;
 
     g_autoptr(IcOpenFiles) open_files = g_new0(IcOpenFiles, 1);
     open_files->holders = g_hash_table_new_full(file_id_hash, file_id_equal, g_free, NULL);
-    struct dirent *entry;
-    while ((entry = readdir(proc)) != NULL) {
+    for (;;) {
+        /* A process list read only in part could miss a holder: fail, keep the files. */
+        struct dirent *entry;
+        if (!ic_dir_read(proc, "processes in", proc_root, &entry, error))
+            return FALSE;
+        if (entry == NULL)
+            break;
         if (!is_pid_name(entry->d_name))
             continue;
         int pid_fd = openat(proc_fd, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -121,7 +120,6 @@ gboolean ic_open_files_scan(const char *proc_root, IcOpenFiles **ret_open_files,
         scan_maps(open_files, pid_fd, pid);
         close(pid_fd);
     }
-    closedir(proc);
     *ret_open_files = g_steal_pointer(&open_files);
     return TRUE;
 }

@@ -1,6 +1,5 @@
 #include "scan.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fileutil.h"
 
 const char *const ic_sidecar_suffixes[] = {".sha1", ".info", NULL};
 
@@ -303,33 +303,26 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
         return ic_error_set_errno(error, errsv, "opening base dir", base_dir);
     }
 
-    DIR *dir = fdopendir(dirfd);
-    if (dir == NULL) {
-        int errsv = errno;
-        close(dirfd);
-        return ic_error_set_errno(error, errsv, "listing base dir", base_dir);
-    }
+    g_autoptr(DIR) dir = ic_dir_fdopen(dirfd, "base dir", base_dir, error);
+    if (dir == NULL)
+        return FALSE;
     scan->exists = TRUE;
 
-    struct dirent *entry;
-    errno = 0;
-    while ((entry = readdir(dir)) != NULL) {
+    for (;;) {
+        struct dirent *entry;
+        if (!ic_dir_read(dir, "base dir", base_dir, &entry, error))
+            return FALSE;
+        if (entry == NULL)
+            break;
         char *fingerprint = NULL;
         IcImageKind kind = ic_scan_classify_name(entry->d_name, &fingerprint);
-        if (kind == IC_KIND_IGNORED && ic_scan_is_sidecar_temp(entry->d_name)) {
+        if (kind == IC_KIND_IGNORED && ic_scan_is_sidecar_temp(entry->d_name))
             scan_temp(scan, dirfd, entry->d_name);
-        } else if (kind == IC_KIND_IGNORED) {
-            if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, ".."))
-                scan->ignored++;
-        } else {
+        else if (kind == IC_KIND_IGNORED)
+            scan->ignored++;
+        else
             scan_entry(scan, dirfd, entry->d_name, kind, fingerprint);
-        }
-        errno = 0;
     }
-    int errsv = errno;
-    closedir(dir);
-    if (errsv != 0)
-        return ic_error_set_errno(error, errsv, "listing base dir", base_dir);
 
     g_ptr_array_sort(scan->files, compare_files);
     g_ptr_array_sort(scan->skipped, compare_skipped);

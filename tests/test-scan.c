@@ -1,10 +1,13 @@
 /* The base-dir name grammar and the scan's treatment of odd entries. */
+#include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "fileutil.h"
 #include "scan.h"
 #include "testutil.h"
 
@@ -152,9 +155,47 @@ static void test_base_dir_unreadable(IcTestTree *tree, gconstpointer data)
     g_assert_nonnull(strstr(error->message, "plainfile"));
 }
 
+/* The directory helper: every entry but "." and "..", then the end; a read
+ * error is an error, not the end of the listing. */
+static void test_dir_read(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    g_free(ic_test_write_file(tree->base_dir, "a", "a", -1));
+    g_free(ic_test_write_file(tree->base_dir, "b", "b", -1));
+    g_autoptr(GError) error = NULL;
+    g_autoptr(DIR) dir = ic_dir_fdopen(open(tree->base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+                                       "base dir", tree->base_dir, &error);
+    g_assert_no_error(error);
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    struct dirent *entry;
+    while (ic_dir_read(dir, "base dir", tree->base_dir, &entry, &error) && entry != NULL)
+        g_ptr_array_add(names, g_strdup(entry->d_name));
+    g_assert_no_error(error);
+    g_assert_cmpuint(names->len, ==, 2);
+    g_assert_true(g_ptr_array_find_with_equal_func(names, "a", g_str_equal, NULL));
+    g_assert_true(g_ptr_array_find_with_equal_func(names, "b", g_str_equal, NULL));
+
+    g_autofree char *file = ic_test_write_file(tree->root, "plain", "x", -1);
+    int file_fd = open(file, O_RDONLY | O_CLOEXEC);
+    g_assert_null(ic_dir_fdopen(file_fd, "base dir", file, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+    g_clear_error(&error);
+
+    /* A stream whose descriptor went bad: readdir fails with EBADF. */
+    g_autoptr(DIR) broken = opendir(tree->base_dir);
+    g_assert_nonnull(broken);
+    g_assert_cmpint(close(dirfd(broken)), ==, 0);
+    g_assert_false(ic_dir_read(broken, "base dir", tree->base_dir, &entry, &error));
+    g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+    g_assert_nonnull(strstr(error->message, "listing base dir '"));
+    /* closedir then fails with EBADF: nothing else was opened since. */
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+    g_test_add("/imagecache/scan/dir_read", IcTestTree, NULL, ic_test_tree_setup, test_dir_read,
+               ic_test_tree_teardown);
     for (gsize i = 0; i < G_N_ELEMENTS(name_cases); i++) {
         g_autofree char *path = g_strdup_printf("/imagecache/scan/classify/%zu", i);
         g_test_add_data_func(path, &name_cases[i], test_classify);
