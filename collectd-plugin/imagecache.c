@@ -6,7 +6,6 @@
 #include <glib.h>
 
 #include "error.h"
-#include "ledger.h"
 #include "metrics.h"
 #include "pass.h"
 #ifdef IC_HAVE_LIBVIRT
@@ -383,7 +382,7 @@ static int imagecache_shutdown(void)
         g_cond_broadcast(&wakeup);
         g_mutex_unlock(&lock);
         g_cancellable_cancel(cancellable); /* stops hashing, the lock wait and removal */
-        pthread_join(worker_thread, NULL);
+        (void)pthread_join(worker_thread, NULL);
         worker_running = FALSE;
     }
     g_clear_pointer(&snapshot, ic_metric_set_unref);

@@ -109,15 +109,6 @@ const char *ic_config_key_for_option(const char *option)
     return NULL;
 }
 
-const char *ic_config_option_for_key(const char *key)
-{
-    for (gsize i = 0; i < G_N_ELEMENTS(keys); i++) {
-        if (g_str_equal(keys[i].name, key))
-            return keys[i].collectd_option;
-    }
-    return NULL;
-}
-
 char **ic_config_collectd_options(void)
 {
     g_autoptr(GStrvBuilder) options = g_strv_builder_new();

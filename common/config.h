@@ -72,8 +72,6 @@ gboolean ic_config_parse_rate_limit(const char *value, guint64 *ret_bytes_per_se
 /* The key the collectd plugin's option @option overrides (case-insensitive,
  * as collectd compares), or NULL when no key has that option. */
 const char *ic_config_key_for_option(const char *option);
-/* The collectd option of @key, or NULL (no such key, or none for it). */
-const char *ic_config_option_for_key(const char *key);
 /* Every collectd option of a key, in file order; caller frees (g_strfreev). */
 char **ic_config_collectd_options(void);
 

@@ -443,11 +443,6 @@ static const char *find_plugin_option(const char *name)
     return NULL;
 }
 
-const char *ic_plugin_option_to_key(const char *name)
-{
-    return ic_config_key_for_option(name);
-}
-
 static char *known_options(void)
 {
     g_auto(GStrv) overrides = ic_config_collectd_options();

@@ -148,10 +148,6 @@ IcPluginOptions *ic_plugin_options_new(void);
 void ic_plugin_options_free(IcPluginOptions *options);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcPluginOptions, ic_plugin_options_free)
 
-/* The library key an option (case-insensitive, e.g. "RemoveUnused") sets, or
- * NULL for one that is not a library key (Config, PassInterval, …, or unknown). */
-const char *ic_plugin_option_to_key(const char *name);
-
 /* Records option @name with its textual @value. An unknown option or a bad
  * PassInterval/ChecksumRateLimit/PerImageValues fails with IC_ERROR_CONFIG naming the option;
  * library keys are checked when the config is built. */

@@ -452,16 +452,16 @@ static void test_alerts_several_files(void)
 
 static void test_option_keys(void)
 {
-    g_assert_cmpstr(ic_plugin_option_to_key("InstancesPath"), ==, "instances_path");
-    g_assert_cmpstr(ic_plugin_option_to_key("removeunused"), ==, "remove_unused_base_images");
-    g_assert_cmpstr(ic_plugin_option_to_key("OriginalMinimumAge"), ==,
+    g_assert_cmpstr(ic_config_key_for_option("InstancesPath"), ==, "instances_path");
+    g_assert_cmpstr(ic_config_key_for_option("removeunused"), ==, "remove_unused_base_images");
+    g_assert_cmpstr(ic_config_key_for_option("OriginalMinimumAge"), ==,
                     "remove_unused_original_minimum_age_seconds");
-    g_assert_cmpstr(ic_plugin_option_to_key("ResizedMinimumAge"), ==,
+    g_assert_cmpstr(ic_config_key_for_option("ResizedMinimumAge"), ==,
                     "remove_unused_resized_minimum_age_seconds");
-    g_assert_cmpstr(ic_plugin_option_to_key("ChecksumInterval"), ==, "checksum_interval_seconds");
-    g_assert_cmpstr(ic_plugin_option_to_key("LibvirtURI"), ==, "libvirt_uri");
-    g_assert_null(ic_plugin_option_to_key("PassInterval"));
-    g_assert_null(ic_plugin_option_to_key("NoSuchOption"));
+    g_assert_cmpstr(ic_config_key_for_option("ChecksumInterval"), ==, "checksum_interval_seconds");
+    g_assert_cmpstr(ic_config_key_for_option("LibvirtURI"), ==, "libvirt_uri");
+    g_assert_null(ic_config_key_for_option("PassInterval"));
+    g_assert_null(ic_config_key_for_option("NoSuchOption"));
 
     /* Every library key the table names is one the library knows. */
     const char *options[] = {
@@ -474,7 +474,7 @@ static void test_option_keys(void)
     for (guint i = 0; i < G_N_ELEMENTS(options); i++) {
         g_autoptr(GError) error = NULL;
         g_assert_true(
-            ic_config_set(config, ic_plugin_option_to_key(options[i]), values[i], "t", &error));
+            ic_config_set(config, ic_config_key_for_option(options[i]), values[i], "t", &error));
         g_assert_no_error(error);
     }
 }
