@@ -214,9 +214,10 @@ static gboolean run_pass(IcAlertState *alerts, char **last_notes)
         dispatch_notification(g_ptr_array_index(alerts_raised, i));
 
     const IcTotals *t = &report->totals;
-    INFO(LOG_PREFIX
-         "pass took %.1f s: %u images, %u active, %u corrupt, %u removed (%" G_GUINT64_FORMAT
-         " bytes reclaimed), %u kept too young",
+    INFO(LOG_PREFIX "pass took %.1f s: %" G_GUINT64_FORMAT " images, %" G_GUINT64_FORMAT
+                    " active, %" G_GUINT64_FORMAT " corrupt, %" G_GUINT64_FORMAT
+                    " removed (%" G_GUINT64_FORMAT " bytes reclaimed), %" G_GUINT64_FORMAT
+                    " kept too young",
          report->duration_seconds, t->images, t->active, t->corrupt, t->removed, t->bytes_reclaimed,
          t->too_young);
     return TRUE;

@@ -52,22 +52,13 @@ static void add_removal_reasons(IcMetricSet *set, const IcReport *report)
 
 static void add_totals(IcMetricSet *set, const IcReport *report, const IcLedgerCounts *ledger)
 {
-    const IcTotals *t = &report->totals;
-    add_metric(set, "", "count", "images", t->images);
-    add_metric(set, "", "count", "active", t->active);
-    add_metric(set, "", "count", "removable", t->removable);
-    add_metric(set, "", "count", "too_young", t->too_young);
-    add_metric(set, "", "count", "corrupt", t->corrupt);
-    add_metric(set, "", "count", "removed", t->removed);
-    add_metric(set, "", "bytes", "total", (double)t->bytes_total);
-    add_metric(set, "", "bytes", "active", (double)t->bytes_active);
-    add_metric(set, "", "bytes", "removable", (double)t->bytes_removable);
-    add_metric(set, "", "bytes", "reclaimed", (double)t->bytes_reclaimed);
-    add_metric(set, "", "count", "absent", t->absent);
-    add_metric(set, "", "count", "kept", t->kept);
-    add_metric(set, "", "count", "pinned", t->pinned);
-    add_metric(set, "", "count", "quarantined", t->quarantined);
-    add_metric(set, "", "bytes", "quarantined", (double)t->bytes_quarantined);
+    gsize n;
+    const IcTotalInfo *totals = ic_totals_info(&n);
+    for (gsize i = 0; i < n; i++) {
+        if (totals[i].metric != NULL)
+            add_metric(set, "", totals[i].unit == IC_TOTAL_BYTES ? "bytes" : "count",
+                       totals[i].metric, (double)ic_totals_value(&report->totals, &totals[i]));
+    }
     add_removal_reasons(set, report);
     if (ledger != NULL && ledger->known) {
         add_metric(set, "", "count", "ledger_hosts", ledger->hosts);

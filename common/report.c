@@ -140,57 +140,131 @@ static int compare_rows(gconstpointer a, gconstpointer b)
     return strcmp(ra->name, rb->name);
 }
 
+/* ---- totals ---- */
+
+#define VERDICT(v)   (1u << (v))
+#define ACTION(a)    (1u << (a))
+#define COUNT(field) #field, IC_TOTAL_COUNT, offsetof(IcTotals, field)
+#define BYTES(field) #field, IC_TOTAL_BYTES, offsetof(IcTotals, field)
+
+/* One row per IcTotals field, in the order the outputs list them. */
+static const IcTotalInfo totals_info[] = {
+    {COUNT(images), .present = TRUE, .text = IC_TOTAL_TEXT_HEAD, .words = "base files",
+     .metric = "images", .perfdata = TRUE},
+    {BYTES(bytes_total), .present = TRUE, .text = IC_TOTAL_TEXT_PAREN, .metric = "total",
+     .perfdata = TRUE},
+    {COUNT(active), .verdicts = VERDICT(IC_VERDICT_ACTIVE), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "active", .metric = "active", .perfdata = TRUE},
+    {BYTES(bytes_active), .verdicts = VERDICT(IC_VERDICT_ACTIVE), .metric = "active"},
+    {COUNT(removable), .verdicts = VERDICT(IC_VERDICT_REMOVABLE), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "removable", .metric = "removable", .perfdata = TRUE},
+    {BYTES(bytes_removable), .verdicts = VERDICT(IC_VERDICT_REMOVABLE), .text = IC_TOTAL_TEXT_PAREN,
+     .metric = "removable", .perfdata = TRUE},
+    {COUNT(too_young), .verdicts = VERDICT(IC_VERDICT_TOO_YOUNG), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "too young", .metric = "too_young"},
+    {COUNT(corrupt), .verdicts = VERDICT(IC_VERDICT_CORRUPT), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "corrupt", .metric = "corrupt", .perfdata = TRUE},
+    {COUNT(kept), .verdicts = VERDICT(IC_VERDICT_KEPT), .text = IC_TOTAL_TEXT_ITEM, .words = "kept",
+     .metric = "kept", .perfdata = TRUE},
+    {COUNT(pinned), .pinned = TRUE, .text = IC_TOTAL_TEXT_PAREN, .words = "pinned",
+     .metric = "pinned"},
+    {COUNT(absent), .verdicts = VERDICT(IC_VERDICT_ABSENT), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "in use but absent", .metric = "absent", .perfdata = TRUE},
+    {COUNT(quarantined), .verdicts = VERDICT(IC_VERDICT_QUARANTINED),
+     .actions = ACTION(IC_ACTION_QUARANTINED), .text = IC_TOTAL_TEXT_ITEM, .words = "quarantined",
+     .metric = "quarantined"},
+    {BYTES(bytes_quarantined), .verdicts = VERDICT(IC_VERDICT_QUARANTINED),
+     .actions = ACTION(IC_ACTION_QUARANTINED), .metric = "quarantined"},
+    {COUNT(removed), .actions = ACTION(IC_ACTION_REMOVED), .text = IC_TOTAL_TEXT_LINE,
+     .words = "removed", .metric = "removed"},
+    {BYTES(bytes_reclaimed), .actions = ACTION(IC_ACTION_REMOVED), .text = IC_TOTAL_TEXT_PAREN,
+     .words = "reclaimed", .metric = "reclaimed"},
+    {COUNT(remove_failed), .actions = ACTION(IC_ACTION_REMOVE_FAILED), .text = IC_TOTAL_TEXT_ITEM,
+     .words = "removals failed"},
+};
+/* A field without a row (or a row too many) fails here. */
+G_STATIC_ASSERT(sizeof(IcTotals) == G_N_ELEMENTS(totals_info) * sizeof(guint64));
+
+const IcTotalInfo *ic_totals_info(gsize *ret_n)
+{
+    *ret_n = G_N_ELEMENTS(totals_info);
+    return totals_info;
+}
+
+static guint64 *total_field(IcTotals *totals, const IcTotalInfo *info)
+{
+    return (guint64 *)(void *)((char *)totals + info->offset);
+}
+
+guint64 ic_totals_value(const IcTotals *totals, const IcTotalInfo *info)
+{
+    return *total_field((IcTotals *)totals, info);
+}
+
+static gboolean total_counts_row(const IcTotalInfo *info, const IcImageRow *row)
+{
+    return (info->present && row->present) || (info->pinned && row->pinned_by != NULL) ||
+           (info->verdicts & VERDICT(row->decision.verdict)) != 0 ||
+           (info->actions & ACTION(row->action)) != 0;
+}
+
 /* Totals are derived from the rows, never kept alongside them. */
 void ic_report_finish(IcReport *report)
 {
-    IcTotals *t = &report->totals;
-    memset(t, 0, sizeof(*t));
+    memset(&report->totals, 0, sizeof(report->totals));
     g_ptr_array_sort(report->rows, compare_rows);
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
-        guint64 size = row->present ? (guint64)row->size : 0;
-        if (row->present) {
-            t->images++;
-            t->bytes_total += size;
-        }
-        switch (row->decision.verdict) {
-        case IC_VERDICT_ACTIVE:
-            t->active++;
-            t->bytes_active += size;
-            break;
-        case IC_VERDICT_REMOVABLE:
-            t->removable++;
-            t->bytes_removable += size;
-            break;
-        case IC_VERDICT_TOO_YOUNG:
-            t->too_young++;
-            break;
-        case IC_VERDICT_CORRUPT:
-            t->corrupt++;
-            break;
-        case IC_VERDICT_ABSENT:
-            t->absent++;
-            break;
-        case IC_VERDICT_KEPT:
-            t->kept++;
-            break;
-        case IC_VERDICT_QUARANTINED:
-            t->quarantined++;
-            t->bytes_quarantined += size;
-            break;
-        }
-        if (row->pinned_by != NULL)
-            t->pinned++;
-        if (row->action == IC_ACTION_QUARANTINED) {
-            t->quarantined++;
-            t->bytes_quarantined += size;
-        } else if (row->action == IC_ACTION_REMOVED) {
-            t->removed++;
-            t->bytes_reclaimed += size;
-        } else if (row->action == IC_ACTION_REMOVE_FAILED) {
-            t->remove_failed++;
+        guint64 size = row->present ? (guint64)MAX(row->size, 0) : 0;
+        for (gsize j = 0; j < G_N_ELEMENTS(totals_info); j++) {
+            const IcTotalInfo *info = &totals_info[j];
+            if (total_counts_row(info, row))
+                *total_field(&report->totals, info) += info->unit == IC_TOTAL_BYTES ? size : 1;
         }
     }
+}
+
+/* One total as the totals lines show it: "3 too young", "19 bytes reclaimed". */
+static void append_total(GString *out, const IcTotalInfo *info, guint64 value)
+{
+    if (info->unit == IC_TOTAL_BYTES) {
+        g_autofree char *size = g_format_size_full(value, G_FORMAT_SIZE_IEC_UNITS);
+        g_string_append(out, size);
+    } else
+        g_string_append_printf(out, "%" G_GUINT64_FORMAT, value);
+    if (info->words != NULL)
+        g_string_append_printf(out, " %s", info->words);
+}
+
+/* The table's totals lines, from the table of totals. */
+static void append_totals_text(GString *out, const IcTotals *totals)
+{
+    gboolean after_head = FALSE;
+    for (gsize i = 0; i < G_N_ELEMENTS(totals_info); i++) {
+        const IcTotalInfo *info = &totals_info[i];
+        guint64 value = ic_totals_value(totals, info);
+        switch (info->text) {
+        case IC_TOTAL_TEXT_NONE:
+            continue;
+        case IC_TOTAL_TEXT_HEAD:
+        case IC_TOTAL_TEXT_LINE:
+            g_string_append_c(out, '\n');
+            append_total(out, info, value);
+            after_head = info->text == IC_TOTAL_TEXT_HEAD;
+            continue;
+        case IC_TOTAL_TEXT_ITEM:
+            g_string_append(out, after_head ? ": " : ", ");
+            after_head = FALSE;
+            append_total(out, info, value);
+            continue;
+        case IC_TOTAL_TEXT_PAREN:
+            g_string_append(out, " (");
+            append_total(out, info, value);
+            g_string_append_c(out, ')');
+            continue;
+        }
+    }
+    g_string_append_c(out, '\n');
 }
 
 void ic_report_removed_by_reason(const IcReport *report, IcReason reason, guint *ret_count,
@@ -355,18 +429,7 @@ char *ic_report_to_table(const IcReport *report)
     if (report->rows->len == 0)
         g_string_append(out, "(no base files)\n");
 
-    const IcTotals *t = &report->totals;
-    g_autofree char *total = format_size((gint64)t->bytes_total);
-    g_autofree char *removable = format_size((gint64)t->bytes_removable);
-    g_autofree char *reclaimed = format_size((gint64)t->bytes_reclaimed);
-    g_string_append_printf(out,
-                           "\n%u base files (%s): %u active, %u removable (%s), %u too young, "
-                           "%u corrupt, %u kept (%u pinned), %u in use but absent, "
-                           "%u quarantined\n",
-                           t->images, total, t->active, t->removable, removable, t->too_young,
-                           t->corrupt, t->kept, t->pinned, t->absent, t->quarantined);
-    g_string_append_printf(out, "%u removed (%s reclaimed), %u removals failed\n", t->removed,
-                           reclaimed, t->remove_failed);
+    append_totals_text(out, &report->totals);
     g_string_append(out, "USERS is local+remote. A file in use is never removed.\n");
     if (report->disk_known) {
         g_autofree char *disk_used = format_size((gint64)report->disk_used_bytes);
@@ -425,7 +488,9 @@ static IcCheckState check_state(const IcReport *report, GString *why)
         return IC_CHECK_CRITICAL;
     }
     if (t->corrupt > 0 || t->absent > 0) {
-        g_string_append_printf(why, "%u corrupt, %u in use but absent; ", t->corrupt, t->absent);
+        g_string_append_printf(
+            why, "%" G_GUINT64_FORMAT " corrupt, %" G_GUINT64_FORMAT " in use but absent; ",
+            t->corrupt, t->absent);
         return IC_CHECK_CRITICAL;
     }
     if (blocking >= 0) {
@@ -434,7 +499,7 @@ static IcCheckState check_state(const IcReport *report, GString *why)
         return IC_CHECK_WARNING;
     }
     if (t->remove_failed > 0) {
-        g_string_append_printf(why, "%u removals failed; ", t->remove_failed);
+        g_string_append_printf(why, "%" G_GUINT64_FORMAT " removals failed; ", t->remove_failed);
         return IC_CHECK_WARNING;
     }
     if (report->disk_pressure) {
@@ -455,15 +520,19 @@ char *ic_report_to_check(const IcReport *report, IcCheckState *ret_state)
     g_string_append_printf(out, "IMAGECACHE %s - %s", check_state_names[state], why->str);
     if (report->base_dir_exists) {
         g_autofree char *total = format_size((gint64)t->bytes_total);
-        g_string_append_printf(out, "%u base files (%s), %u active, %u removable", t->images, total,
-                               t->active, t->removable);
+        g_string_append_printf(out,
+                               "%" G_GUINT64_FORMAT " base files (%s), %" G_GUINT64_FORMAT
+                               " active, %" G_GUINT64_FORMAT " removable",
+                               t->images, total, t->active, t->removable);
     }
-    g_string_append_printf(out,
-                           " | images=%u corrupt=%u absent=%u active=%u removable=%u kept=%u "
-                           "bytes_total=%" G_GUINT64_FORMAT "B bytes_removable=%" G_GUINT64_FORMAT
-                           "B",
-                           t->images, t->corrupt, t->absent, t->active, t->removable, t->kept,
-                           t->bytes_total, t->bytes_removable);
+    g_string_append(out, " |");
+    for (gsize i = 0; i < G_N_ELEMENTS(totals_info); i++) {
+        const IcTotalInfo *info = &totals_info[i];
+        if (info->perfdata)
+            g_string_append_printf(out, " %s=%" G_GUINT64_FORMAT "%s", info->name,
+                                   ic_totals_value(t, info),
+                                   info->unit == IC_TOTAL_BYTES ? "B" : "");
+    }
     if (report->disk_known)
         g_string_append_printf(out, " disk_used=%.1f%%", disk_used_percent(report));
     g_string_append_c(out, '\n');
@@ -628,22 +697,8 @@ static void json_add_totals(IcJsonWriter *b, const IcTotals *t)
 {
     ic_json_member_name(b, "totals");
     ic_json_begin_object(b);
-    ic_json_member_int(b, "images", t->images);
-    ic_json_member_int(b, "active", t->active);
-    ic_json_member_int(b, "removable", t->removable);
-    ic_json_member_int(b, "too_young", t->too_young);
-    ic_json_member_int(b, "corrupt", t->corrupt);
-    ic_json_member_int(b, "absent", t->absent);
-    ic_json_member_int(b, "kept", t->kept);
-    ic_json_member_int(b, "pinned", t->pinned);
-    ic_json_member_int(b, "quarantined", t->quarantined);
-    ic_json_member_int(b, "bytes_quarantined", (gint64)t->bytes_quarantined);
-    ic_json_member_int(b, "removed", t->removed);
-    ic_json_member_int(b, "remove_failed", t->remove_failed);
-    ic_json_member_int(b, "bytes_total", (gint64)t->bytes_total);
-    ic_json_member_int(b, "bytes_active", (gint64)t->bytes_active);
-    ic_json_member_int(b, "bytes_removable", (gint64)t->bytes_removable);
-    ic_json_member_int(b, "bytes_reclaimed", (gint64)t->bytes_reclaimed);
+    for (gsize i = 0; i < G_N_ELEMENTS(totals_info); i++)
+        ic_json_member_int(b, totals_info[i].name, (gint64)ic_totals_value(t, &totals_info[i]));
     ic_json_end_object(b);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "checksum.h"
@@ -57,24 +58,61 @@ typedef struct {
     char *message;
 } IcEvent;
 
+/* What the pass counted, one number per field; report.c's table describes
+ * each (ic_totals_info), and every output lists them from it. */
 typedef struct {
-    guint images;
-    guint active;
-    guint removable;
-    guint too_young;
-    guint corrupt;
-    guint absent;
-    guint kept;
-    guint pinned;
-    guint quarantined;
-    guint64 bytes_quarantined;
-    guint removed;
-    guint remove_failed;
+    guint64 images;
     guint64 bytes_total;
+    guint64 active;
     guint64 bytes_active;
+    guint64 removable;
     guint64 bytes_removable;
+    guint64 too_young;
+    guint64 corrupt;
+    guint64 kept;
+    guint64 pinned;
+    guint64 absent;
+    guint64 quarantined;
+    guint64 bytes_quarantined;
+    guint64 removed;
     guint64 bytes_reclaimed;
+    guint64 remove_failed;
 } IcTotals;
+
+typedef enum {
+    IC_TOTAL_COUNT, /* of base files */
+    IC_TOTAL_BYTES, /* their sizes, summed */
+} IcTotalUnit;
+
+/* Where the table's totals lines show a total. */
+typedef enum {
+    IC_TOTAL_TEXT_NONE,
+    IC_TOTAL_TEXT_HEAD,  /* starts the first line, "N words: " */
+    IC_TOTAL_TEXT_LINE,  /* starts a new line */
+    IC_TOTAL_TEXT_ITEM,  /* ", N words" */
+    IC_TOTAL_TEXT_PAREN, /* " (N words)" after the one before */
+} IcTotalText;
+
+/* One total: its name in JSON "totals" and check perfdata, what it counts
+ * (the rows with one of @verdicts or @actions, or pinned, or present), and how
+ * the table text, the collectd values and the check show it. */
+typedef struct {
+    const char *name;
+    IcTotalUnit unit;
+    size_t offset;      /* of its guint64 in IcTotals */
+    guint verdicts;     /* bits 1 << IcVerdict */
+    guint actions;      /* bits 1 << IcAction */
+    gboolean pinned;    /* rows with a pinned_images match */
+    gboolean present;   /* rows whose file is there */
+    IcTotalText text;   /* place in the table's totals lines */
+    const char *words;  /* there ("too young"); NULL: the value alone */
+    const char *metric; /* collectd type instance (type "count" or "bytes"), NULL: none */
+    gboolean perfdata;  /* in `report --check`'s perfdata */
+} IcTotalInfo;
+
+/* The totals, in the order every output lists them; *ret_n of them. */
+const IcTotalInfo *ic_totals_info(gsize *ret_n);
+guint64 ic_totals_value(const IcTotals *totals, const IcTotalInfo *info);
 
 /* What the ledger witness saw (the pass reads every host's ledger itself). */
 typedef struct {

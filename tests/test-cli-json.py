@@ -113,7 +113,8 @@ def main():
 
         status, out, err = ctl("report", "--check", "--config", conf)
         check(status == 2 and out.startswith("IMAGECACHE CRITICAL - 1 corrupt, 1 in use but absent;")
-              and " | images=3 corrupt=1 absent=1 " in out,
+              and " | images=3 " in out
+              and all(f" {perf} " in out.rstrip("\n") + " " for perf in ("corrupt=1", "absent=1")),
               "report --check: CRITICAL, one line with perfdata", f"{status}: {out} {err}")
 
         status, out, _ = ctl("run", "--dry-run", "--json", "--config", conf)

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "error.h"
 #include "policy.h"
+#include "report.h"
 #include "testutil.h"
 
 typedef struct {
@@ -238,8 +239,8 @@ static void test_conf_man_page_has_every_option(void)
     }
 }
 
-/* docs/report.schema.json lists every reason of policy.c's table, in its order, and no other. */
-static void test_schema_has_every_reason(void)
+/* The one node of docs/report.schema.json at JSONPath @expression (a copy; caller frees). */
+static JsonNode *schema_node(const char *expression)
 {
     g_autofree char *schema = read_source_file("docs/report.schema.json");
     g_autoptr(JsonParser) parser = json_parser_new();
@@ -247,15 +248,45 @@ static void test_schema_has_every_reason(void)
     g_assert_true(json_parser_load_from_data(parser, schema, -1, &error));
     g_assert_no_error(error);
     g_autoptr(JsonPath) path = json_path_new();
-    g_assert_true(json_path_compile(path, "$..reason.enum", &error));
+    g_assert_true(json_path_compile(path, expression, &error));
+    g_assert_no_error(error);
     g_autoptr(JsonNode) found = json_path_match(path, json_parser_get_root(parser));
     JsonArray *matches = json_node_get_array(found);
     g_assert_cmpuint(json_array_get_length(matches), ==, 1);
-    JsonArray *names = json_array_get_array_element(matches, 0);
+    return json_node_copy(json_array_get_element(matches, 0));
+}
+
+/* docs/report.schema.json lists every reason of policy.c's table, in its order, and no other. */
+static void test_schema_has_every_reason(void)
+{
+    g_autoptr(JsonNode) node = schema_node("$..reason.enum");
+    JsonArray *names = json_node_get_array(node);
     g_assert_cmpuint(json_array_get_length(names), ==, _IC_REASON_MAX);
     for (IcReason reason = 0; reason < _IC_REASON_MAX; reason++)
         g_assert_cmpstr(json_array_get_string_element(names, reason), ==,
                         ic_reason_to_string(reason));
+}
+
+/* docs/report.schema.json requires exactly report.c's totals, each with a property. */
+static void test_schema_has_every_total(void)
+{
+    g_autoptr(JsonNode) node = schema_node("$['$defs'].totals");
+    JsonObject *totals = json_node_get_object(node);
+    JsonArray *required = json_object_get_array_member(totals, "required");
+    JsonObject *properties = json_object_get_object_member(totals, "properties");
+    gsize n;
+    const IcTotalInfo *info = ic_totals_info(&n);
+    g_assert_cmpuint(json_array_get_length(required), ==, n);
+    g_assert_cmpuint(json_object_get_size(properties), ==, n);
+    for (gsize i = 0; i < n; i++) {
+        gboolean listed = FALSE;
+        for (guint j = 0; j < json_array_get_length(required); j++)
+            listed =
+                listed || g_str_equal(json_array_get_string_element(required, j), info[i].name);
+        if (!listed || !json_object_has_member(properties, info[i].name))
+            g_error("docs/report.schema.json: total '%s' is not required or has no property",
+                    info[i].name);
+    }
 }
 
 int main(int argc, char **argv)
@@ -265,6 +296,7 @@ int main(int argc, char **argv)
     g_test_add_func("/contrib/example-conf/loads", test_example_conf_loads);
     g_test_add_func("/contrib/man-conf/every-key", test_man_page_has_every_key);
     g_test_add_func("/contrib/schema/every-reason", test_schema_has_every_reason);
+    g_test_add_func("/contrib/schema/every-total", test_schema_has_every_total);
     g_test_add_func("/contrib/man-collectd/every-option", test_collectd_man_page_has_every_option);
     g_test_add_func("/contrib/man-conf/every-option", test_conf_man_page_has_every_option);
     return g_test_run();

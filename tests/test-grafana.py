@@ -79,6 +79,17 @@ def code_metrics():
     with open(path, encoding="utf-8") as f:
         for m in re.finditer(r'add_metric\(set, (name|""), "(\w+)", "(\w*)"', f.read()):
             found.add((m.group(1) == "name", m.group(2), m.group(3)))
+    # The totals' values come from report.c's table: COUNT rows are type "count",
+    # BYTES rows type "bytes", each under its .metric (none without one).
+    with open(os.path.join(ROOT, "common", "report.c"), encoding="utf-8") as f:
+        report = f.read()
+    table = re.search(r"totals_info\[\] = \{(.*?)\n\};", report, re.S)
+    if table:
+        for row in re.split(r"\n    \{", table.group(1)):
+            unit = re.search(r"(COUNT|BYTES)\(", row)
+            metric = re.search(r'\.metric = "(\w+)"', row)
+            if unit and metric:
+                found.add((False, "count" if unit.group(1) == "COUNT" else "bytes", metric.group(1)))
     return found
 
 

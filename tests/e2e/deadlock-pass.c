@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     }
     for (guint i = 0; i < report->notes->len; i++)
         say("note: %s", (const char *)g_ptr_array_index(report->notes, i));
-    say("pass completed: %u removed, paused under the lock: %s", report->totals.removed,
-        d.paused ? "yes" : "NO");
+    say("pass completed: %" G_GUINT64_FORMAT " removed, paused under the lock: %s",
+        report->totals.removed, d.paused ? "yes" : "NO");
     return d.paused ? 0 : 1;
 }
