@@ -13,6 +13,17 @@ typedef struct {
     const char *reason;
 } PolicyCase;
 
+/* The policy as configured by default, with the ages these cases assume spelled
+ * out: a key added later keeps its default here, as on a host. */
+static IcConfig *default_config(void)
+{
+    IcConfig *config = ic_config_new();
+    config->remove_unused_original_minimum_age_seconds = DAY;
+    config->remove_unused_resized_minimum_age_seconds = HOUR;
+    config->minimum_age_seconds = 600;
+    return config;
+}
+
 #define ORIGINAL(age) .kind = IC_KIND_ORIGINAL, .present = TRUE, .mtime = NOW - (age)
 #define RESIZED(age)  .kind = IC_KIND_RESIZED, .present = TRUE, .mtime = NOW - (age)
 #define SMALL(age)    .kind = IC_KIND_SMALL, .present = TRUE, .mtime = NOW - (age)
@@ -145,13 +156,9 @@ static const PolicyCase cases[] = {
 static void test_case(gconstpointer data)
 {
     const PolicyCase *tc = data;
-    IcConfig config = {
-        .remove_unused_base_images = tc->remove_unused,
-        .remove_unused_original_minimum_age_seconds = DAY,
-        .remove_unused_resized_minimum_age_seconds = HOUR,
-        .minimum_age_seconds = 600,
-    };
-    IcPolicyDecision decision = ic_policy_decide(&tc->facts, &config, NOW);
+    g_autoptr(IcConfig) config = default_config();
+    config->remove_unused_base_images = tc->remove_unused;
+    IcPolicyDecision decision = ic_policy_decide(&tc->facts, config, NOW);
     g_assert_cmpstr(ic_verdict_to_string(decision.verdict), ==, ic_verdict_to_string(tc->verdict));
     g_assert_cmpstr(ic_reason_to_string(decision.reason), ==, tc->reason);
     gboolean short_lived = tc->facts.kind == IC_KIND_RESIZED || tc->facts.kind == IC_KIND_SMALL;
@@ -165,17 +172,18 @@ static void test_case(gconstpointer data)
 
 static void test_quarantine(void)
 {
-    IcConfig config = {.remove_unused_base_images = TRUE, .quarantine_retention_seconds = 7 * DAY};
+    g_autoptr(IcConfig) config = default_config();
+    config->quarantine_retention_seconds = 7 * DAY;
     IcPolicyFacts facts = {.kind = IC_KIND_ORIGINAL,
                            .present = TRUE,
                            .quarantined = TRUE,
                            .checksum = IC_CHECKSUM_MISMATCH,
                            .mtime = NOW - DAY};
-    IcPolicyDecision d = ic_policy_decide(&facts, &config, NOW);
+    IcPolicyDecision d = ic_policy_decide(&facts, config, NOW);
     g_assert_cmpint(d.verdict, ==, IC_VERDICT_QUARANTINED);
     g_assert_cmpstr(ic_reason_to_string(d.reason), ==, "quarantined");
     facts.mtime = NOW - 7 * DAY;
-    d = ic_policy_decide(&facts, &config, NOW);
+    d = ic_policy_decide(&facts, config, NOW);
     g_assert_cmpint(d.verdict, ==, IC_VERDICT_REMOVABLE);
     g_assert_cmpstr(ic_reason_to_string(d.reason), ==, "quarantine_expired");
 }
@@ -241,14 +249,9 @@ static const PressureCase pressure_cases[] = {
 static void test_pressure(gconstpointer data)
 {
     const PressureCase *tc = data;
-    IcConfig config = {
-        .remove_unused_base_images = TRUE,
-        .remove_unused_original_minimum_age_seconds = DAY,
-        .remove_unused_resized_minimum_age_seconds = HOUR,
-        .disk_high_watermark_percent = 85,
-        .disk_low_watermark_percent = 80,
-        .minimum_age_seconds = 600,
-    };
+    g_autoptr(IcConfig) config = default_config();
+    config->disk_high_watermark_percent = 85;
+    config->disk_low_watermark_percent = 80;
     IcDiskUsage disk = {.total_bytes = 1000, .used_bytes = tc->used};
     IcPolicyFacts files[5];
     IcPolicyFacts *pointers[5];
@@ -256,14 +259,14 @@ static void test_pressure(gconstpointer data)
         files[i] = tc->files[i];
         pointers[i] = &files[i];
     }
-    guint chosen = ic_policy_select_for_space(pointers, tc->n_files, &config, &disk, NOW);
+    guint chosen = ic_policy_select_for_space(pointers, tc->n_files, config, &disk, NOW);
     GString *got = g_string_new(NULL);
     guint marked = 0;
     for (guint i = 0; i < tc->n_files; i++) {
         g_string_append_c(got, files[i].evict_for_space ? 'x' : '.');
         marked += files[i].evict_for_space;
         /* and the chosen ones are what the policy then removes */
-        IcPolicyDecision d = ic_policy_decide(&files[i], &config, NOW);
+        IcPolicyDecision d = ic_policy_decide(&files[i], config, NOW);
         if (files[i].evict_for_space)
             g_assert_cmpstr(ic_reason_to_string(d.reason), ==, "disk_pressure");
     }
