@@ -5,9 +5,11 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "alerts.h"
 #include "error.h"
 #include "metrics.h"
 #include "pass.h"
+#include "plugin-options.h"
 #ifdef IC_HAVE_LIBVIRT
 #endif
 

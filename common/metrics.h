@@ -1,11 +1,10 @@
-/* metrics.h — what the collectd plugin publishes, as plain data without collectd:
- * the values built from a pass report, the notifications a new report warrants,
- * and the mapping of the plugin's collectd-style options onto the library config. */
+/* metrics.h — the values the collectd plugin publishes, as plain data without
+ * collectd: built from a pass report (totals, per-file values) and from the
+ * worker's liveness. Notifications are alerts.h's, the options plugin-options.h's. */
 #pragma once
 
 #include <glib.h>
 
-#include "config.h"
 #include "report.h"
 #include "witnesses.h"
 
@@ -77,87 +76,5 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcMetricSet, ic_metric_set_unref)
 /* The value @plugin_instance/@type-@type_instance, or NULL (tests, lookups). */
 const IcMetric *ic_metric_set_lookup(const IcMetricSet *set, const char *plugin_instance,
                                      const char *type, const char *type_instance);
-
-/* ---- notifications ---- */
-
-typedef enum {
-    IC_NOTIFY_FAILURE, /* collectd NOTIF_FAILURE */
-    IC_NOTIFY_WARNING, /* collectd NOTIF_WARNING */
-    IC_NOTIFY_OKAY,    /* collectd NOTIF_OKAY */
-} IcNotifySeverity;
-
-const char *ic_notify_severity_to_string(IcNotifySeverity severity);
-
-typedef struct {
-    IcNotifySeverity severity;
-    char *file;            /* the base file: the notification's plugin_instance */
-    const char *condition; /* static: "corrupt", "absent", "remove_failed", "pass_failed",
-                            * "pass_overdue", "not_started" (type_instance) */
-    char *message;
-} IcNotification;
-
-void ic_notification_free(IcNotification *notification);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcNotification, ic_notification_free)
-
-/* The alert conditions of each base file as of the last report: a file turns
- * corrupt (FAILURE), an in-use file is absent (WARNING), a removal failed
- * (WARNING); each raises one notification when it starts and one OKAY when it
- * clears (the file verified good again, back, no longer failing, or gone). */
-typedef struct _IcAlertState IcAlertState;
-
-IcAlertState *ic_alert_state_new(void);
-void ic_alert_state_free(IcAlertState *state);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcAlertState, ic_alert_state_free)
-
-/* Compares @report with @state, updates @state and returns the notifications
- * (IcNotification*, caller frees the array) for the conditions that changed,
- * in file order. A corrupt file whose checksum was not verified this time
- * (an error reading it) stays corrupt: OKAY needs a good digest or the file gone. */
-GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report);
-
-/* A pass failed with @message (@failed_passes in a row): one FAILURE
- * "pass_failed" (empty file) for the first failure, NULL for the next ones. */
-IcNotification *ic_notification_pass_failed(guint failed_passes, const char *message);
-/* The pass is overdue: none has finished for more than 2 x @pass_interval
- * (before the first, since @started):
- * the worker hangs. Updates *@overdue and returns one FAILURE "pass_overdue"
- * when it turns overdue, one OKAY when a pass finishes again, else NULL. */
-IcNotification *ic_notification_liveness(gboolean *overdue, const IcPassStatus *status,
-                                         gint64 started, gint64 now, gint64 pass_interval);
-/* A pass succeeded after @failed_passes failures: one OKAY "pass_failed", NULL
- * when none had failed. */
-IcNotification *ic_notification_pass_recovered(guint failed_passes);
-
-/* ---- the <Plugin imagecache> options ---- */
-
-#define IC_PLUGIN_DEFAULT_PASS_INTERVAL 2400        /* seconds: Nova's image cache period */
-#define IC_PLUGIN_MAX_PASS_INTERVAL     (7 * 86400) /* seconds: a week */
-/* 50 MiB/s: about a third of a hard disk's or a 1 GbE NFS link's sequential
- * throughput, so guests keep the rest; still 117 GiB per 2400 s pass. */
-#define IC_PLUGIN_DEFAULT_CHECKSUM_RATE_LIMIT (50 * 1024 * 1024)
-
-typedef struct {
-    char *config_path;           /* Config: required, nothing runs on a config nobody wrote */
-    GPtrArray *overrides;        /* private: the library keys to set, in order */
-    gint64 pass_interval;        /* PassInterval, seconds, 1..IC_PLUGIN_MAX_PASS_INTERVAL */
-    guint64 checksum_rate_limit; /* ChecksumRateLimit, bytes/s, 0 = unlimited */
-    IcPerImageValues per_image;  /* PerImageValues */
-} IcPluginOptions;
-
-IcPluginOptions *ic_plugin_options_new(void);
-void ic_plugin_options_free(IcPluginOptions *options);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcPluginOptions, ic_plugin_options_free)
-
-/* Records option @name with its textual @value. An unknown option or a bad
- * PassInterval/ChecksumRateLimit/PerImageValues fails with IC_ERROR_CONFIG naming the option;
- * library keys are checked when the config is built. */
-gboolean ic_plugin_options_set(IcPluginOptions *options, const char *name, const char *value,
-                               GError **error);
-
-/* Loads the Config file, applies the overrides in order and finishes the
- * config. No Config option, an unreadable file or a bad value fails with
- * IC_ERROR_CONFIG (IC_ERROR_NOT_FOUND for a missing file) naming the option. */
-gboolean ic_plugin_options_build_config(const IcPluginOptions *options, IcConfig **ret_config,
-                                        GError **error);
 
 G_END_DECLS

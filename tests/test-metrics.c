@@ -6,7 +6,9 @@
 
 #include "error.h"
 #include "imgwriter.h"
+#include "alerts.h"
 #include "metrics.h"
+#include "plugin-options.h"
 #include "pass.h"
 #include "testutil.h"
 
