@@ -57,10 +57,13 @@ gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize
     return TRUE;
 }
 
+/* Sets the error and leaves errno as @errsv, for callers that keep the code. */
 static gboolean set_listing_error(GError **error, int errsv, const char *what, const char *path)
 {
     g_autofree char *listing = g_strconcat("listing ", what, NULL);
-    return ic_error_set_errno(error, errsv, listing, path);
+    (void)ic_error_set_errno(error, errsv, listing, path);
+    errno = errsv;
+    return FALSE;
 }
 
 DIR *ic_dir_fdopen(int fd, const char *what, const char *path, GError **error)

@@ -51,7 +51,8 @@ gboolean ic_file_read_some(int fd, void *buf, gsize len, const char *name, gsize
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(DIR, closedir)
 
 /* A directory stream on @fd, which it takes over (closed on failure too). Errors
- * read "listing <what> '<path>': <strerror>" (IC_ERROR_IO, NOT_FOUND for ENOENT). */
+ * read "listing <what> '<path>': <strerror>" (IC_ERROR_IO, NOT_FOUND for ENOENT),
+ * and errno keeps the code. */
 DIR *ic_dir_fdopen(int fd, const char *what, const char *path, GError **error);
 
 /* Opens the directory @path relative to @dirfd for reading (O_CLOEXEC); fails

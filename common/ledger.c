@@ -47,7 +47,6 @@
 #include "probe.h"
 #include "protocol.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -608,22 +607,16 @@ static gboolean is_own_temp(const char *entry, const char *prefix)
 static void remove_stale_temps(int dirfd, const char *file_name)
 {
     g_autofree char *prefix = g_strconcat(file_name, ".tmp.", NULL);
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    DIR *dir = fdopendir(fd);
-    if (dir == NULL) {
-        close(fd);
-        return;
-    }
+    /* Best effort: a temp file left now is removed by the next write. */
+    g_autoptr(DIR) dir = ic_dir_open_at(dirfd, ".", "the ledger directory", NULL);
     struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
+    while (dir != NULL && ic_dir_read(dir, "the ledger directory", ".", &entry, NULL) &&
+           entry != NULL) {
         if (is_own_temp(entry->d_name, prefix)) {
             g_debug("removing '%s' left by an interrupted ledger write", entry->d_name);
-            unlinkat(dirfd, entry->d_name, 0);
+            (void)unlinkat(dirfd, entry->d_name, 0);
         }
     }
-    closedir(dir);
 }
 
 typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
@@ -1107,25 +1100,20 @@ static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *na
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return ic_error_set_errno(error, errno, "listing the ledger directory", ledger_dir);
-    DIR *dir = fdopendir(fd);
-    if (dir == NULL) {
-        int errsv = errno;
-        close(fd);
-        return ic_error_set_errno(error, errsv, "listing the ledger directory", ledger_dir);
-    }
-    struct dirent *entry;
-    errno = 0;
-    while ((entry = readdir(dir)) != NULL) {
+    g_autoptr(DIR) dir = ic_dir_fdopen(fd, "the ledger directory", ledger_dir, error);
+    if (dir == NULL)
+        return FALSE;
+    for (;;) {
+        struct dirent *entry;
+        if (!ic_dir_read(dir, "the ledger directory", ledger_dir, &entry, error))
+            return FALSE;
+        if (entry == NULL)
+            break;
         /* Every *.ledger, hidden or odd names included: one that is not a host's
          * file is reported rather than skipped, since it might hold users. */
         if (g_str_has_suffix(entry->d_name, LEDGER_SUFFIX))
             g_ptr_array_add(names, g_strdup(entry->d_name));
-        errno = 0;
     }
-    int errsv = errno;
-    closedir(dir);
-    if (errsv != 0)
-        return ic_error_set_errno(error, errsv, "listing the ledger directory", ledger_dir);
     g_ptr_array_sort(names, compare_strings);
     return TRUE;
 }

@@ -1,6 +1,5 @@
 #include "usage.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -730,29 +729,31 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
             note_unreadable(usage, instances_path, instance, "instance dir", errsv);
         return;
     }
-    DIR *dir = fdopendir(fd);
+    g_autoptr(DIR) dir = ic_dir_fdopen(fd, "instance dir", instance, NULL);
     if (dir == NULL) {
         note_unreadable(usage, instances_path, instance, "instance dir", errno);
-        close(fd);
         return;
     }
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
     gboolean have_disk_info = FALSE;
     struct dirent *entry;
-    errno = 0;
-    while ((entry = readdir(dir)) != NULL) {
+    for (;;) {
+        if (!ic_dir_read(dir, "instance dir", instance, &entry, NULL)) {
+            /* What was listed still counts; the note blocks removal. */
+            note_unreadable(usage, instances_path, instance, "instance dir", errno);
+            break;
+        }
+        if (entry == NULL)
+            break;
         struct stat st;
         /* Nova's format list, not a disk (read below only when listed:
          * most instance dirs of a large host are walked for nothing else). */
         if (g_str_equal(entry->d_name, DISK_INFO_NAME)) {
             have_disk_info = TRUE;
-            errno = 0;
             continue;
         }
-        if (!is_instance_disk_name(entry->d_name)) {
-            errno = 0;
+        if (!is_instance_disk_name(entry->d_name))
             continue;
-        }
         /* d_type spares a stat per disk; a symlink or an unknown type is
          * followed, as QEMU would follow it. */
         if (entry->d_type != DT_REG && entry->d_type != DT_BLK) {
@@ -770,19 +771,13 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
                                     errsv == ENOENT ? "symlinked instance disk" : "instance disk",
                                     errsv);
                 }
-                errno = 0;
                 continue;
             }
-            if (!is_disk_type(st.st_mode)) {
-                errno = 0;
+            if (!is_disk_type(st.st_mode))
                 continue;
-            }
         }
         g_ptr_array_add(disks, g_strdup(entry->d_name));
-        errno = 0;
     }
-    if (errno != 0)
-        note_unreadable(usage, instances_path, instance, "instance dir", errno);
     /* Nova's disk.info declares each disk's format: a raw disk is then never
      * parsed (its bytes are the guest's); without one, disks are probed. */
     g_autoptr(GHashTable) formats = NULL;
@@ -793,7 +788,6 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
             "nothing is removed",
             instances_path, instance, DISK_INFO_NAME, info_error->message);
         ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
-        closedir(dir);
         return;
     }
     for (guint i = 0; i < disks->len; i++) {
@@ -802,7 +796,6 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
         const char *format = formats ? g_hash_table_lookup(formats, name) : NULL;
         add_instance_disk(usage, instance, fd, name, path, format, base_dir, base_fd, host, cache);
     }
-    closedir(dir);
 }
 
 /* One share of the instance dirs, walked by one thread into its own usage. */
@@ -877,29 +870,21 @@ gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
             return TRUE;
         return ic_error_set_errno(error, errno, "opening instances dir", instances_path);
     }
-    DIR *dir = fdopendir(fd);
-    if (dir == NULL) {
-        int errsv = errno;
-        close(fd);
-        return ic_error_set_errno(error, errsv, "listing instances dir", instances_path);
-    }
+    g_autoptr(DIR) dir = ic_dir_fdopen(fd, "instances dir", instances_path, error);
+    if (dir == NULL)
+        return FALSE;
     g_autoptr(GPtrArray) instances = g_ptr_array_new_with_free_func(g_free);
-    struct dirent *entry;
-    errno = 0;
-    while ((entry = readdir(dir)) != NULL) {
-        if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, "..") &&
-            (skip_dirs == NULL || !g_strv_contains(skip_dirs, entry->d_name)))
+    for (;;) {
+        struct dirent *entry;
+        if (!ic_dir_read(dir, "instances dir", instances_path, &entry, error))
+            return FALSE;
+        if (entry == NULL)
+            break;
+        if (skip_dirs == NULL || !g_strv_contains(skip_dirs, entry->d_name))
             g_ptr_array_add(instances, g_strdup(entry->d_name));
-        errno = 0;
-    }
-    if (errno != 0) {
-        int errsv = errno;
-        closedir(dir);
-        return ic_error_set_errno(error, errsv, "listing instances dir", instances_path);
     }
     /* Held for the walk: each chain member is looked up in it by name. */
     ic_autofd base_fd = open(base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, host);
-    closedir(dir);
     return TRUE;
 }
