@@ -101,6 +101,7 @@ static char *normalise(const char *text, const char *root)
         const char *with;
     } rules[] = {
         {"(\"duration_seconds\" : )[0-9.e+-]+(,?)$", "0"},
+        {"(\"machine_id\" : \")[0-9a-f]+(\",?)$", "@MACHINE_ID@"}, /* /etc/machine-id */
         {"(\"total_bytes\" : )[0-9]+(,?)$", "0"},
         {"(\"used_bytes\" : )[0-9]+(,?)$", "0"},
         {"(\"used_percent\" : )[0-9.e+-]+(,?)$", "0"},

@@ -70,7 +70,8 @@ static void test_dangling_disk_symlink(IcTestTree *tree, gconstpointer data)
 
     g_autoptr(IcConfig) config = tree_config(tree, NULL);
     g_autoptr(IcReport) report = pass_with(config, IC_PASS_RUN);
-    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_cmpstr(ic_reason_to_string(ic_report_lookup(report, FP)->decision.reason), ==,
+                    "usage_unknown");
     g_assert_true(ic_test_exists(base));
     g_assert_true(has_note(report, "vm1/disk"));
 }
@@ -86,7 +87,8 @@ static void test_unmounted_share_mount_point(IcTestTree *tree, gconstpointer dat
 
     g_autoptr(IcConfig) config = tree_config(tree, mount_point);
     g_autoptr(IcReport) report = pass_with(config, IC_PASS_RUN);
-    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_cmpstr(ic_reason_to_string(ic_report_lookup(report, FP)->decision.reason), ==,
+                    "usage_unknown");
     g_assert_true(ic_test_exists(base));
     g_assert_true(has_note(report, "ledger --init"));
 
@@ -135,7 +137,8 @@ static void test_ledger_dir_inside_not_fooled(IcTestTree *tree, gconstpointer da
     g_assert_true(ic_config_finish(config, &error));
     g_assert_false(ic_protocol_ledger_dir_is_local(config));
     g_autoptr(IcReport) report = pass_with(config, IC_PASS_DRY_RUN);
-    g_assert_cmpstr(ic_report_lookup(report, FP)->decision.reason, ==, "usage_unknown");
+    g_assert_cmpstr(ic_reason_to_string(ic_report_lookup(report, FP)->decision.reason), ==,
+                    "usage_unknown");
     g_assert_true(ic_test_exists(base));
 
     /* The default, a real dir (or none yet) below instances_path, is local. */
@@ -239,7 +242,7 @@ static void test_dry_run_sees_deferral(IcTestTree *tree, gconstpointer data)
     for (gsize i = 0; i < G_N_ELEMENTS(modes); i++) {
         g_autoptr(IcReport) report = pass_with(config, modes[i]);
         const IcImageRow *row = ic_report_lookup(report, FP);
-        g_assert_cmpstr(row->decision.reason, ==, "removal_deferred");
+        g_assert_cmpstr(ic_reason_to_string(row->decision.reason), ==, "removal_deferred");
         g_assert_cmpint(row->action, ==, IC_ACTION_NONE);
         g_assert_true(has_note(report, "could not take the usage lock"));
         g_assert_true(ic_test_exists(base));
