@@ -65,7 +65,7 @@ typedef struct {
     GPtrArray *skipped;   /* IcSkippedEntry*, sorted by name */
     guint ignored;        /* entries with names outside the grammar */
     GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
-    GPtrArray *temps;   /* IcBaseFile*: sidecar temp files an interrupted writer left */
+    GPtrArray *temps;     /* IcBaseFile*: sidecar temp files an interrupted writer left */
 } IcScan;
 
 void ic_scan_free(IcScan *scan);

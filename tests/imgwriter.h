@@ -11,8 +11,7 @@ G_BEGIN_DECLS
  * goes into the backing-format header extension. The file is one QEMU can open
  * (`qemu-img info` accepts it). */
 gboolean ic_test_write_qcow2(const char *path, guint version, guint64 virtual_size,
-                             const char *backing_name, const char *backing_format,
-                             GError **error);
+                             const char *backing_name, const char *backing_format, GError **error);
 
 /* Writes a QED image; @backing_format "raw" sets QED_F_BACKING_FORMAT_NO_PROBE. */
 gboolean ic_test_write_qed(const char *path, guint64 virtual_size, const char *backing_name,

@@ -26,8 +26,8 @@ char *ic_test_data_path(const char *area, const char *name);
 
 /* Fixture for g_test_add: a temporary instances dir with an empty _base. */
 typedef struct {
-    char *root;          /* the instances path */
-    char *base_dir;      /* root/_base */
+    char *root;     /* the instances path */
+    char *base_dir; /* root/_base */
 } IcTestTree;
 
 void ic_test_tree_setup(IcTestTree *tree, gconstpointer data);
