@@ -138,6 +138,21 @@ static void assert_qemu_agrees(Fixture *f, const char *path)
     }
 }
 
+/* Both witnesses that read disks, the instances walk and the hook's collect, see
+ * that @disk (a qcow2 overlay) uses base file @name, and neither is left unsure. */
+static void assert_both_use(Fixture *f, const char *disk, const char *name)
+{
+    g_autoptr(IcUsage) usage = walk(f);
+    g_assert_false(usage->incomplete);
+    g_assert_true(walk_uses(usage, f, name));
+
+    g_autoptr(GPtrArray) problems = NULL;
+    g_autoptr(IcLedgerDomain) entry = collect(disk, "qcow2", 1, f->base_dir, &problems);
+    g_assert_null(problems);
+    g_autofree char *path = base_file(f, name);
+    g_assert_true(entry_uses(entry, path));
+}
+
 /* Item 1: an overlay in inst/vm1 (a symlink to inst/deep/a) names
  * ../../_base/X; the kernel takes ".." after the symlink: inst/_base/X. */
 static void test_dotdot_through_symlink(Fixture *f, gconstpointer data)
@@ -151,15 +166,7 @@ static void test_dotdot_through_symlink(Fixture *f, gconstpointer data)
     g_autofree char *disk = in_root(f, "inst/vm1/disk");
     assert_qemu_agrees(f, disk);
 
-    g_autoptr(IcUsage) usage = walk(f);
-    g_assert_false(usage->incomplete);
-    g_assert_true(walk_uses(usage, f, "X"));
-
-    g_autoptr(GPtrArray) problems = NULL;
-    g_autoptr(IcLedgerDomain) entry = collect(disk, "qcow2", 1, f->base_dir, &problems);
-    g_assert_null(problems);
-    g_autofree char *x = base_file(f, "X");
-    g_assert_true(entry_uses(entry, x));
+    assert_both_use(f, disk, "X");
 }
 
 /* Item 2: the backing file is an operator's symlink outside _base pointing
@@ -176,15 +183,7 @@ static void test_symlink_into_base(Fixture *f, gconstpointer data)
     g_autofree char *disk = in_root(f, "inst/vm2/disk");
     assert_qemu_agrees(f, disk);
 
-    g_autoptr(IcUsage) usage = walk(f);
-    g_assert_false(usage->incomplete);
-    g_assert_true(walk_uses(usage, f, "X"));
-
-    g_autoptr(GPtrArray) problems = NULL;
-    g_autoptr(IcLedgerDomain) entry = collect(disk, "qcow2", 1, f->base_dir, &problems);
-    g_assert_null(problems);
-    g_autofree char *x = base_file(f, "X");
-    g_assert_true(entry_uses(entry, x));
+    assert_both_use(f, disk, "X");
 }
 
 /* Item 3: a qcow2 external data file in _base holds the whole disk's data. */
@@ -207,14 +206,7 @@ static void test_data_file(Fixture *f, gconstpointer data)
               "! qemu-io -r -c 'read 0 512' inst/vm3/disk >/dev/null 2>&1\n"
               "mv D.away inst/_base/D\n");
 
-    g_autoptr(IcUsage) usage = walk(f);
-    g_assert_false(usage->incomplete);
-    g_assert_true(walk_uses(usage, f, "D"));
-
-    g_autoptr(GPtrArray) problems = NULL;
-    g_autoptr(IcLedgerDomain) entry = collect(disk, "qcow2", 1, f->base_dir, &problems);
-    g_assert_null(problems);
-    g_assert_true(entry_uses(entry, d));
+    assert_both_use(f, disk, "D");
 }
 
 /* Item 4: an instance dir that is a symlink into a volume that is not mounted
