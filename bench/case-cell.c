@@ -10,7 +10,7 @@
 
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "scan.h"
 
 static void write_cell(const char *dir, guint hosts, guint domains, gint64 stamp)

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "scan.h"
 
 #define HOOK_DISKS    4

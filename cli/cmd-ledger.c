@@ -8,7 +8,7 @@
 #include "error.h"
 #include "fileutil.h"
 #include "jsonout.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "protocol.h"
 #include "report.h"
 

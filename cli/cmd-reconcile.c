@@ -6,7 +6,7 @@
 #include "cli.h"
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "protocol.h"
 #ifdef IC_HAVE_LIBVIRT
 #include "virt.h"

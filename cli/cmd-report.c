@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "pass.h"
 
 static void collect_usage(IcUsage *usage, gint64 now, gpointer cli)

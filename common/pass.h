@@ -6,7 +6,7 @@
 #include <glib.h>
 
 #include "config.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "protocol.h"
 #include "report.h"
 #include "usage.h"

@@ -10,7 +10,7 @@
 
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-store.h"
 
 #define BACKOFF_FIRST_US 1000
 #define BACKOFF_MAX_US   50000

@@ -8,7 +8,7 @@
 
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "openfiles.h"
 #include "remove.h"
 

@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "report.h"
 #include "usage.h"
 

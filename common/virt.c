@@ -6,7 +6,7 @@
 
 #include "domxml.h"
 #include "error.h"
-#include "ledger.h"
+#include "ledger-domain.h"
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(virConnect, virConnectClose)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(virDomain, virDomainFree)

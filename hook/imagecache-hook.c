@@ -11,7 +11,8 @@
 #include "domxml.h"
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-domain.h"
+#include "ledger-store.h"
 #include "protocol.h"
 
 #include <fcntl.h>

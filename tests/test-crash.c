@@ -9,7 +9,7 @@
 
 #include "checksum.h"
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "pass.h"
 #include "remove.h"
 #include "testutil.h"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "ledger.h"
+#include "ledger-store.h"
 #include "testutil.h"
 
 #define NOW 1700000000 /* 2023-11-14T22:13:20Z */

@@ -3,7 +3,7 @@
 #include "error.h"
 #include "fileutil.h"
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "protocol.h"
 #include "testutil.h"
 #include "usage.h"

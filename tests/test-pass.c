@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "pass.h"
 #include "remove.h"
 #include "testutil.h"

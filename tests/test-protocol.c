@@ -13,7 +13,7 @@
 
 #include "error.h"
 #include "fileutil.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "pass.h"
 #include "protocol.h"
 #include "remove.h"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "pass.h"
 #include "protocol.h"
 #include "testutil.h"

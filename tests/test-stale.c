@@ -7,7 +7,7 @@
 #include <glib/gstdio.h>
 
 #include "imgwriter.h"
-#include "ledger.h"
+#include "ledger-store.h"
 #include "testutil.h"
 
 #define UUID_1 "11111111-1111-4111-8111-111111111111"
