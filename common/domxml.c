@@ -427,16 +427,3 @@ const char *ic_domain_disk_unknown_reason(const IcDomainDisk *disk)
         return "a network disk whose format is not 'raw': its backing chain cannot be read";
     return NULL;
 }
-
-GPtrArray *ic_domain_file_disks(const IcDomain *domain)
-{
-    GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < domain->disks->len; i++) {
-        const IcDomainDisk *disk = g_ptr_array_index(domain->disks, i);
-        if (!ic_domain_disk_is_file_disk(disk))
-            continue;
-        if (!g_ptr_array_find_with_equal_func(paths, disk->source_file, g_str_equal, NULL))
-            g_ptr_array_add(paths, g_strdup(disk->source_file));
-    }
-    return paths;
-}

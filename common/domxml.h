@@ -49,8 +49,4 @@ gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk);
  * string is static. */
 const char *ic_domain_disk_unknown_reason(const IcDomainDisk *disk);
 
-/* The file paths whose backing chains matter: every disk with a file or block
- * source (ic_domain_disk_is_file_disk); network disks are left out. */
-GPtrArray *ic_domain_file_disks(const IcDomain *domain); /* char*, unique; caller unrefs */
-
 G_END_DECLS
