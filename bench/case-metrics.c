@@ -89,7 +89,12 @@ static gboolean drive_plugin(guint images)
     g_autoptr(BenchTree) tree = gen_tree(dir, images, 0, 100, 100, FALSE);
     guint reads = bench_opts.quick ? 5 : 100;
     g_autofree char *reads_text = g_strdup_printf("%u", reads);
-    const char *argv[] = {bench_opts.collectd_host, bench_opts.plugin, tree->config, reads_text,
+    const char *argv[] = {bench_opts.collectd_host,
+                          bench_opts.plugin,
+                          tree->config,
+                          reads_text,
+                          "PerImageValues",
+                          "all",
                           NULL};
     g_autofree char *out = NULL;
     run_child(argv, NULL, NULL, &out, NULL);
@@ -118,6 +123,115 @@ static gboolean drive_plugin(guint images)
     return TRUE;
 }
 
+/* The plugin's memory (issue 15): bench-collectd-host --passes over case 2's 1x tree
+ * (10,000 base files, 20,000 disks, 200 ledger hosts x 100 domains; --trees reuses it),
+ * with removal off and libvirt's test driver with no domains, so the tree is left as
+ * it was (the pass only refreshes the mtime of the files in use). Run with collectd's
+ * usual environment and with G_SLICE=always-malloc (GLib 2.74 keeps freed slices). */
+static void plugin_memory_run(const BenchTree *tree, const char *config, const char *slice)
+{
+    const char *passes = bench_opts.quick ? "2" : "4", *interval = bench_opts.quick ? "3" : "10";
+    const char *argv[] = {bench_opts.collectd_host, bench_opts.plugin, config, "--passes", passes,
+                          "PassInterval",           interval,          NULL};
+    const char *env[] = {slice, NULL};
+    g_autofree char *out = NULL;
+    run_child(argv, slice ? env : NULL, NULL, &out, NULL);
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    g_autoptr(Samples) peak = samples_new(), held = samples_new(), rss = samples_new(),
+                       took = samples_new();
+    long start_rss = -1, start_anon = -1, second_anon = -1, last_anon = -1;
+    unsigned long values = 0, value_bytes = 0;
+    double first_peak = 0;
+    for (char **l = lines; *l != NULL; l++) {
+        int i;
+        double t;
+        long p, r, a;
+        if (sscanf(*l, "start %ld %ld", &r, &a) == 2) {
+            start_rss = r;
+            start_anon = a;
+        } else if (sscanf(*l, "pass %d %lf %ld %ld %ld %lu %lu", &i, &t, &p, &r, &a, &values,
+                          &value_bytes) == 7) {
+            /* The reading after a pass must come before the next one starts. */
+            if (t + 1.0 >= g_ascii_strtod(interval, NULL))
+                bench_die("a plugin pass took %.1f s, too close to PassInterval %s s", t, interval);
+            /* The first pass's peak includes the plugin's start (libvirt's
+             * driver, GLib's types, the libraries' first use): shown apart. */
+            if (i == 1)
+                first_peak = p / 1024.0;
+            else
+                samples_add(peak, p / 1024.0);
+            if (i == 2)
+                second_anon = a;
+            last_anon = a;
+            samples_add(took, t);
+            samples_add(rss, r / 1024.0);
+            samples_add(held, (a - start_anon) / 1024.0);
+        }
+    }
+    if (start_rss < 0 || took->v->len == 0)
+        bench_die("bench-collectd-host --passes printed '%s'", out);
+
+    const char *c = "5 collectd read";
+    g_autofree char *size =
+        g_strdup_printf("1x: %u base, %u disks, ledger %ux100%s", tree->base_files, tree->disks,
+                        tree->hosts, slice ? ", G_SLICE=always-malloc" : "");
+    const char *quick = bench_opts.quick ? "smoke" : NULL;
+    if (slice == NULL) {
+        table_add(c, size, "plugin pass (worker, removal off)", UNIT_S, took, 0, "", "", "info");
+        table_add(c, size, "plugin process RSS before its first pass", UNIT_MIB, NULL,
+                  start_rss / 1024.0, "", "", "info");
+    }
+    g_autofree char *first =
+        g_strdup_printf("%.1f MiB in the first pass (start-up included)", first_peak);
+    double peak_med = samples_median(peak);
+    table_add(c, size, "plugin process peak RSS during a pass", UNIT_MIB, peak, 0, first,
+              "<= 48 MiB",
+              quick            ? quick
+              : peak_med <= 48 ? "met"
+                               : "MISSED");
+    table_add(c, size, "plugin process RSS between passes", UNIT_MIB, rss, 0, "", "", "info");
+    /* Between passes the plugin should hold its values and nothing else: the
+     * anonymous memory over the start (the libraries' first use included), and
+     * its growth from the second pass on, against the values' size. */
+    double values_mib = value_bytes / (1024.0 * 1024.0);
+    g_autofree char *ratio = g_strdup_printf("values sent: %lu, %.3f MiB", values, values_mib);
+    table_add(c, size, "plugin anon memory between passes, over the start", UNIT_MIB, held, 0,
+              ratio, "", "info");
+    double growth = second_anon >= 0 ? (last_anon - second_anon) / 1024.0 : 0;
+    g_autofree char *target = g_strdup_printf("<= %.2f MiB (values + 64 KiB)", values_mib + 0.0625);
+    table_add(c, size, "plugin anon memory growth, pass 2 to the last", UNIT_MIB, NULL, growth, "",
+              target,
+              quick                           ? quick
+              : growth <= values_mib + 0.0625 ? "met"
+                                              : "MISSED");
+}
+
+/* FALSE when the plugin or the host is not built. */
+static gboolean plugin_memory(void)
+{
+    if (!g_file_test(bench_opts.collectd_host, G_FILE_TEST_IS_EXECUTABLE) ||
+        !g_file_test(bench_opts.plugin, G_FILE_TEST_EXISTS))
+        return FALSE;
+    const guint base = bench_opts.quick ? 200 : 10000, hosts = bench_opts.quick ? 4 : 200;
+    g_autofree char *remove = NULL;
+    g_autoptr(BenchTree) tree = bench_get_tree("1x", base, 2 * base, hosts, 100, &remove);
+    g_autofree char *dir = bench_dir("collectd-memory");
+    g_autofree char *node = g_build_filename(dir, "libvirt-node.xml", NULL);
+    g_autofree char *config = g_build_filename(dir, "imagecache.conf", NULL);
+    g_autofree char *text = g_strdup_printf(
+        "[imagecache]\ninstances_path=%s\nledger_dir=%s\nhost=host0000\n"
+        "checksum_base_images=false\nremove_unused_base_images=false\nlibvirt_uri=test://%s\n",
+        tree->instances, tree->ledger_dir, node);
+    if (!g_file_set_contents(node, "<node>\n</node>\n", -1, NULL) ||
+        !g_file_set_contents(config, text, -1, NULL))
+        bench_die("cannot write %s", config);
+    plugin_memory_run(tree, config, NULL);
+    plugin_memory_run(tree, config, "G_SLICE=always-malloc");
+    if (remove != NULL)
+        bench_rmtree(remove);
+    return TRUE;
+}
+
 void case_metrics(void)
 {
     const char *c = "5 collectd read";
@@ -127,6 +241,8 @@ void case_metrics(void)
     if (!drive_plugin(images))
         table_add(c, "-", "imagecache.so read callback", UNIT_MS, NULL, 0,
                   "plugin not built: metrics.h path below", "<= 1 ms", "n/a");
+    else
+        plugin_memory();
     g_autoptr(IcReport) report = make_report(images);
     IcLedgerCounts counts = {.known = TRUE, .hosts = 200, .stale_hosts = 0};
 
