@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "config.h"
+#include "pass.h"
+#include "report.h"
 
 #define MIB (1024.0 * 1024.0)
 
@@ -153,6 +156,53 @@ static double verify_many_seconds(const char *dir, char **names, guint n, guint 
     return t;
 }
 
+/* Seconds of one pass (report mode: no sidecar written) over @config's base dir,
+ * whose @n files all get hashed: the pass's checksum step (issue 15). */
+static double pass_seconds(const char *config_path, guint n)
+{
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_autoptr(GError) error = NULL;
+    if (!ic_config_load_file(config, config_path, &error) || !ic_config_finish(config, &error))
+        bench_die("%s", error->message);
+    IcPassOptions options = {.mode = IC_PASS_REPORT};
+    g_autoptr(IcReport) report = NULL;
+    gint64 start = g_get_monotonic_time();
+    if (!ic_pass_run(config, NULL, &options, g_get_real_time() / G_USEC_PER_SEC, &report, &error))
+        bench_die("the pass: %s", error->message);
+    double t = (double)(g_get_monotonic_time() - start) / G_USEC_PER_SEC;
+    guint hashed = 0;
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        hashed += row->checksum.state == IC_CHECKSUM_NO_SIDECAR && row->checksum.actual != NULL;
+    }
+    if (hashed != n)
+        bench_die("the pass hashed %u of %u files", hashed, n);
+    return t;
+}
+
+/* A base dir of @n hard links to @file, named as base files, and its config. */
+static char *pass_tree(const char *dir, const char *file, guint n)
+{
+    g_autofree char *instances = g_build_filename(dir, "pass-instances", NULL);
+    g_autofree char *base = g_build_filename(instances, "_base", NULL);
+    if (g_mkdir_with_parents(base, 0755) < 0)
+        bench_die("mkdir %s: %s", base, g_strerror(errno));
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *id = g_strdup_printf("bench-pass-%u", i);
+        g_autofree char *name = g_compute_checksum_for_string(G_CHECKSUM_SHA1, id, -1);
+        g_autofree char *alias = g_build_filename(base, name, NULL);
+        unlink(alias);
+        if (link(file, alias) < 0)
+            bench_die("linking %s: %s", alias, g_strerror(errno));
+    }
+    g_autofree char *text = g_strdup_printf(
+        "[imagecache]\ninstances_path=%s\nhost=bench\nchecksum_base_images=true\n", instances);
+    char *config = g_build_filename(dir, "pass.conf", NULL);
+    if (!g_file_set_contents(config, text, -1, NULL))
+        bench_die("cannot write %s", config);
+    return config;
+}
+
 /* `verify` of 8 files: one after another, then one thread per core, interleaved.
  * The 8 files are hard links to the one page-cached data file: hashing is then
  * CPU-bound, which is what the threads share out (this disk is not measured). */
@@ -167,13 +217,17 @@ static void hash_many(const char *dir, const char *file, const char *size_text)
         if (link(file, alias) < 0)
             bench_die("linking %s: %s", alias, g_strerror(errno));
     }
+    g_autofree char *config = pass_tree(dir, file, n);
     g_autoptr(Samples) serial = samples_new();
     g_autoptr(Samples) parallel = samples_new();
+    g_autoptr(Samples) pass = samples_new();
     for (guint r = 0; r < reps; r++) {
         warm(file);
         samples_add(serial, verify_many_seconds(dir, names, n, 1));
         warm(file);
         samples_add(parallel, verify_many_seconds(dir, names, n, 0));
+        warm(file);
+        samples_add(pass, pass_seconds(config, n));
     }
     double ratio = samples_median(parallel) / samples_median(serial);
     g_autofree char *what =
@@ -183,6 +237,13 @@ static void hash_many(const char *dir, const char *file, const char *size_text)
               "info");
     table_add("3 hashing", what, "verify 8 files, one thread per core", UNIT_S, parallel, 0, rt,
               "<= 0.6x serial", status_of(ratio <= 0.6));
+    double pass_ratio = samples_median(pass) / samples_median(serial);
+    g_autofree char *pass_rt = g_strdup_printf("%.2fx the serial time", pass_ratio);
+    table_add("3 hashing", what, "a pass over the 8 files (checksum step, report mode)", UNIT_S,
+              pass, 0, pass_rt, "<= 0.6x serial", status_of(pass_ratio <= 0.6));
+    g_autofree char *instances = g_build_filename(dir, "pass-instances", NULL);
+    bench_rmtree(instances);
+    unlink(config);
     for (guint i = 0; i < n; i++) {
         g_autofree char *alias = g_build_filename(dir, names[i], NULL);
         unlink(alias);

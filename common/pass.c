@@ -132,24 +132,75 @@ static void plan_action(Pass *pass, IcImageRow *row)
         row->action = IC_ACTION_WOULD_QUARANTINE;
 }
 
-static gboolean verify_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *row, GError **error)
+static gboolean wanted(const Pass *pass, const IcBaseFile *file)
+{
+    if (file->kind == IC_KIND_SWAP || file->kind == IC_KIND_EPHEMERAL)
+        return pass->config->collect_swap_and_ephemeral;
+    return TRUE;
+}
+
+/* Whether the pass hashes @file: checksums on, and when explaining one file,
+ * only that one (explaining must not hash the whole cache: the others stay
+ * not_checked, which only the explained file's verdict could depend on). */
+static gboolean checksum_due(const Pass *pass, const IcBaseFile *file)
 {
     if (!pass->config->checksum_base_images)
-        return TRUE;
-    /* Explaining one file must not hash the whole cache: the others stay
-     * not_checked, which only the explained file's verdict could depend on. */
-    if (pass->options->checksum_only != NULL &&
-        !g_str_equal(pass->options->checksum_only, file->name))
-        return TRUE;
+        return FALSE;
+    return pass->options->checksum_only == NULL ||
+           g_str_equal(pass->options->checksum_only, file->name);
+}
+
+static void checksum_results_free(IcChecksumResult *results, guint n)
+{
+    for (guint i = 0; results != NULL && i < n; i++)
+        ic_checksum_result_clear(&results[i]);
+    g_free(results);
+}
+
+/* The checksum step, before any file is decided: every due file of the scan
+ * is verified through ic_checksum_verify_many (one thread per core, each file
+ * by one thread, the rate limit the total of all of them: issue 15). Returns
+ * one result per scanned file, in scan order (NOT_CHECKED where none was due);
+ * FALSE when cancelled. */
+static gboolean verify_checksums(Pass *pass, IcChecksumResult **ret_results, GError **error)
+{
+    GPtrArray *files = pass->scan->files;
+    g_autofree IcChecksumJob *jobs = g_new0(IcChecksumJob, MAX(files->len, 1));
+    g_autofree guint *job_file = g_new0(guint, MAX(files->len, 1)); /* job -> scan index */
+    guint n_jobs = 0;
+    for (guint i = 0; i < files->len; i++) {
+        const IcBaseFile *file = g_ptr_array_index(files, i);
+        if (!wanted(pass, file) || !checksum_due(pass, file))
+            continue;
+        jobs[n_jobs] = (IcChecksumJob){.dirfd = pass->dirfd, .name = file->name};
+        job_file[n_jobs++] = i;
+    }
     IcChecksumOptions checksum_options = {
         .rate_limit_bytes_per_sec = pass->options->checksum_rate_limit,
         .interval_seconds = pass->config->checksum_interval_seconds,
         .write_missing = pass->options->mode == IC_PASS_RUN,
         .cancellable = pass->options->cancellable,
     };
-    if (!ic_checksum_verify(pass->dirfd, file->name, &checksum_options, pass->now, &row->checksum,
-                            error))
+    gboolean ok = n_jobs == 0 ||
+                  ic_checksum_verify_many(jobs, n_jobs, &checksum_options, pass->now, 0, error);
+    IcChecksumResult *results = g_new0(IcChecksumResult, MAX(files->len, 1));
+    for (guint j = 0; j < n_jobs; j++)
+        results[job_file[j]] = jobs[j].result;
+    if (!ok) {
+        checksum_results_free(results, files->len);
         return FALSE;
+    }
+    *ret_results = results;
+    return TRUE;
+}
+
+/* Hands @result (taken) to @row and reports what the operator must hear: a
+ * corrupt file (kept) or a file that could not be verified. */
+static void set_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *row,
+                         IcChecksumResult *result)
+{
+    row->checksum = *result;
+    *result = (IcChecksumResult){.state = IC_CHECKSUM_NOT_CHECKED};
     if (row->checksum.state == IC_CHECKSUM_MISMATCH)
         ic_report_add_event(pass->report, IC_EVENT_WARNING, file->name,
                             "%s: image verification failed: expected sha1 %s, got %s, keeping "
@@ -158,7 +209,6 @@ static gboolean verify_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *
     else if (row->checksum.state == IC_CHECKSUM_ERROR)
         ic_report_add_event(pass->report, IC_EVENT_WARNING, file->name,
                             "%s: checksum not verified: %s", file->name, row->checksum.error);
-    return TRUE;
 }
 
 /* Refreshing the mtime of a file in use makes age mean "unused for". */
@@ -177,8 +227,8 @@ static void touch_if_in_use(Pass *pass, IcImageRow *row)
                             error->message);
 }
 
-static gboolean process_file(Pass *pass, const IcBaseFile *file, const IcUsage *usage,
-                             GError **error)
+static void process_file(Pass *pass, const IcBaseFile *file, IcChecksumResult *checksum,
+                         const IcUsage *usage)
 {
     IcImageRow *row = ic_report_add_row(pass->report, file->name);
     row->kind = file->kind;
@@ -188,12 +238,10 @@ static gboolean process_file(Pass *pass, const IcBaseFile *file, const IcUsage *
     row->size = file->size;
     row->mtime = file->mtime;
 
-    if (!verify_checksum(pass, file, row, error))
-        return FALSE;
+    set_checksum(pass, file, row, checksum);
     decide(pass, row, usage, FALSE);
     touch_if_in_use(pass, row);
     plan_action(pass, row);
-    return TRUE;
 }
 
 static void process_quarantined(Pass *pass, const IcBaseFile *file, const IcUsage *usage)
@@ -209,13 +257,6 @@ static void process_quarantined(Pass *pass, const IcBaseFile *file, const IcUsag
     row->checksum.state = IC_CHECKSUM_MISMATCH; /* why it is there */
     decide(pass, row, usage, FALSE);
     plan_action(pass, row);
-}
-
-static gboolean wanted(const Pass *pass, const IcBaseFile *file)
-{
-    if (file->kind == IC_KIND_SWAP || file->kind == IC_KIND_EPHEMERAL)
-        return pass->config->collect_swap_and_ephemeral;
-    return TRUE;
 }
 
 /* Disk pressure: when the filesystem is above the high watermark, the policy
@@ -435,11 +476,15 @@ static gboolean pass_body(Pass *pass, GError **error)
     if (!scan_quarantine(pass, &quarantine, error))
         return FALSE;
     pass->quarantine = quarantine;
+    IcChecksumResult *checksums = NULL;
+    if (!verify_checksums(pass, &checksums, error))
+        return FALSE;
     for (guint i = 0; i < pass->scan->files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(pass->scan->files, i);
-        if (wanted(pass, file) && !process_file(pass, file, usage, error))
-            return FALSE;
+        if (wanted(pass, file))
+            process_file(pass, file, &checksums[i], usage);
     }
+    checksum_results_free(checksums, pass->scan->files->len);
     for (guint i = 0; quarantine != NULL && i < quarantine->files->len; i++)
         process_quarantined(pass, g_ptr_array_index(quarantine->files, i), usage);
     add_absent_rows(pass, usage);

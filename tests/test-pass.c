@@ -9,6 +9,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <gio/gio.h>
+
 #include "imgwriter.h"
 #include "ledger-store.h"
 #include "pass.h"
@@ -361,6 +363,138 @@ static void test_disk_pressure_tmpfs(IcTestTree *tree, gconstpointer data)
     g_assert_cmpint(umount(mnt), ==, 0);
 }
 
+/* The checksum step over several files in one pass (issue 15: the pass hashes them
+ * through ic_checksum_verify_many): each file gets its own result, the events come
+ * in the rows' order, a corrupt file is kept and reported, a missing sidecar is
+ * written, a recent one is trusted without hashing. */
+static void test_checksum_many(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config =
+        tree_config(tree, "checksum_base_images=true\nchecksum_interval_seconds=3600\n");
+    const char *zeros = "0000000000000000000000000000000000000000";
+    static const struct {
+        const char *name, *data;
+        enum { RIGHT, WRONG, NONE, RECENT, DAMAGED } sidecar;
+        IcChecksumState state;
+    } files[] = {
+        {"1111111111111111111111111111111111111111", "one", RIGHT, IC_CHECKSUM_OK},
+        {"2222222222222222222222222222222222222222", "two", WRONG, IC_CHECKSUM_MISMATCH},
+        {"3333333333333333333333333333333333333333", "three", NONE, IC_CHECKSUM_NO_SIDECAR},
+        {"4444444444444444444444444444444444444444", "four", RECENT, IC_CHECKSUM_RECENT},
+        {"5555555555555555555555555555555555555555", "five", DAMAGED, IC_CHECKSUM_ERROR},
+        {"6666666666666666666666666666666666666666", "six", WRONG, IC_CHECKSUM_MISMATCH},
+        {"7777777777777777777777777777777777777777", "seven", RIGHT, IC_CHECKSUM_OK},
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+        /* Old and unused, so removable but for the checksum; the one without a
+         * sidecar young, so that the sidecar the pass writes stays to be seen. */
+        gint64 mtime = files[i].sidecar == NONE ? NOW - 60 : NOW - 10 * DAY;
+        g_autofree char *path = make_base(tree, files[i].name, files[i].data, mtime);
+        g_autofree char *sha1 = g_compute_checksum_for_string(G_CHECKSUM_SHA1, files[i].data, -1);
+        g_autofree char *sha1_name = g_strconcat(files[i].name, ".sha1", NULL);
+        g_autofree char *info_name = g_strconcat(files[i].name, ".info", NULL);
+        g_autofree char *info = g_strdup_printf(
+            "{\"sha1\": \"%s\", \"sha1-timestamp\": %" G_GINT64_FORMAT "}", sha1, NOW - 60);
+        if (files[i].sidecar == RIGHT)
+            g_free(ic_test_write_file(tree->base_dir, sha1_name, sha1, -1));
+        else if (files[i].sidecar == WRONG)
+            g_free(ic_test_write_file(tree->base_dir, sha1_name, zeros, -1));
+        else if (files[i].sidecar == RECENT)
+            g_free(ic_test_write_file(tree->base_dir, info_name, info, -1));
+        else if (files[i].sidecar == DAMAGED)
+            g_free(ic_test_write_file(tree->base_dir, sha1_name, "one\ntwo", -1));
+    }
+
+    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NOW);
+    g_autoptr(GString) expected_events = g_string_new(NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+        const IcImageRow *row = ic_report_lookup(report, files[i].name);
+        g_assert_nonnull(row);
+        g_assert_cmpstr(ic_checksum_state_to_string(row->checksum.state), ==,
+                        ic_checksum_state_to_string(files[i].state));
+        g_autofree char *sha1 = g_compute_checksum_for_string(G_CHECKSUM_SHA1, files[i].data, -1);
+        g_autofree char *path = g_build_filename(tree->base_dir, files[i].name, NULL);
+        if (files[i].state == IC_CHECKSUM_RECENT)
+            g_assert_null(row->checksum.actual); /* trusted, not hashed */
+        else if (files[i].state != IC_CHECKSUM_ERROR)
+            g_assert_cmpstr(row->checksum.actual, ==, sha1);
+        if (files[i].state == IC_CHECKSUM_MISMATCH) {
+            /* corrupt: never removed, though unused and old, and reported */
+            g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_CORRUPT);
+            g_assert_true(ic_test_exists(path));
+            g_string_append_printf(expected_events, "%s;", files[i].name);
+        } else if (files[i].state == IC_CHECKSUM_ERROR) {
+            g_string_append_printf(expected_events, "%s;", files[i].name);
+        }
+        if (files[i].state == IC_CHECKSUM_NO_SIDECAR) {
+            g_autofree char *written = g_strconcat(path, ".info", NULL);
+            g_assert_true(ic_test_exists(written));
+        }
+    }
+    g_assert_cmpuint(report->totals.corrupt, ==, 2);
+    /* One event per corrupt or unverifiable file, in the rows' (scan) order. */
+    g_autoptr(GString) events = g_string_new(NULL);
+    for (guint i = 0; i < report->events->len; i++) {
+        const IcEvent *event = g_ptr_array_index(report->events, i);
+        if (event->file != NULL && strstr(event->message, "sha1") != NULL)
+            g_string_append_printf(events, "%s;", event->file);
+        else if (event->file != NULL && strstr(event->message, "checksum not verified") != NULL)
+            g_string_append_printf(events, "%s;", event->file);
+    }
+    g_assert_cmpstr(events->str, ==, expected_events->str);
+}
+
+/* The pass hashes its files at once, not one after another (issue 15): run by
+ * imagecachectl under tests/fault-read.c's rendezvous, the first read of each of
+ * two base files waits until both are being read; hashed one after another, the
+ * first waits 10 s, fails, and its checksum is an error. */
+static void test_checksum_parallel(IcTestTree *tree, gconstpointer data)
+{
+    const char *ctl = g_getenv("IMAGECACHE_CTL");
+    const char *shim = g_getenv("IMAGECACHE_FAULT_READ");
+    if (ctl == NULL || shim == NULL) {
+        g_test_skip("IMAGECACHE_CTL or IMAGECACHE_FAULT_READ is not set: run through meson test");
+        return;
+    }
+    if (g_get_num_processors() < 2) {
+        g_test_skip("one core: the pass hashes one file at a time");
+        return;
+    }
+    g_autofree char *node = ic_test_write_file(tree->root, "node.xml", "<node>\n</node>\n", -1);
+    g_autofree char *text = g_strdup_printf("[imagecache]\ninstances_path=%s\nhost=testhost\n"
+                                            "checksum_base_images=true\nlibvirt_uri=test://%s\n",
+                                            tree->root, node);
+    g_autofree char *config = ic_test_write_file(tree->root, "parallel.conf", text, -1);
+    const char *names[] = {FP_A, FP_B};
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *sha1 = g_compute_checksum_for_string(G_CHECKSUM_SHA1, names[i], -1);
+        g_autofree char *sidecar = g_strconcat(names[i], ".sha1", NULL);
+        g_free(make_base(tree, names[i], names[i], NOW - 10 * DAY));
+        g_free(ic_test_write_file(tree->base_dir, sidecar, sha1, -1));
+    }
+
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocessLauncher) launcher =
+        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+    g_autofree char *where = g_strconcat(tree->base_dir, "/", NULL);
+    g_subprocess_launcher_setenv(launcher, "LD_PRELOAD", shim, TRUE);
+    g_subprocess_launcher_setenv(launcher, "IC_RENDEZVOUS_PATH", where, TRUE);
+    g_subprocess_launcher_setenv(launcher, "IC_RENDEZVOUS_FILES", "2", TRUE);
+    g_autoptr(GSubprocess) child = g_subprocess_launcher_spawn(launcher, &error, ctl, "--config",
+                                                               config, "report", "--json", NULL);
+    g_assert_no_error(error);
+    g_autofree char *out = NULL;
+    g_assert_true(g_subprocess_communicate_utf8(child, NULL, NULL, &out, NULL, &error));
+    g_assert_no_error(error);
+    /* Both verified: neither read failed at the rendezvous. */
+    g_assert_null(strstr(out, "\"checksum\" : \"error\""));
+    const char *ok = "\"checksum\" : \"ok\"";
+    const char *first = strstr(out, ok);
+    g_assert_nonnull(first);
+    g_assert_nonnull(strstr(first + 1, ok));
+    g_assert_true(g_subprocess_get_successful(child));
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -440,6 +574,8 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/many_instances", test_many_instances);
     ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
     ADD("/imagecache/pass/table_names_users", test_table_names_users);
+    ADD("/imagecache/pass/checksum_many", test_checksum_many);
+    ADD("/imagecache/pass/checksum_parallel", test_checksum_parallel);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/symlink", IcTestTree, "symlink",
