@@ -150,30 +150,39 @@ static gboolean checksum_due(const Pass *pass, const IcBaseFile *file)
            g_str_equal(pass->options->checksum_only, file->name);
 }
 
-static void checksum_results_free(IcChecksumResult *results, guint n)
+/* The checksum step's work: one job per due file, in scan order. */
+typedef struct {
+    IcChecksumJob *jobs;
+    guint n_jobs;
+    guint next; /* the next job to hand to a row */
+} Checksums;
+
+static void checksums_clear(Checksums *checksums)
 {
-    for (guint i = 0; results != NULL && i < n; i++)
-        ic_checksum_result_clear(&results[i]);
-    g_free(results);
+    for (guint j = 0; j < checksums->n_jobs; j++)
+        ic_checksum_result_clear(&checksums->jobs[j].result);
+    g_clear_pointer(&checksums->jobs, g_free);
+    checksums->n_jobs = 0;
 }
 
 /* The checksum step, before any file is decided: every due file of the scan
  * is verified through ic_checksum_verify_many (one thread per core, each file
- * by one thread, the rate limit the total of all of them: issue 15). Returns
- * one result per scanned file, in scan order (NOT_CHECKED where none was due);
- * FALSE when cancelled. */
-static gboolean verify_checksums(Pass *pass, IcChecksumResult **ret_results, GError **error)
+ * by one thread, the rate limit the total of all of them: issue 15). FALSE
+ * when cancelled. Nothing is allocated when no file is due. */
+static gboolean verify_checksums(Pass *pass, Checksums *ret_checksums, GError **error)
 {
     GPtrArray *files = pass->scan->files;
-    g_autofree IcChecksumJob *jobs = g_new0(IcChecksumJob, MAX(files->len, 1));
-    g_autofree guint *job_file = g_new0(guint, MAX(files->len, 1)); /* job -> scan index */
-    guint n_jobs = 0;
+    Checksums checksums = {0};
     for (guint i = 0; i < files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(files, i);
-        if (!wanted(pass, file) || !checksum_due(pass, file))
-            continue;
-        jobs[n_jobs] = (IcChecksumJob){.dirfd = pass->dirfd, .name = file->name};
-        job_file[n_jobs++] = i;
+        checksums.n_jobs += wanted(pass, file) && checksum_due(pass, file);
+    }
+    if (checksums.n_jobs > 0)
+        checksums.jobs = g_new0(IcChecksumJob, checksums.n_jobs);
+    for (guint i = 0, j = 0; j < checksums.n_jobs; i++) {
+        const IcBaseFile *file = g_ptr_array_index(files, i);
+        if (wanted(pass, file) && checksum_due(pass, file))
+            checksums.jobs[j++] = (IcChecksumJob){.dirfd = pass->dirfd, .name = file->name};
     }
     IcChecksumOptions checksum_options = {
         .rate_limit_bytes_per_sec = pass->options->checksum_rate_limit,
@@ -181,26 +190,34 @@ static gboolean verify_checksums(Pass *pass, IcChecksumResult **ret_results, GEr
         .write_missing = pass->options->mode == IC_PASS_RUN,
         .cancellable = pass->options->cancellable,
     };
-    gboolean ok = n_jobs == 0 ||
-                  ic_checksum_verify_many(jobs, n_jobs, &checksum_options, pass->now, 0, error);
-    IcChecksumResult *results = g_new0(IcChecksumResult, MAX(files->len, 1));
-    for (guint j = 0; j < n_jobs; j++)
-        results[job_file[j]] = jobs[j].result;
-    if (!ok) {
-        checksum_results_free(results, files->len);
+    if (checksums.n_jobs > 0 && !ic_checksum_verify_many(checksums.jobs, checksums.n_jobs,
+                                                         &checksum_options, pass->now, 0, error)) {
+        checksums_clear(&checksums);
         return FALSE;
     }
-    *ret_results = results;
+    *ret_checksums = checksums;
     return TRUE;
 }
 
-/* Hands @result (taken) to @row and reports what the operator must hear: a
+/* @file's result from @checksums (taken), NOT_CHECKED when none was due: rows
+ * are made in scan order, the jobs were too. */
+static IcChecksumResult take_checksum(Checksums *checksums, const IcBaseFile *file)
+{
+    IcChecksumResult result = {.state = IC_CHECKSUM_NOT_CHECKED};
+    if (checksums->next < checksums->n_jobs &&
+        checksums->jobs[checksums->next].name == file->name) {
+        result = checksums->jobs[checksums->next].result;
+        checksums->jobs[checksums->next++].result = (IcChecksumResult){0};
+    }
+    return result;
+}
+
+/* Gives @row its checksum result and reports what the operator must hear: a
  * corrupt file (kept) or a file that could not be verified. */
 static void set_checksum(Pass *pass, const IcBaseFile *file, IcImageRow *row,
-                         IcChecksumResult *result)
+                         IcChecksumResult result)
 {
-    row->checksum = *result;
-    *result = (IcChecksumResult){.state = IC_CHECKSUM_NOT_CHECKED};
+    row->checksum = result;
     if (row->checksum.state == IC_CHECKSUM_MISMATCH)
         ic_report_add_event(pass->report, IC_EVENT_WARNING, file->name,
                             "%s: image verification failed: expected sha1 %s, got %s, keeping "
@@ -227,7 +244,7 @@ static void touch_if_in_use(Pass *pass, IcImageRow *row)
                             error->message);
 }
 
-static void process_file(Pass *pass, const IcBaseFile *file, IcChecksumResult *checksum,
+static void process_file(Pass *pass, const IcBaseFile *file, IcChecksumResult checksum,
                          const IcUsage *usage)
 {
     IcImageRow *row = ic_report_add_row(pass->report, file->name);
@@ -476,15 +493,15 @@ static gboolean pass_body(Pass *pass, GError **error)
     if (!scan_quarantine(pass, &quarantine, error))
         return FALSE;
     pass->quarantine = quarantine;
-    IcChecksumResult *checksums = NULL;
+    Checksums checksums;
     if (!verify_checksums(pass, &checksums, error))
         return FALSE;
     for (guint i = 0; i < pass->scan->files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(pass->scan->files, i);
         if (wanted(pass, file))
-            process_file(pass, file, &checksums[i], usage);
+            process_file(pass, file, take_checksum(&checksums, file), usage);
     }
-    checksum_results_free(checksums, pass->scan->files->len);
+    checksums_clear(&checksums);
     for (guint i = 0; quarantine != NULL && i < quarantine->files->len; i++)
         process_quarantined(pass, g_ptr_array_index(quarantine->files, i), usage);
     add_absent_rows(pass, usage);
