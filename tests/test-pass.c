@@ -444,6 +444,34 @@ static void test_checksum_many(IcTestTree *tree, gconstpointer data)
     g_assert_cmpstr(events->str, ==, expected_events->str);
 }
 
+/* The rate limit is the total of the pass's hashing threads, not each one's
+ * (issue 15): four files of 256 KiB at 1 MiB/s take a second however many
+ * threads hash them; with a limit per thread, two threads would take half. */
+static void test_checksum_rate_is_total(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree, "checksum_base_images=true\n");
+    const char *names[] = {FP_A, FP_B, "cccccccccccccccccccccccccccccccccccccccc",
+                           "dddddddddddddddddddddddddddddddddddddddd"};
+    g_autofree char *data_block = g_malloc0(256 * 1024);
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *path =
+            ic_test_write_file(tree->base_dir, names[i], data_block, 256 * 1024);
+        ic_test_set_mtime(path, NOW - HOUR);
+    }
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_REPORT, .checksum_rate_limit = 1024 * 1024};
+    gint64 start = g_get_monotonic_time();
+    g_assert_true(ic_pass_run(config, NULL, &options, NOW, &report, &error));
+    g_assert_no_error(error);
+    double seconds = (double)(g_get_monotonic_time() - start) / G_USEC_PER_SEC;
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++)
+        g_assert_cmpint(ic_report_lookup(report, names[i])->checksum.state, ==,
+                        IC_CHECKSUM_NO_SIDECAR);
+    /* A lower bound only: a loaded machine can make it slower, never faster. */
+    g_assert_cmpfloat(seconds, >=, 0.9);
+}
+
 /* The pass hashes its files at once, not one after another (issue 15): run by
  * imagecachectl under tests/fault-read.c's rendezvous, the first read of each of
  * two base files waits until both are being read; hashed one after another, the
@@ -576,6 +604,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/table_names_users", test_table_names_users);
     ADD("/imagecache/pass/checksum_many", test_checksum_many);
     ADD("/imagecache/pass/checksum_parallel", test_checksum_parallel);
+    ADD("/imagecache/pass/checksum_rate_is_total", test_checksum_rate_is_total);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/symlink", IcTestTree, "symlink",
