@@ -140,6 +140,7 @@ static void plugin_memory_run(const BenchTree *tree, const char *config, const c
     g_autoptr(Samples) peak = samples_new(), held = samples_new(), rss = samples_new(),
                        took = samples_new();
     long start_rss = -1, start_anon = -1, second_anon = -1, last_anon = -1;
+    int passes_seen = 0;
     unsigned long values = 0, value_bytes = 0;
     double first_peak = 0;
     for (char **l = lines; *l != NULL; l++) {
@@ -163,6 +164,7 @@ static void plugin_memory_run(const BenchTree *tree, const char *config, const c
             if (i == 2)
                 second_anon = a;
             last_anon = a;
+            passes_seen = i;
             samples_add(took, t);
             samples_add(rss, r / 1024.0);
             samples_add(held, (a - start_anon) / 1024.0);
@@ -191,19 +193,22 @@ static void plugin_memory_run(const BenchTree *tree, const char *config, const c
                                : "MISSED");
     table_add(c, size, "plugin process RSS between passes", UNIT_MIB, rss, 0, "", "", "info");
     /* Between passes the plugin should hold its values and nothing else: the
-     * anonymous memory over the start (the libraries' first use included), and
-     * its growth from the second pass on, against the values' size. */
+     * anonymous memory over the start (the libraries' first use included)
+     * beside the values' size, and whether it grows from pass to pass. */
     double values_mib = value_bytes / (1024.0 * 1024.0);
     g_autofree char *ratio = g_strdup_printf("values sent: %lu, %.3f MiB", values, values_mib);
     table_add(c, size, "plugin anon memory between passes, over the start", UNIT_MIB, held, 0,
               ratio, "", "info");
-    double growth = second_anon >= 0 ? (last_anon - second_anon) / 1024.0 : 0;
-    g_autofree char *target = g_strdup_printf("<= %.2f MiB (values + 64 KiB)", values_mib + 0.0625);
-    table_add(c, size, "plugin anon memory growth, pass 2 to the last", UNIT_MIB, NULL, growth, "",
-              target,
-              quick                           ? quick
-              : growth <= values_mib + 0.0625 ? "met"
-                                              : "MISSED");
+    /* Per pass: RSS creeps by a few tens of KiB a pass (allocator and thread-stack
+     * reuse; valgrind finds the same heap in use at exit after 2 passes as after 6). */
+    double growth = second_anon >= 0 && passes_seen > 2
+                        ? (last_anon - second_anon) / 1024.0 / (passes_seen - 2)
+                        : 0;
+    table_add(c, size, "plugin anon memory growth a pass, from pass 2 on", UNIT_MIB, NULL, growth,
+              "", "<= 0.06 MiB (64 KiB)",
+              quick              ? quick
+              : growth <= 0.0625 ? "met"
+                                 : "MISSED");
 }
 
 /* FALSE when the plugin or the host is not built. */
@@ -225,6 +230,12 @@ static gboolean plugin_memory(void)
     if (!g_file_set_contents(node, "<node>\n</node>\n", -1, NULL) ||
         !g_file_set_contents(config, text, -1, NULL))
         bench_die("cannot write %s", config);
+    /* The tree's pages in the cache, as case 6 does: a cold first pass can
+     * outlast the PassInterval that leaves time for the readings. */
+    if (bench_opts.floor != NULL && g_file_test(bench_opts.floor, G_FILE_TEST_IS_EXECUTABLE)) {
+        const char *floor_argv[] = {bench_opts.floor, tree->instances, "_base", NULL};
+        run_child(floor_argv, NULL, NULL, NULL, NULL);
+    }
     plugin_memory_run(tree, config, NULL);
     if (!bench_opts.quick) /* CI: the plugin's passes run once */
         plugin_memory_run(tree, config, "G_SLICE=always-malloc");
