@@ -150,6 +150,12 @@ static gboolean checksum_due(const Pass *pass, const IcBaseFile *file)
            g_str_equal(pass->options->checksum_only, file->name);
 }
 
+/* At most this many files are hashed at once, one thread per core below it: each
+ * thread holds a 1 MiB buffer through the pass's peak, on a hypervisor whose cores
+ * are the guests', and the rate limit is shared anyway. (`imagecachectl verify`,
+ * run by an operator, takes one thread per core.) */
+#define PASS_HASH_THREADS_MAX 4
+
 /* The checksum step's work: one job per due file, in scan order. */
 typedef struct {
     IcChecksumJob *jobs;
@@ -166,9 +172,9 @@ static void checksums_clear(Checksums *checksums)
 }
 
 /* The checksum step, before any file is decided: every due file of the scan
- * is verified through ic_checksum_verify_many (one thread per core, each file
- * by one thread, the rate limit the total of all of them: issue 15). FALSE
- * when cancelled. Nothing is allocated when no file is due. */
+ * is verified through ic_checksum_verify_many (one thread per core up to
+ * PASS_HASH_THREADS_MAX, each file by one thread, the rate limit the total of
+ * all of them: issue 15). FALSE when cancelled. Nothing is allocated when no file is due. */
 static gboolean verify_checksums(Pass *pass, Checksums *ret_checksums, GError **error)
 {
     GPtrArray *files = pass->scan->files;
@@ -190,8 +196,10 @@ static gboolean verify_checksums(Pass *pass, Checksums *ret_checksums, GError **
         .write_missing = pass->options->mode == IC_PASS_RUN,
         .cancellable = pass->options->cancellable,
     };
-    if (checksums.n_jobs > 0 && !ic_checksum_verify_many(checksums.jobs, checksums.n_jobs,
-                                                         &checksum_options, pass->now, 0, error)) {
+    guint threads = MIN(g_get_num_processors(), PASS_HASH_THREADS_MAX);
+    if (checksums.n_jobs > 0 &&
+        !ic_checksum_verify_many(checksums.jobs, checksums.n_jobs, &checksum_options, pass->now,
+                                 threads, error)) {
         checksums_clear(&checksums);
         return FALSE;
     }
