@@ -47,9 +47,9 @@ static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
     pass->asked = ic_usage_new();
     if (pass->options->witnesses != NULL)
         pass->options->witnesses(pass->asked, pass->now, pass->options->witnesses_data);
-    return ic_protocol_read_witnesses(pass->config, pass->options->ledger_cache, pass->given_usage,
-                                      pass->asked, pass->now, ret_usage, &pass->report->ledger,
-                                      error);
+    return ic_protocol_read_witnesses(pass->config, pass->options->ledger_cache, pass->scan,
+                                      pass->given_usage, pass->asked, pass->now, ret_usage,
+                                      &pass->report->ledger, error);
 }
 
 /* @users is this row's own (ic_usage_users_of made it): the row shares its
@@ -417,6 +417,7 @@ static void remove_phase(Pass *pass)
         .given = pass->given_usage,
         .asked = pass->asked,
         .ledger_cache = pass->options->ledger_cache,
+        .known = pass->scan,
         .now = pass->now,
         .cancellable = pass->options->cancellable,
         .proc_root = pass->options->proc_root,

@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "fileutil.h"
+#include "scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -491,13 +492,41 @@ static gboolean read_at(int fd, guint8 *buf, gsize len, gsize offset, gsize *ret
     return TRUE;
 }
 
-/* Resolves @name in @dirfd as the kernel does (symlinks followed, ".." after
- * them), without opening it: a device's or FIFO's open has side effects. */
-static gboolean stat_image(int dirfd, const char *name, const char *path, struct stat *ret_st,
-                           GError **error)
+/* The name of the directory entry a symlinked (or "."/".."-ending) @path
+ * lands on: the last component of the fully resolved path; NULL when it
+ * cannot be told. */
+static char *resolved_entry_name(const char *path)
 {
+    char *real = realpath(path, NULL);
+    if (real == NULL)
+        return NULL;
+    char *base = g_path_get_basename(real);
+    free(real);
+    return base;
+}
+
+/* Resolves @name in @dirfd as the kernel does (symlinks followed, ".." after
+ * them), without opening it: a device's or FIFO's open has side effects. Also
+ * tells the directory entry the kernel lands on (IcDiskFile.entry_name): the
+ * last component itself unless it is a symlink (or "." or ".."). For a plain
+ * name, the common case, one lstat answers both. */
+static gboolean resolve_image(int dirfd, const char *name, const char *path, struct stat *ret_st,
+                              char **ret_entry_name, GError **error)
+{
+    g_autofree char *last = g_path_get_basename(path);
+    gboolean plain = !g_str_equal(last, ".") && !g_str_equal(last, "..") &&
+                     !g_str_has_suffix(path, "/");
+    if (plain) {
+        if (fstatat(dirfd, name, ret_st, AT_SYMLINK_NOFOLLOW) < 0)
+            return ic_error_set_errno(error, errno, "opening image", path);
+        if (!S_ISLNK(ret_st->st_mode)) {
+            *ret_entry_name = g_steal_pointer(&last);
+            return TRUE;
+        }
+    }
     if (fstatat(dirfd, name, ret_st, 0) < 0)
         return ic_error_set_errno(error, errno, "opening image", path);
+    *ret_entry_name = resolved_entry_name(path);
     return TRUE;
 }
 
@@ -528,20 +557,10 @@ static int open_for_reading(int dirfd, const char *name, const struct stat *st, 
     return ic_steal_fd(&fd);
 }
 
-/* Reads and parses the header of the image @name in @dirfd, which resolved
- * to @st (see ic_probe_image_as). */
-static gboolean probe_fd(int dirfd, const char *name, const struct stat *st, const char *path,
-                         const char *format, IcImageInfo **ret_info, GError **error)
+/* Reads and parses the header of the image open as @fd (@st: its fstat). */
+static gboolean probe_open_image(int fd, const struct stat *st, const char *path,
+                                 const char *format, IcImageInfo **ret_info, GError **error)
 {
-    /* A file QEMU reads as raw is never opened: its bytes are the guest's. */
-    if (format != NULL && format_is_raw(format)) {
-        *ret_info = raw_info();
-        return TRUE;
-    }
-    ic_autofd fd = open_for_reading(dirfd, name, st, path, error);
-    if (fd < 0)
-        return FALSE;
-
     g_autofree guint8 *buf = g_malloc(PROBE_READ_SIZE);
     gsize len = 0;
     if (!read_at(fd, buf, PROBE_READ_SIZE, 0, &len, path, error))
@@ -577,6 +596,22 @@ static gboolean probe_fd(int dirfd, const char *name, const struct stat *st, con
     return FALSE;
 }
 
+/* Reads and parses the header of the image @name in @dirfd, which resolved
+ * to @st (see ic_probe_image_as). */
+static gboolean probe_fd(int dirfd, const char *name, const struct stat *st, const char *path,
+                         const char *format, IcImageInfo **ret_info, GError **error)
+{
+    /* A file QEMU reads as raw is never opened: its bytes are the guest's. */
+    if (format != NULL && format_is_raw(format)) {
+        *ret_info = raw_info();
+        return TRUE;
+    }
+    ic_autofd fd = open_for_reading(dirfd, name, st, path, error);
+    if (fd < 0)
+        return FALSE;
+    return probe_open_image(fd, st, path, format, ret_info, error);
+}
+
 gboolean ic_probe_image(const char *path, IcImageInfo **ret_info, GError **error)
 {
     return ic_probe_image_as(AT_FDCWD, path, path, NULL, ret_info, error);
@@ -594,7 +629,8 @@ gboolean ic_probe_image_as(int dirfd, const char *name, const char *path, const 
     g_autoptr(GError) local_error = NULL;
     for (guint attempt = 0;;) {
         struct stat st;
-        if (stat_image(dirfd, name, path, &st, &local_error) &&
+        g_autofree char *entry_name = NULL;
+        if (resolve_image(dirfd, name, path, &st, &entry_name, &local_error) &&
             probe_fd(dirfd, name, &st, path, format, ret_info, &local_error))
             return TRUE;
         if (!ic_file_retry_stale(&local_error, &attempt, dirfd, name)) {
@@ -634,7 +670,8 @@ void ic_disk_file_free(IcDiskFile *file)
  * differently) is read once. Only the names in the header are kept; they are
  * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *infos; /* "<format>\n<dev>:<ino>" -> CachedProbe* */
+    GHashTable *infos;   /* "<format>\n<dev>:<ino>" -> CachedProbe* */
+    const IcScan *known; /* the pass's scan of the base dir, NULL: none (borrowed) */
 };
 
 typedef struct {
@@ -651,9 +688,15 @@ static void cached_probe_free(CachedProbe *probe)
 
 IcProbeCache *ic_probe_cache_new(void)
 {
+    return ic_probe_cache_new_for_scan(NULL);
+}
+
+IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
+{
     IcProbeCache *cache = g_new0(IcProbeCache, 1);
     cache->infos =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
+    cache->known = known;
     return cache;
 }
 
@@ -700,24 +743,50 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
     return TRUE;
 }
 
-/* The name of the directory entry the kernel lands on for @name in @dirfd
- * (@path): the last component itself unless that is a symlink (or "." or
- * ".."), else the last component of the fully resolved path. NULL when it
- * cannot be told. */
-static char *entry_name(int dirfd, const char *name, const char *path)
+/* The scanned base file @path names when it is spelled "<base dir>/<name>"
+ * exactly as the scan listed the base dir (Nova writes its overlays so), or
+ * NULL. Its identity, type and entry are then the scan's lstat's: asking the
+ * kernel again for each of 20,000 overlays cost two path walks apiece (issue
+ * 15). The scan lists regular files only, so no symlink is taken for its
+ * target. Whatever changed since the scan is caught where it matters: an open
+ * lands on the identity checked (open_for_reading), and a removal re-checks
+ * identity and age before it unlinks (protocol.c). */
+static const IcBaseFile *scanned_base_file(const IcProbeCache *cache, const char *path)
 {
-    g_autofree char *last = g_path_get_basename(path);
-    struct stat lst;
-    if (!g_str_equal(last, ".") && !g_str_equal(last, "..") && !g_str_has_suffix(path, "/") &&
-        fstatat(dirfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(lst.st_mode))
-        return g_steal_pointer(&last);
-    /* A symlink: where the whole chain of links ends. */
-    char *real = realpath(path, NULL);
-    if (real == NULL)
+    if (cache == NULL || cache->known == NULL)
         return NULL;
-    char *base = g_path_get_basename(real);
-    free(real);
-    return base;
+    const char *dir = cache->known->base_dir;
+    gsize dir_len = strlen(dir);
+    if (strncmp(path, dir, dir_len) != 0 || path[dir_len] != '/')
+        return NULL;
+    const char *entry = path + dir_len + 1;
+    if (*entry == '\0' || strchr(entry, '/') != NULL)
+        return NULL;
+    return ic_scan_lookup(cache->known, entry);
+}
+
+static void stat_from_scan(const IcBaseFile *file, struct stat *ret_st)
+{
+    memset(ret_st, 0, sizeof(*ret_st));
+    ret_st->st_dev = file->dev;
+    ret_st->st_ino = file->ino;
+    ret_st->st_mode = S_IFREG;
+    ret_st->st_size = (off_t)file->size;
+}
+
+/* What the scan says of a present file landing on @entry_name with identity
+ * @st (see IcBaseMatch). */
+static IcBaseMatch match_scan(const IcProbeCache *cache, const char *entry_name,
+                              const struct stat *st)
+{
+    if (cache == NULL || cache->known == NULL || entry_name == NULL)
+        return IC_BASE_MATCH_ASK;
+    const IcBaseFile *scanned = ic_scan_lookup(cache->known, entry_name);
+    if (scanned == NULL)
+        return IC_BASE_MATCH_NONE;
+    if (scanned->dev == st->st_dev && scanned->ino == st->st_ino)
+        return IC_BASE_MATCH_SCANNED;
+    return IC_BASE_MATCH_ASK;
 }
 
 /* For a name that resolves to nothing: the kernel's path of the directory
@@ -737,9 +806,11 @@ static char *absent_dir(const char *path)
 }
 
 /* One member of the answer, with what the kernel says of it now: present
- * (@st), it is told by identity and entry name; absent, by its directory. */
-static IcDiskFile *disk_file_new(int dirfd, const char *at_name, const char *path, const char *name,
-                                 IcDiskFileRole role, const char *format, const struct stat *st)
+ * (@st, landing on @entry_name, taken), it is told by identity and entry name;
+ * absent (@st NULL), by its directory. */
+static IcDiskFile *disk_file_new(const char *path, const char *name, IcDiskFileRole role,
+                                 const char *format, const struct stat *st, char *entry_name,
+                                 const IcProbeCache *cache)
 {
     IcDiskFile *file = g_new0(IcDiskFile, 1);
     file->path = g_strdup(path);
@@ -750,8 +821,10 @@ static IcDiskFile *disk_file_new(int dirfd, const char *at_name, const char *pat
         file->present = TRUE;
         file->dev = st->st_dev;
         file->ino = st->st_ino;
-        file->entry_name = entry_name(dirfd, at_name, path);
+        file->entry_name = entry_name;
+        file->base_match = match_scan(cache, entry_name, st);
     } else {
+        g_free(entry_name);
         file->absent_dir = absent_dir(path);
         file->entry_name = g_path_get_basename(path);
     }
@@ -761,9 +834,10 @@ static IcDiskFile *disk_file_new(int dirfd, const char *at_name, const char *pat
 IcDiskFile *ic_disk_file_new_for_path(const char *path)
 {
     struct stat st;
-    gboolean present = stat(path, &st) == 0;
-    return disk_file_new(AT_FDCWD, path, path, NULL, IC_DISK_FILE_IMAGE, NULL,
-                         present ? &st : NULL);
+    char *entry_name = NULL;
+    gboolean present = resolve_image(AT_FDCWD, path, path, &st, &entry_name, NULL);
+    return disk_file_new(path, NULL, IC_DISK_FILE_IMAGE, NULL, present ? &st : NULL, entry_name,
+                         NULL);
 }
 
 static gboolean seen_identity(GArray *seen, const struct stat *st)
@@ -780,7 +854,7 @@ static gboolean seen_identity(GArray *seen, const struct stat *st)
  * @image_dir. It is never opened for reading: QEMU reads it as plain bytes
  * (the guest's), so only its identity is asked. */
 static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const char *image_dir,
-                              const char *path, GError **error)
+                              const char *path, const IcProbeCache *cache, GError **error)
 {
     if (info->data_file_name == NULL)
         return TRUE;
@@ -792,16 +866,119 @@ static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const c
         return FALSE;
     }
     struct stat st;
-    gboolean present = stat(data_path, &st) == 0;
-    if (!present && errno != ENOENT)
-        return ic_error_set_errno(error, errno, "inspecting data file", data_path);
-    g_ptr_array_add(files, disk_file_new(AT_FDCWD, data_path, data_path, info->data_file_name,
-                                         IC_DISK_FILE_DATA, "raw", present ? &st : NULL));
+    char *entry_name = NULL;
+    g_autoptr(GError) stat_error = NULL;
+    gboolean present =
+        resolve_image(AT_FDCWD, data_path, data_path, &st, &entry_name, &stat_error);
+    if (!present && !g_error_matches(stat_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+        g_set_error(error, IC_ERROR, stat_error->code, "inspecting data file '%s': %s", data_path,
+                    stat_error->message);
+        return FALSE;
+    }
+    g_ptr_array_add(files, disk_file_new(data_path, info->data_file_name, IC_DISK_FILE_DATA, "raw",
+                                         present ? &st : NULL, entry_name, cache));
     return TRUE;
+}
+
+/* Opens the disk @name in @dirfd that its directory listing called a regular
+ * file (d_type), and reads its header: the listing was the type check a
+ * stat would make before the open, so the open follows no symlink and lands
+ * on what the fstat after it must still find a regular file or a block device.
+ * FALSE with no error when the entry is no longer what was listed (a symlink
+ * now: ELOOP): the caller resolves it the long way. */
+static gboolean probe_listed_disk(int dirfd, const char *name, const char *path,
+                                  const char *format, struct stat *ret_st,
+                                  IcImageInfo **ret_info, GError **error)
+{
+    ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+    if (fd < 0 && errno == ELOOP)
+        return FALSE;
+    if (fd < 0)
+        return ic_error_set_errno(error, errno, "opening image", path);
+    if (fstat(fd, ret_st) < 0)
+        return ic_error_set_errno(error, errno, "inspecting image", path);
+    if (!S_ISREG(ret_st->st_mode) && !S_ISBLK(ret_st->st_mode)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_UNSAFE,
+                    "image '%s' is not a regular file or block device", path);
+        return FALSE;
+    }
+    return probe_open_image(fd, ret_st, path, format, ret_info, error);
+}
+
+/* One chain member, found and read: @st, the entry it lands on and its header
+ * (*ret_info: the cache's or *ret_owned). On failure *ret_resolved says
+ * whether the name resolved at all (FALSE: nothing there). */
+typedef struct {
+    int dirfd;           /* the disk's directory for the disk itself; AT_FDCWD after */
+    const char *at_name; /* the name opened in @dirfd */
+    const char *path;    /* its path, as QEMU forms it */
+    const char *format;  /* declared, NULL: probed */
+    gboolean top;
+    gboolean listed_regular; /* the disk's directory listing said a regular file */
+} Member;
+
+static gboolean read_member(const Member *member, IcProbeCache *cache, struct stat *ret_st,
+                            char **ret_entry_name, const IcImageInfo **ret_info,
+                            IcImageInfo **ret_owned, gboolean *ret_resolved, GError **error)
+{
+    *ret_resolved = TRUE;
+    /* A base file spelled as the scan listed it is known without a system
+     * call; if its header must be read and the open does not land on the
+     * scanned inode (it changed since), it is looked up afresh below. */
+    const IcBaseFile *scanned = member->top ? NULL : scanned_base_file(cache, member->path);
+    if (scanned != NULL) {
+        stat_from_scan(scanned, ret_st);
+        if (probe_cached(member->dirfd, member->at_name, ret_st, member->path, member->format,
+                         cache, ret_info, ret_owned, NULL)) {
+            *ret_entry_name = g_strdup(scanned->name);
+            return TRUE;
+        }
+    }
+    /* The disk itself is read afresh, never from the cache. */
+    if (member->top && member->listed_regular &&
+        !(member->format != NULL && format_is_raw(member->format))) {
+        g_autoptr(GError) listed_error = NULL;
+        if (probe_listed_disk(member->dirfd, member->at_name, member->path, member->format, ret_st,
+                              ret_owned, &listed_error)) {
+            *ret_info = *ret_owned;
+            *ret_entry_name = g_path_get_basename(member->path);
+            return TRUE;
+        }
+        /* A stale handle or an entry changed since the listing: the long way. */
+        if (listed_error != NULL && !g_error_matches(listed_error, IC_ERROR, IC_ERROR_STALE)) {
+            g_propagate_error(error, g_steal_pointer(&listed_error));
+            return FALSE;
+        }
+    }
+    /* A stale handle (a file replaced through another host's mount) is looked
+     * up again, bounded. */
+    for (guint attempt = 0;;) {
+        g_autoptr(GError) open_error = NULL;
+        g_clear_pointer(ret_entry_name, g_free);
+        gboolean found = resolve_image(member->dirfd, member->at_name, member->path, ret_st,
+                                       ret_entry_name, &open_error);
+        if (found && probe_cached(member->dirfd, member->at_name, ret_st, member->path,
+                                  member->format, member->top ? NULL : cache, ret_info, ret_owned,
+                                  &open_error))
+            return TRUE;
+        if (!ic_file_retry_stale(&open_error, &attempt, member->dirfd, member->at_name)) {
+            *ret_resolved = found;
+            g_propagate_error(error, g_steal_pointer(&open_error));
+            return FALSE;
+        }
+        g_clear_pointer(ret_owned, ic_image_info_free);
+    }
 }
 
 gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, const char *format,
                              IcProbeCache *cache, GPtrArray **ret_files, GError **error)
+{
+    return ic_probe_listed_disk_files(dirfd, name, path, format, FALSE, cache, ret_files, error);
+}
+
+gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *path,
+                                    const char *format, gboolean listed_regular,
+                                    IcProbeCache *cache, GPtrArray **ret_files, GError **error)
 {
     g_return_val_if_fail(path != NULL, FALSE);
     g_return_val_if_fail(ret_files != NULL, FALSE);
@@ -822,52 +999,48 @@ gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, cons
         }
         /* The disk itself is opened through the caller's @dirfd; its backing
          * files by the name QEMU forms, resolved by the kernel as QEMU's open is. */
-        int at = top ? dirfd : AT_FDCWD;
-        const char *at_name = top ? name : current;
+        Member member = {
+            .dirfd = top ? dirfd : AT_FDCWD,
+            .at_name = top ? name : current,
+            .path = current,
+            .format = current_format,
+            .top = top,
+            .listed_regular = top && listed_regular,
+        };
         struct stat st;
-        g_autoptr(GError) open_error = NULL;
-        /* The disk is read afresh; what it leads to may come from the cache. A
-         * stale handle (a file replaced through another host's mount) is looked
-         * up again, bounded. */
+        char *entry_name = NULL;
         const IcImageInfo *info = NULL;
         g_autoptr(IcImageInfo) owned = NULL;
-        gboolean stated = FALSE;
-        for (guint attempt = 0;;) {
-            stated = stat_image(at, at_name, current, &st, &open_error);
-            if (stated && probe_cached(at, at_name, &st, current, current_format,
-                                       top ? NULL : cache, &info, &owned, &open_error))
-                break;
-            if (!ic_file_retry_stale(&open_error, &attempt, at, at_name))
-                break;
-            g_clear_pointer(&owned, ic_image_info_free);
-        }
-        if (!stated) {
+        g_autoptr(GError) open_error = NULL;
+        gboolean resolved = TRUE;
+        if (!read_member(&member, cache, &st, &entry_name, &info, &owned, &resolved,
+                         &open_error)) {
             /* A backing file that is gone still names a base file in use: it
              * ends the chain. Only the disk itself must exist. */
-            if (!top && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
-                g_ptr_array_add(files, disk_file_new(at, at_name, current, current_name,
-                                                     IC_DISK_FILE_IMAGE, current_format, NULL));
+            if (!top && !resolved && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
+                g_free(entry_name);
+                g_ptr_array_add(files, disk_file_new(current, current_name, IC_DISK_FILE_IMAGE,
+                                                     current_format, NULL, NULL, cache));
                 break;
             }
-            g_propagate_error(error, g_steal_pointer(&open_error));
-            return FALSE;
-        }
-        if (open_error != NULL) {
+            g_free(entry_name);
             g_propagate_error(error, g_steal_pointer(&open_error));
             return FALSE;
         }
         if (seen_identity(seen, &st)) {
+            g_free(entry_name);
             g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "backing chain of '%s' loops back to '%s'",
                         path, current);
             return FALSE;
         }
         g_array_append_val(seen, st);
-        g_ptr_array_add(files, disk_file_new(at, at_name, current, current_name, IC_DISK_FILE_IMAGE,
-                                             ic_image_format_to_string(info->format), &st));
+        g_ptr_array_add(files, disk_file_new(current, current_name, IC_DISK_FILE_IMAGE,
+                                             ic_image_format_to_string(info->format), &st,
+                                             entry_name, cache));
         /* QEMU takes the names in this header against this file's directory
          * as it was named (not where a symlink to it points). */
         g_autofree char *image_dir = g_path_get_dirname(current);
-        if (!add_data_file(files, info, image_dir, current, error))
+        if (!add_data_file(files, info, image_dir, current, cache, error))
             return FALSE;
         if (info->backing_name == NULL)
             break;
@@ -898,7 +1071,12 @@ char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char 
     /* Present: the base dir's entry of the name the kernel lands on must be
      * this very file (a symlink outside the base dir pointing into it, ".."
      * through a symlinked dir, another spelling of instances_path: all land
-     * there). One lookup in the base dir, no path walk. */
+     * there). One lookup in the base dir, no path walk; none when the pass's
+     * scan already answered (see IcBaseMatch). */
+    if (file->present && file->base_match == IC_BASE_MATCH_SCANNED)
+        return g_strdup(file->entry_name);
+    if (file->present && file->base_match == IC_BASE_MATCH_NONE)
+        return NULL;
     if (file->present) {
         struct stat st;
         if (file->entry_name != NULL &&

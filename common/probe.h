@@ -5,6 +5,8 @@
 #include <glib.h>
 #include <sys/types.h>
 
+#include "scan.h"
+
 G_BEGIN_DECLS
 
 #define IC_PROBE_MAX_CHAIN_DEPTH  16
@@ -67,6 +69,11 @@ gboolean ic_probe_image_as(int dirfd, const char *name, const char *path, const 
  * many overlays, so each header is probed once. Valid for one pass only. */
 typedef struct _IcProbeCache IcProbeCache;
 IcProbeCache *ic_probe_cache_new(void);
+/* The same for a pass that has listed the base dir (@known, borrowed, must
+ * outlive the cache): a backing file named "<known->base_dir>/<name>" is
+ * taken to be the scanned file (no system call), and each member is told
+ * against the scan (IcBaseMatch). */
+IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known);
 void ic_probe_cache_free(IcProbeCache *cache);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcProbeCache, ic_probe_cache_free)
 
@@ -76,6 +83,14 @@ typedef enum {
 } IcDiskFileRole;
 
 const char *ic_disk_file_role_to_string(IcDiskFileRole role);
+
+/* Whether a present file is a base file, as far as the pass's scan can tell
+ * (only a scanned file can be a row, planned for removal or kept). */
+typedef enum {
+    IC_BASE_MATCH_ASK = 0, /* no scan, or its entry's identity differs: ask the kernel */
+    IC_BASE_MATCH_SCANNED, /* entry_name is the scanned base file of this identity */
+    IC_BASE_MATCH_NONE,    /* the scan holds no base file of that name: none this pass acts on */
+} IcBaseMatch;
 
 /* One file a disk needs. */
 typedef struct {
@@ -90,6 +105,7 @@ typedef struct {
                        * a symlink's final target's; NULL when it cannot be told */
     char *absent_dir; /* absent only: the kernel's path of its directory, NULL when even
                        * that does not resolve */
+    IcBaseMatch base_match; /* present only */
 } IcDiskFile;
 
 void ic_disk_file_free(IcDiskFile *file);
@@ -115,6 +131,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcDiskFile, ic_disk_file_free)
  * is read afresh. */
 gboolean ic_probe_disk_files(int dirfd, const char *name, const char *path, const char *format,
                              IcProbeCache *cache, GPtrArray **ret_files, GError **error);
+
+/* The same for a disk whose directory listing said what it is: with
+ * @listed_regular (d_type DT_REG) the disk is opened without a stat first
+ * (never through a symlink; the fstat after the open re-checks its type). */
+gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *path,
+                                    const char *format, gboolean listed_regular,
+                                    IcProbeCache *cache, GPtrArray **ret_files, GError **error);
 
 /* A file named by something other than an image header (libvirt's
  * <backingStore>): stat'ed and resolved by the kernel, never opened. */

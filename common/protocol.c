@@ -69,8 +69,9 @@ static GPtrArray *non_instance_dirs(const IcConfig *config)
 }
 
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
-                                    const IcUsage *given, const IcUsage *asked, gint64 now,
-                                    IcUsage **ret_usage, IcLedgerCounts *ret_counts, GError **error)
+                                    const IcScan *known, const IcUsage *given,
+                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error)
 {
     g_autoptr(IcUsage) usage = ic_usage_new();
     IcLedgerCounts counts = {.known = FALSE};
@@ -79,10 +80,10 @@ gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledge
     ic_usage_merge(usage, asked);
     g_autofree char *base_dir = ic_config_base_dir(config);
     g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
-    if (!ic_usage_add_instances_dir(usage, config->instances_path, base_dir,
+    if (!ic_usage_add_instances_dir(usage, config->instances_path, base_dir, known,
                                     (const char *const *)skip_dirs->pdata, config->host, error))
         return FALSE;
-    ic_usage_index_identities(usage);
+    ic_usage_index_identities(usage, known);
     if (ret_counts != NULL)
         *ret_counts = counts;
     *ret_usage = g_steal_pointer(&usage);
@@ -256,8 +257,9 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
      * (libvirtd runs the prepare hook holding the domain's lock); a domain that
      * started after its answer is in the ledger by its own prepare record. */
     g_autoptr(IcUsage) usage = NULL;
-    if (!ic_protocol_read_witnesses(removal->config, removal->ledger_cache, removal->given,
-                                    removal->asked, removal->now, &usage, NULL, &local_error)) {
+    if (!ic_protocol_read_witnesses(removal->config, removal->ledger_cache, removal->known,
+                                    removal->given, removal->asked, removal->now, &usage, NULL,
+                                    &local_error)) {
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
         defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);

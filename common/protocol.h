@@ -115,11 +115,14 @@ typedef void (*IcProtocolSeamFunc)(IcProtocolStage stage, const char *name, gpoi
  * before the lock), either may be NULL. A ledger that cannot be read (or a
  * missing ledger dir outside instances_path) marks the usage incomplete. Fails
  * only when the instances dir cannot be listed. @ret_counts may be NULL.
- * @ledger_cache (may be NULL) spares re-reading host files that did not change. */
+ * @ledger_cache (may be NULL) spares re-reading host files that did not change.
+ * @known (may be NULL): the pass's scan of the base dir, taken before the lock;
+ * base files spelled as it lists them are told from it, not asked again (the
+ * removal re-checks each file's identity before it unlinks). */
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
-                                    const IcUsage *given, const IcUsage *asked, gint64 now,
-                                    IcUsage **ret_usage, IcLedgerCounts *ret_counts,
-                                    GError **error);
+                                    const IcScan *known, const IcUsage *given,
+                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error);
 
 /* Re-decides @row from @usage with the pure policy (and @held_open) and sets
  * row->action to what is planned now; the pass owns how facts are assembled. */
@@ -140,6 +143,7 @@ typedef struct {
     const IcUsage *given; /* may be NULL */
     const IcUsage *asked; /* the external witnesses' answer from before the lock; may be NULL */
     IcLedgerCache *ledger_cache; /* re-read only the ledgers that changed; may be NULL */
+    const IcScan *known;         /* the scan the plans came from; may be NULL */
     gint64 now;
     GCancellable *cancellable; /* may be NULL */
     const char *proc_root;     /* NULL: "/proc" */

@@ -400,26 +400,54 @@ static char *identity_key(dev_t dev, ino_t ino)
     return g_strdup_printf("%ju:%ju", (uintmax_t)dev, (uintmax_t)ino);
 }
 
-void ic_usage_index_identities(IcUsage *usage)
+/* The identity @path names now: the scan's for "<known->base_dir>/<name>"
+ * of a scanned regular file (most paths are spelled so; the scan's lstat is
+ * this pass's view of the base dir, and a removal re-checks identity before
+ * it unlinks), else the kernel's. FALSE: absent. */
+static gboolean path_identity(const char *path, const IcScan *known, dev_t *ret_dev,
+                              ino_t *ret_ino)
+{
+    if (known != NULL) {
+        gsize dir_len = strlen(known->base_dir);
+        const IcBaseFile *file = NULL;
+        if (strncmp(path, known->base_dir, dir_len) == 0 && path[dir_len] == '/' &&
+            strchr(path + dir_len + 1, '/') == NULL)
+            file = ic_scan_lookup(known, path + dir_len + 1);
+        if (file != NULL) {
+            *ret_dev = file->dev;
+            *ret_ino = file->ino;
+            return TRUE;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return FALSE;
+    *ret_dev = st.st_dev;
+    *ret_ino = st.st_ino;
+    return TRUE;
+}
+
+void ic_usage_index_identities(IcUsage *usage, const IcScan *known)
 {
     GHashTableIter iter;
     gpointer path, users;
     g_hash_table_remove_all(usage->by_identity);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &path, &users)) {
-        struct stat st;
-        if (stat(path, &st) != 0)
+        dev_t dev;
+        ino_t ino;
+        if (!path_identity(path, known, &dev, &ino))
             continue; /* absent: matched by path, reported as absent */
-        g_autofree char *key = identity_key(st.st_dev, st.st_ino);
-        GPtrArray *known = g_hash_table_lookup(usage->by_identity, key);
-        if (known == NULL) {
-            known = g_ptr_array_new();
-            g_hash_table_insert(usage->by_identity, g_steal_pointer(&key), known);
+        g_autofree char *key = identity_key(dev, ino);
+        GPtrArray *same_file = g_hash_table_lookup(usage->by_identity, key);
+        if (same_file == NULL) {
+            same_file = g_ptr_array_new();
+            g_hash_table_insert(usage->by_identity, g_steal_pointer(&key), same_file);
         }
         /* Borrowed, not merged into a copy: a copy of every path's users
          * was the usage's largest allocation and users_merge its hottest
          * function (issue 15); ic_usage_users_of merges them once. */
-        g_ptr_array_add(known, users);
+        g_ptr_array_add(same_file, users);
     }
 }
 
@@ -672,16 +700,30 @@ void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char 
     }
 }
 
+/* A disk an instance dir lists, and whether the listing said it is a regular
+ * file (d_type: then the probe needs no stat before its open). */
+typedef struct {
+    char *name;
+    gboolean regular;
+} ListedDisk;
+
+static void listed_disk_free(ListedDisk *disk)
+{
+    g_free(disk->name);
+    g_free(disk);
+}
+
 /* Probes one instance disk (as @format, NULL: probed) and records the files
  * it needs that live in the base dir. */
 static void add_instance_disk(IcUsage *usage, const char *instance, int instance_fd,
-                              const char *disk_name, const char *disk_path, const char *format,
+                              const ListedDisk *disk, const char *disk_path, const char *format,
                               const char *base_dir, int base_fd, const char *host,
                               IcProbeCache *cache)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(GPtrArray) files = NULL;
-    if (!ic_probe_disk_files(instance_fd, disk_name, disk_path, format, cache, &files, &error)) {
+    if (!ic_probe_listed_disk_files(instance_fd, disk->name, disk_path, format, disk->regular,
+                                    cache, &files, &error)) {
         g_autofree char *note = g_strdup_printf(
             "instance disk '%s' could not be read (%s): its base files are unknown, so nothing "
             "is removed",
@@ -734,7 +776,7 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
         note_unreadable(usage, instances_path, instance, "instance dir", errno);
         return;
     }
-    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func((GDestroyNotify)listed_disk_free);
     gboolean have_disk_info = FALSE;
     struct dirent *entry;
     for (;;) {
@@ -776,7 +818,10 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
             if (!is_disk_type(st.st_mode))
                 continue;
         }
-        g_ptr_array_add(disks, g_strdup(entry->d_name));
+        ListedDisk *disk = g_new0(ListedDisk, 1);
+        disk->name = g_strdup(entry->d_name);
+        disk->regular = entry->d_type == DT_REG;
+        g_ptr_array_add(disks, disk);
     }
     /* Nova's disk.info declares each disk's format: a raw disk is then never
      * parsed (its bytes are the guest's); without one, disks are probed. */
@@ -791,10 +836,10 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
         return;
     }
     for (guint i = 0; i < disks->len; i++) {
-        const char *name = g_ptr_array_index(disks, i);
-        g_autofree char *path = g_build_filename(instances_path, instance, name, NULL);
-        const char *format = formats ? g_hash_table_lookup(formats, name) : NULL;
-        add_instance_disk(usage, instance, fd, name, path, format, base_dir, base_fd, host, cache);
+        const ListedDisk *disk = g_ptr_array_index(disks, i);
+        g_autofree char *path = g_build_filename(instances_path, instance, disk->name, NULL);
+        const char *format = formats ? g_hash_table_lookup(formats, disk->name) : NULL;
+        add_instance_disk(usage, instance, fd, disk, path, format, base_dir, base_fd, host, cache);
     }
 }
 
@@ -807,13 +852,14 @@ typedef struct {
     guint first, step;
     const char *base_dir;
     int base_fd;
+    const IcScan *known;
     const char *host;
 } InstancesShare;
 
 static gpointer walk_share(gpointer data)
 {
     InstancesShare *share = data;
-    g_autoptr(IcProbeCache) cache = ic_probe_cache_new();
+    g_autoptr(IcProbeCache) cache = ic_probe_cache_new_for_scan(share->known);
     for (guint i = share->first; i < share->instances->len; i += share->step)
         add_instance_dir(share->usage, share->parent_fd, share->instances_path,
                          g_ptr_array_index(share->instances, i), share->base_dir, share->base_fd,
@@ -830,7 +876,7 @@ static gpointer walk_share(gpointer data)
  * usage, merged at the end. */
 static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_path,
                            GPtrArray *instances, const char *base_dir, int base_fd,
-                           const char *host)
+                           const IcScan *known, const char *host)
 {
     guint threads = MIN(MIN(g_get_num_processors(), MAX_WALK_THREADS),
                         MAX(instances->len / INSTANCES_PER_THREAD, 1));
@@ -847,6 +893,7 @@ static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_
             .step = threads,
             .base_dir = base_dir,
             .base_fd = base_fd,
+            .known = known,
             .host = host,
         };
         if (t > 0)
@@ -861,8 +908,9 @@ static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_
 }
 
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
-                                    const char *base_dir, const char *const *skip_dirs,
-                                    const char *host, GError **error)
+                                    const char *base_dir, const IcScan *known,
+                                    const char *const *skip_dirs, const char *host,
+                                    GError **error)
 {
     int fd = open(instances_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -885,6 +933,6 @@ gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
     }
     /* Held for the walk: each chain member is looked up in it by name. */
     ic_autofd base_fd = open(base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, host);
+    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, known, host);
     return TRUE;
 }

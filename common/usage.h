@@ -5,6 +5,8 @@
 #include <glib.h>
 #include <sys/types.h>
 
+#include "scan.h"
+
 G_BEGIN_DECLS
 
 typedef enum {
@@ -122,10 +124,11 @@ const IcUsers *ic_usage_lookup_fingerprint(const IcUsage *usage, const char *fin
 const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id);
 
 /* Indexes every path user by the identity (device, inode) of the file the
- * path names now, following symlinks. Base files are matched by path first;
+ * path names now, following symlinks (for a path into @known's base dir, the
+ * scan's; @known may be NULL). Base files are matched by path first;
  * the identity catches the same file spelled another way (a symlinked
  * instances_path, "..", a bind mount), so such a user is never missed. */
-void ic_usage_index_identities(IcUsage *usage);
+void ic_usage_index_identities(IcUsage *usage, const IcScan *known);
 
 /* The users of base file @name in @base_dir, merging its path, its
  * fingerprint and (after ic_usage_index_identities) its identity @dev/@ino
@@ -156,12 +159,15 @@ gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_
  * it needs (ic_probe_disk_files) inside @base_dir are counted as local users:
  * the domain with UUID <name> when it is one (Nova's layout), else the domain
  * named <name>. @skip_dirs (NULL-terminated) are not instances (the base and
- * ledger dirs). A disk whose header cannot be read is not fatal: it is noted
+ * ledger dirs). @known (may be NULL): the pass's scan of @base_dir, which
+ * spares the system calls that would tell base files again (ic_probe_cache_new_for_scan).
+ * A disk whose header cannot be read is not fatal: it is noted
  * and marks the usage incomplete (it might use any base file); so are an
  * instance dir that is a dangling symlink (an unmounted volume) and a
  * disk.info that cannot be read. */
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
-                                    const char *base_dir, const char *const *skip_dirs,
-                                    const char *host, GError **error);
+                                    const char *base_dir, const IcScan *known,
+                                    const char *const *skip_dirs, const char *host,
+                                    GError **error);
 
 G_END_DECLS
