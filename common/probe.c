@@ -514,8 +514,8 @@ static gboolean resolve_image(int dirfd, const char *name, const char *path, str
                               char **ret_entry_name, GError **error)
 {
     g_autofree char *last = g_path_get_basename(path);
-    gboolean plain = !g_str_equal(last, ".") && !g_str_equal(last, "..") &&
-                     !g_str_has_suffix(path, "/");
+    gboolean plain =
+        !g_str_equal(last, ".") && !g_str_equal(last, "..") && !g_str_has_suffix(path, "/");
     if (plain) {
         if (fstatat(dirfd, name, ret_st, AT_SYMLINK_NOFOLLOW) < 0)
             return ic_error_set_errno(error, errno, "opening image", path);
@@ -670,9 +670,27 @@ void ic_disk_file_free(IcDiskFile *file)
  * differently) is read once. Only the names in the header are kept; they are
  * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *infos;   /* "<format>\n<dev>:<ino>" -> CachedProbe* */
-    const IcScan *known; /* the pass's scan of the base dir, NULL: none (borrowed) */
+    GHashTable *infos;      /* "<format>\n<dev>:<ino>" -> CachedProbe* */
+    const IcScan *known;    /* the pass's scan of the base dir, NULL: none (borrowed) */
+    GHashTable *identities; /* the scanned files' FileIdentity*, NULL without a scan */
 };
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} FileIdentity;
+
+static guint identity_hash(gconstpointer key)
+{
+    const FileIdentity *id = key;
+    return (guint)(id->ino ^ (id->ino >> 32) ^ (id->dev * 2654435761u));
+}
+
+static gboolean identity_equal(gconstpointer a, gconstpointer b)
+{
+    const FileIdentity *x = a, *y = b;
+    return x->dev == y->dev && x->ino == y->ino;
+}
 
 typedef struct {
     IcImageInfo *info;
@@ -697,6 +715,15 @@ IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
     cache->infos =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
     cache->known = known;
+    if (known != NULL) {
+        cache->identities = g_hash_table_new_full(identity_hash, identity_equal, g_free, NULL);
+        for (guint i = 0; i < known->files->len; i++) {
+            const IcBaseFile *file = g_ptr_array_index(known->files, i);
+            FileIdentity *id = g_new(FileIdentity, 1);
+            *id = (FileIdentity){.dev = file->dev, .ino = file->ino};
+            g_hash_table_add(cache->identities, id);
+        }
+    }
     return cache;
 }
 
@@ -705,6 +732,7 @@ void ic_probe_cache_free(IcProbeCache *cache)
     if (cache == NULL)
         return;
     g_hash_table_unref(cache->infos);
+    g_clear_pointer(&cache->identities, g_hash_table_unref);
     g_free(cache);
 }
 
@@ -775,18 +803,24 @@ static void stat_from_scan(const IcBaseFile *file, struct stat *ret_st)
 }
 
 /* What the scan says of a present file landing on @entry_name with identity
- * @st (see IcBaseMatch). */
+ * @st (see IcBaseMatch). NONE only where the kernel's answer could make no
+ * difference to this pass: a base file name the scan did not list as a
+ * regular file, or a name outside the grammar (never a row) whose inode is no
+ * scanned file's (so no row shares it under another name). */
 static IcBaseMatch match_scan(const IcProbeCache *cache, const char *entry_name,
                               const struct stat *st)
 {
     if (cache == NULL || cache->known == NULL || entry_name == NULL)
         return IC_BASE_MATCH_ASK;
     const IcBaseFile *scanned = ic_scan_lookup(cache->known, entry_name);
-    if (scanned == NULL)
-        return IC_BASE_MATCH_NONE;
-    if (scanned->dev == st->st_dev && scanned->ino == st->st_ino)
+    if (scanned != NULL && scanned->dev == st->st_dev && scanned->ino == st->st_ino)
         return IC_BASE_MATCH_SCANNED;
-    return IC_BASE_MATCH_ASK;
+    if (scanned != NULL)
+        return IC_BASE_MATCH_ASK;
+    if (ic_scan_classify_name(entry_name, NULL) != IC_KIND_IGNORED)
+        return IC_BASE_MATCH_NONE;
+    FileIdentity id = {.dev = st->st_dev, .ino = st->st_ino};
+    return g_hash_table_contains(cache->identities, &id) ? IC_BASE_MATCH_ASK : IC_BASE_MATCH_NONE;
 }
 
 /* For a name that resolves to nothing: the kernel's path of the directory
@@ -868,8 +902,7 @@ static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const c
     struct stat st;
     char *entry_name = NULL;
     g_autoptr(GError) stat_error = NULL;
-    gboolean present =
-        resolve_image(AT_FDCWD, data_path, data_path, &st, &entry_name, &stat_error);
+    gboolean present = resolve_image(AT_FDCWD, data_path, data_path, &st, &entry_name, &stat_error);
     if (!present && !g_error_matches(stat_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
         g_set_error(error, IC_ERROR, stat_error->code, "inspecting data file '%s': %s", data_path,
                     stat_error->message);
@@ -886,9 +919,8 @@ static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const c
  * on what the fstat after it must still find a regular file or a block device.
  * FALSE with no error when the entry is no longer what was listed (a symlink
  * now: ELOOP): the caller resolves it the long way. */
-static gboolean probe_listed_disk(int dirfd, const char *name, const char *path,
-                                  const char *format, struct stat *ret_st,
-                                  IcImageInfo **ret_info, GError **error)
+static gboolean probe_listed_disk(int dirfd, const char *name, const char *path, const char *format,
+                                  struct stat *ret_st, IcImageInfo **ret_info, GError **error)
 {
     ic_autofd fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0 && errno == ELOOP)
@@ -957,9 +989,9 @@ static gboolean read_member(const Member *member, IcProbeCache *cache, struct st
         g_clear_pointer(ret_entry_name, g_free);
         gboolean found = resolve_image(member->dirfd, member->at_name, member->path, ret_st,
                                        ret_entry_name, &open_error);
-        if (found && probe_cached(member->dirfd, member->at_name, ret_st, member->path,
-                                  member->format, member->top ? NULL : cache, ret_info, ret_owned,
-                                  &open_error))
+        if (found &&
+            probe_cached(member->dirfd, member->at_name, ret_st, member->path, member->format,
+                         member->top ? NULL : cache, ret_info, ret_owned, &open_error))
             return TRUE;
         if (!ic_file_retry_stale(&open_error, &attempt, member->dirfd, member->at_name)) {
             *ret_resolved = found;
@@ -1013,8 +1045,7 @@ gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *pat
         g_autoptr(IcImageInfo) owned = NULL;
         g_autoptr(GError) open_error = NULL;
         gboolean resolved = TRUE;
-        if (!read_member(&member, cache, &st, &entry_name, &info, &owned, &resolved,
-                         &open_error)) {
+        if (!read_member(&member, cache, &st, &entry_name, &info, &owned, &resolved, &open_error)) {
             /* A backing file that is gone still names a base file in use: it
              * ends the chain. Only the disk itself must exist. */
             if (!top && !resolved && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {

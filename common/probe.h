@@ -89,7 +89,8 @@ const char *ic_disk_file_role_to_string(IcDiskFileRole role);
 typedef enum {
     IC_BASE_MATCH_ASK = 0, /* no scan, or its entry's identity differs: ask the kernel */
     IC_BASE_MATCH_SCANNED, /* entry_name is the scanned base file of this identity */
-    IC_BASE_MATCH_NONE,    /* the scan holds no base file of that name: none this pass acts on */
+    IC_BASE_MATCH_NONE,    /* no scanned file has that name or (for a name outside the
+                            * grammar) that inode: nothing this pass acts on */
 } IcBaseMatch;
 
 /* One file a disk needs. */
@@ -101,10 +102,10 @@ typedef struct {
     gboolean present; /* FALSE: the name resolves to nothing (a base file gone: still needed) */
     dev_t dev;        /* identity after the kernel resolved the name (present only) */
     ino_t ino;
-    char *entry_name; /* the directory entry the kernel lands on: the last component, or
-                       * a symlink's final target's; NULL when it cannot be told */
-    char *absent_dir; /* absent only: the kernel's path of its directory, NULL when even
-                       * that does not resolve */
+    char *entry_name;       /* the directory entry the kernel lands on: the last component, or
+                             * a symlink's final target's; NULL when it cannot be told */
+    char *absent_dir;       /* absent only: the kernel's path of its directory, NULL when even
+                             * that does not resolve */
     IcBaseMatch base_match; /* present only */
 } IcDiskFile;
 

@@ -69,9 +69,9 @@ static GPtrArray *non_instance_dirs(const IcConfig *config)
 }
 
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
-                                    const IcScan *known, const IcUsage *given,
-                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
-                                    IcLedgerCounts *ret_counts, GError **error)
+                                    const IcScan *known, const IcUsage *given, const IcUsage *asked,
+                                    gint64 now, IcUsage **ret_usage, IcLedgerCounts *ret_counts,
+                                    GError **error)
 {
     g_autoptr(IcUsage) usage = ic_usage_new();
     IcLedgerCounts counts = {.known = FALSE};

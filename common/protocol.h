@@ -120,9 +120,9 @@ typedef void (*IcProtocolSeamFunc)(IcProtocolStage stage, const char *name, gpoi
  * base files spelled as it lists them are told from it, not asked again (the
  * removal re-checks each file's identity before it unlinks). */
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
-                                    const IcScan *known, const IcUsage *given,
-                                    const IcUsage *asked, gint64 now, IcUsage **ret_usage,
-                                    IcLedgerCounts *ret_counts, GError **error);
+                                    const IcScan *known, const IcUsage *given, const IcUsage *asked,
+                                    gint64 now, IcUsage **ret_usage, IcLedgerCounts *ret_counts,
+                                    GError **error);
 
 /* Re-decides @row from @usage with the pure policy (and @held_open) and sets
  * row->action to what is planned now; the pass owns how facts are assembled. */

@@ -404,8 +404,7 @@ static char *identity_key(dev_t dev, ino_t ino)
  * of a scanned regular file (most paths are spelled so; the scan's lstat is
  * this pass's view of the base dir, and a removal re-checks identity before
  * it unlinks), else the kernel's. FALSE: absent. */
-static gboolean path_identity(const char *path, const IcScan *known, dev_t *ret_dev,
-                              ino_t *ret_ino)
+static gboolean path_identity(const char *path, const IcScan *known, dev_t *ret_dev, ino_t *ret_ino)
 {
     if (known != NULL) {
         gsize dir_len = strlen(known->base_dir);
@@ -909,8 +908,7 @@ static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_
 
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
                                     const char *base_dir, const IcScan *known,
-                                    const char *const *skip_dirs, const char *host,
-                                    GError **error)
+                                    const char *const *skip_dirs, const char *host, GError **error)
 {
     int fd = open(instances_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {

@@ -167,7 +167,6 @@ gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_
  * disk.info that cannot be read. */
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
                                     const char *base_dir, const IcScan *known,
-                                    const char *const *skip_dirs, const char *host,
-                                    GError **error);
+                                    const char *const *skip_dirs, const char *host, GError **error);
 
 G_END_DECLS

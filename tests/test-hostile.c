@@ -2,6 +2,7 @@
  * links where sidecars should be, hard links. Each rule is "keep the file and report",
  * never follow out of the base dir, never delete anything outside the grammar. */
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,9 +10,11 @@
 #include "error.h"
 #include "imgwriter.h"
 #include "pass.h"
+#include "probe.h"
 #include "remove.h"
 #include "scan.h"
 #include "testutil.h"
+#include "usage.h"
 
 #define FP  "cccccccccccccccccccccccccccccccccccccccc"
 #define NOW ((gint64)1700000000)
@@ -228,6 +231,97 @@ static void test_unreadable_instance_dir(IcTestTree *tree, gconstpointer data)
     g_assert_nonnull(strstr(g_ptr_array_index(report->notes, 0), "vm-loop"));
 }
 
+/* The walk tells base files from the pass's scan instead of asking the kernel
+ * again (issue 15); it must still find every user: a base file spelled as the
+ * scan listed it, one reached through a hard link whose name is outside the
+ * grammar (the inode is a scanned file's), and one replaced after the scan. */
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static void add_overlay(const IcTestTree *tree, const char *instance, const char *backing)
+{
+    g_autofree char *dir = g_build_filename(tree->root, instance, NULL);
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_autofree char *disk = g_build_filename(dir, "disk", NULL);
+    g_autofree char *backing_path = g_build_filename(tree->base_dir, backing, NULL);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, backing_path, "raw", &error));
+    g_assert_no_error(error);
+}
+
+static guint local_users(const IcUsage *usage, const IcTestTree *tree, const IcScan *scan,
+                         const char *name)
+{
+    const IcBaseFile *file = ic_scan_lookup(scan, name);
+    g_assert_nonnull(file);
+    g_autoptr(IcUsers) users =
+        ic_usage_users_of(usage, tree->base_dir, name, NULL, file->dev, file->ino);
+    return users->local;
+}
+
+static void test_walk_told_by_scan(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *a = ic_test_write_file(tree->base_dir, FP_A, "image a", -1);
+    g_autofree char *b = ic_test_write_file(tree->base_dir, FP_B, "image b", -1);
+    g_autofree char *c = ic_test_write_file(tree->base_dir, FP, "image c", -1);
+    g_autofree char *alias = g_build_filename(tree->base_dir, "alias", NULL);
+    g_assert_cmpint(link(b, alias), ==, 0);
+    add_overlay(tree, "vm-a", FP_A);
+    add_overlay(tree, "vm-b", "alias");
+    add_overlay(tree, "vm-c", FP);
+
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    /* Re-downloaded after the scan: a new inode under the scanned name. */
+    g_assert_cmpint(unlink(c), ==, 0);
+    g_free(ic_test_write_file(tree->base_dir, FP, "image c, again", -1));
+
+    const char *skip[] = {"_base", NULL};
+    for (int with_scan = 0; with_scan <= 1; with_scan++) {
+        const IcScan *known = with_scan ? scan : NULL;
+        g_autoptr(IcUsage) usage = ic_usage_new();
+        g_assert_true(ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, known, skip,
+                                                 "testhost", &error));
+        g_assert_no_error(error);
+        ic_usage_index_identities(usage, known);
+        g_assert_false(usage->incomplete);
+        g_assert_cmpuint(local_users(usage, tree, scan, FP_A), ==, 1);
+        g_assert_cmpuint(local_users(usage, tree, scan, FP_B), ==, 1);
+        g_assert_cmpuint(local_users(usage, tree, scan, FP), ==, 1);
+    }
+}
+
+/* A file elsewhere that only shares a scanned base file's name is no base
+ * file: its own header is read, so what it leads to is still found. */
+static void test_scan_name_elsewhere(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *a = g_build_filename(tree->base_dir, FP_A, NULL);
+    g_assert_true(ic_test_write_qcow2(a, 3, 1 << 20, NULL, NULL, &error));
+    g_free(ic_test_write_file(tree->base_dir, FP_B, "image b", -1));
+    g_autofree char *b = g_build_filename(tree->base_dir, FP_B, NULL);
+    g_autofree char *other_dir = g_build_filename(tree->root, "other", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(other_dir, 0755), ==, 0);
+    g_autofree char *other = g_build_filename(other_dir, FP_A, NULL);
+    g_assert_true(ic_test_write_qcow2(other, 3, 1 << 20, b, "raw", &error));
+    g_autofree char *disk1 = g_build_filename(tree->root, "disk1", NULL);
+    g_autofree char *disk2 = g_build_filename(tree->root, "disk2", NULL);
+    g_assert_true(ic_test_write_qcow2(disk1, 3, 1 << 20, a, "qcow2", &error));
+    g_assert_true(ic_test_write_qcow2(disk2, 3, 1 << 20, other, "qcow2", &error));
+
+    g_autoptr(IcScan) scan = NULL;
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    g_autoptr(IcProbeCache) cache = ic_probe_cache_new_for_scan(scan);
+    g_autoptr(GPtrArray) files1 = NULL, files2 = NULL;
+    /* disk1 first: the cache then holds the scanned FP_A's header. */
+    g_assert_true(ic_probe_disk_files(AT_FDCWD, disk1, disk1, NULL, cache, &files1, &error));
+    g_assert_true(ic_probe_disk_files(AT_FDCWD, disk2, disk2, NULL, cache, &files2, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(files2->len, ==, 3);
+    g_assert_cmpstr(((IcDiskFile *)g_ptr_array_index(files2, 2))->path, ==, b);
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -242,6 +336,8 @@ int main(int argc, char **argv)
     ADD("/imagecache/hostile/sidecar_symlink", test_sidecar_symlink);
     ADD("/imagecache/hostile/refuses_names_outside_grammar", test_refuses_names_outside_grammar);
     ADD("/imagecache/hostile/hard_link", test_hard_link);
+    ADD("/imagecache/hostile/walk_told_by_scan", test_walk_told_by_scan);
+    ADD("/imagecache/hostile/scan_name_elsewhere", test_scan_name_elsewhere);
     ADD("/imagecache/hostile/symlinked_instance_dir", test_symlinked_instance_dir);
     ADD("/imagecache/hostile/unreadable_instance_dir", test_unreadable_instance_dir);
     ADD("/imagecache/hostile/base_file_named_through_symlink",

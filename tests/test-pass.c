@@ -297,8 +297,8 @@ static void test_many_instances(IcTestTree *tree, gconstpointer data)
     }
     g_autoptr(IcUsage) usage = ic_usage_new();
     const char *const skip[] = {"_base", NULL};
-    g_assert_true(
-        ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, NULL, skip, "testhost", &error));
+    g_assert_true(ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, NULL, skip,
+                                             "testhost", &error));
     g_assert_no_error(error);
     for (guint b = 0; b < bases; b++) {
         const IcUsers *users = ic_usage_lookup_path(usage, base_paths[b]);

@@ -67,7 +67,8 @@ static IcUsage *walk(Fixture *f)
     IcUsage *usage = ic_usage_new();
     const char *skip[] = {"_base", NULL};
     g_autoptr(GError) error = NULL;
-    g_assert_true(ic_usage_add_instances_dir(usage, f->inst, f->base_dir, NULL, skip, "hosta", &error));
+    g_assert_true(
+        ic_usage_add_instances_dir(usage, f->inst, f->base_dir, NULL, skip, "hosta", &error));
     g_assert_no_error(error);
     return usage;
 }
