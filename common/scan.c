@@ -161,6 +161,7 @@ void ic_scan_free(IcScan *scan)
     g_clear_pointer(&scan->skipped, g_ptr_array_unref);
     g_clear_pointer(&scan->variants, g_hash_table_unref);
     g_clear_pointer(&scan->temps, g_ptr_array_unref);
+    g_clear_pointer(&scan->by_name, g_hash_table_unref);
     g_free(scan);
 }
 
@@ -263,6 +264,17 @@ static void index_variants(IcScan *scan)
         g_ptr_array_sort(list, compare_variants);
 }
 
+/* The walk asks for a base file by name once per overlay: at 100,000 files a
+ * binary search was 15 % of the report's CPU (issue 15). */
+static void index_names(IcScan *scan)
+{
+    scan->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < scan->files->len; i++) {
+        IcBaseFile *file = g_ptr_array_index(scan->files, i);
+        g_hash_table_insert(scan->by_name, file->name, file);
+    }
+}
+
 static void scan_temp(IcScan *scan, int dirfd, const char *name)
 {
     struct stat st;
@@ -327,12 +339,15 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
     g_ptr_array_sort(scan->files, compare_files);
     g_ptr_array_sort(scan->skipped, compare_skipped);
     index_variants(scan);
+    index_names(scan);
     *ret_scan = g_steal_pointer(&scan);
     return TRUE;
 }
 
 const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name)
 {
+    if (scan->by_name != NULL)
+        return g_hash_table_lookup(scan->by_name, name);
     /* An empty GPtrArray's pdata is NULL, and bsearch(…, NULL, 0, …) is undefined. */
     if (scan->files->len == 0)
         return NULL;

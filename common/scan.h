@@ -66,6 +66,7 @@ typedef struct {
     guint ignored;        /* entries with names outside the grammar */
     GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
     GPtrArray *temps;     /* IcBaseFile*: sidecar temp files an interrupted writer left */
+    GHashTable *by_name;  /* private: name -> IcBaseFile* of @files (ic_scan_lookup) */
 } IcScan;
 
 void ic_scan_free(IcScan *scan);
