@@ -27,11 +27,6 @@ static gboolean check_host_name(const char *host, GError **error)
     return FALSE;
 }
 
-static gint compare_strings(gconstpointer a, gconstpointer b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 char *ic_ledger_machine_id(void)
 {
     const char *env = g_getenv("IMAGECACHE_MACHINE_ID");
@@ -386,9 +381,15 @@ gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrAr
 
 /* ---- reading every host ---- */
 
-static void add_error(IcLedger *ledger, const char *name, const GError *error)
+/* Where one read of the ledger dir says what it could not read. */
+typedef struct {
+    const char *ledger_dir;
+    GPtrArray *errors; /* char* */
+} ReadErrors;
+
+static void add_error(ReadErrors *errors, const char *name, const GError *error)
 {
-    g_ptr_array_add(ledger->errors, g_strdup_printf("ledger file '%s/%s': %s", ledger->ledger_dir,
+    g_ptr_array_add(errors->errors, g_strdup_printf("ledger file '%s/%s': %s", errors->ledger_dir,
                                                     name, error->message));
 }
 
@@ -456,7 +457,7 @@ static gboolean same_key(const FileKey *a, const FileKey *b)
 
 /* One host file, parsed and checked against its name; NULL (and the reason in
  * ledger->errors) when it cannot be read, is damaged or names another host. */
-static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *name)
+static IcLedgerHost *read_host_file(ReadErrors *ledger, int dirfd, const char *name)
 {
     g_autoptr(GError) error = NULL;
     g_autofree char *host_name = g_strndup(name, strlen(name) - strlen(LEDGER_SUFFIX));
@@ -484,7 +485,7 @@ static IcLedgerHost *read_host_file(IcLedger *ledger, int dirfd, const char *nam
 /* A host file through @cache: parsed again only when its identity, size or
  * times changed since the last read (the stat comes first, so a file replaced
  * while it is read is read again next time). Damaged files are never cached. */
-static IcLedgerHost *read_host_file_cached(IcLedgerCache *cache, IcLedger *ledger, int dirfd,
+static IcLedgerHost *read_host_file_cached(IcLedgerCache *cache, ReadErrors *ledger, int dirfd,
                                            const char *name)
 {
     struct stat st;
@@ -524,11 +525,16 @@ static void forget_gone_files(IcLedgerCache *cache, GPtrArray *names)
     }
 }
 
-static gint compare_hosts(gconstpointer a, gconstpointer b)
+/* Host files in the order of their hosts' names ("a" before "a-b", which
+ * "a.ledger" and "a-b.ledger" are not), so hosts are handed out sorted. */
+static gint compare_host_files(gconstpointer a, gconstpointer b)
 {
-    const IcLedgerHost *ha = *(IcLedgerHost *const *)a;
-    const IcLedgerHost *hb = *(IcLedgerHost *const *)b;
-    return strcmp(ha->host, hb->host);
+    const char *fa = *(const char *const *)a, *fb = *(const char *const *)b;
+    gsize la = strlen(fa) - strlen(LEDGER_SUFFIX), lb = strlen(fb) - strlen(LEDGER_SUFFIX);
+    int cmp = strncmp(fa, fb, MIN(la, lb));
+    if (cmp != 0)
+        return cmp;
+    return la < lb ? -1 : la > lb ? 1 : 0;
 }
 
 static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *names, GError **error)
@@ -550,34 +556,26 @@ static gboolean list_host_files(int dirfd, const char *ledger_dir, GPtrArray *na
         if (g_str_has_suffix(entry->d_name, LEDGER_SUFFIX))
             g_ptr_array_add(names, g_strdup(entry->d_name));
     }
-    g_ptr_array_sort(names, compare_strings);
+    g_ptr_array_sort(names, compare_host_files);
     return TRUE;
 }
 
-gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_seconds,
-                            IcLedger **ret_ledger, GError **error)
-{
-    return ic_ledger_read_all_cached(NULL, ledger_dir, now, stale_seconds, ret_ledger, error);
-}
-
-gboolean ic_ledger_read_all_cached(IcLedgerCache *cache, const char *ledger_dir, gint64 now,
-                                   gint64 stale_seconds, IcLedger **ret_ledger, GError **error)
+gboolean ic_ledger_read_each(IcLedgerCache *cache, const char *ledger_dir, gint64 now,
+                             gint64 stale_seconds, IcLedgerHostFunc each, gpointer data,
+                             GPtrArray **ret_errors, GError **error)
 {
     if (cache != NULL) {
         cache->files_read = 0;
         cache->bytes_read = 0;
     }
-    g_autoptr(IcLedger) ledger = g_new0(IcLedger, 1);
-    ledger->ledger_dir = g_strdup(ledger_dir);
-    ledger->hosts = g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_host_free);
-    ledger->errors = g_ptr_array_new_with_free_func(g_free);
-    ledger->read_at = now;
+    g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func(g_free);
+    ReadErrors read_errors = {.ledger_dir = ledger_dir, .errors = errors};
 
     ic_autofd dirfd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         if (errno == ENOENT) {
             /* No host ever wrote: nobody recorded a user. */
-            *ret_ledger = g_steal_pointer(&ledger);
+            *ret_errors = g_steal_pointer(&errors);
             return TRUE;
         }
         return ic_error_set_errno(error, errno, "opening the ledger directory", ledger_dir);
@@ -589,13 +587,37 @@ gboolean ic_ledger_read_all_cached(IcLedgerCache *cache, const char *ledger_dir,
     if (cache != NULL)
         forget_gone_files(cache, names);
     for (guint i = 0; i < names->len; i++) {
-        IcLedgerHost *host = read_host_file_cached(cache, ledger, dirfd, names->pdata[i]);
+        IcLedgerHost *host = read_host_file_cached(cache, &read_errors, dirfd, names->pdata[i]);
         if (host == NULL)
             continue;
         host->stale = stale_seconds > 0 && now - host->refreshed > stale_seconds;
-        g_ptr_array_add(ledger->hosts, host);
+        each(host, data);
     }
-    g_ptr_array_sort(ledger->hosts, compare_hosts);
+    *ret_errors = g_steal_pointer(&errors);
+    return TRUE;
+}
+
+static void keep_host(IcLedgerHost *host, gpointer data)
+{
+    g_ptr_array_add(((IcLedger *)data)->hosts, host);
+}
+
+gboolean ic_ledger_read_all(const char *ledger_dir, gint64 now, gint64 stale_seconds,
+                            IcLedger **ret_ledger, GError **error)
+{
+    return ic_ledger_read_all_cached(NULL, ledger_dir, now, stale_seconds, ret_ledger, error);
+}
+
+gboolean ic_ledger_read_all_cached(IcLedgerCache *cache, const char *ledger_dir, gint64 now,
+                                   gint64 stale_seconds, IcLedger **ret_ledger, GError **error)
+{
+    g_autoptr(IcLedger) ledger = g_new0(IcLedger, 1);
+    ledger->ledger_dir = g_strdup(ledger_dir);
+    ledger->hosts = g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_host_free);
+    ledger->read_at = now;
+    if (!ic_ledger_read_each(cache, ledger_dir, now, stale_seconds, keep_host, ledger,
+                             &ledger->errors, error))
+        return FALSE;
     *ret_ledger = g_steal_pointer(&ledger);
     return TRUE;
 }

@@ -27,11 +27,29 @@ gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
 
 /* ---- the filesystem witnesses ---- */
 
+/* One host of the ledger at a time into the usage (ic_ledger_read_each). */
+typedef struct {
+    const IcConfig *config;
+    const char *base_dir;
+    gint64 now;
+    IcUsage *usage;
+    IcLedgerCounts *counts;
+} LedgerReading;
+
+static void add_ledger_host(IcLedgerHost *host, gpointer data)
+{
+    LedgerReading *reading = data;
+    ic_ledger_host_add_usage(host, reading->config->host, reading->base_dir, reading->now,
+                             reading->usage);
+    reading->counts->hosts++;
+    reading->counts->stale_hosts += host->stale;
+    ic_ledger_host_free(host);
+}
+
 static void add_ledger(const IcConfig *config, IcLedgerCache *cache, IcUsage *usage, gint64 now,
                        IcLedgerCounts *counts)
 {
     g_autoptr(GError) error = NULL;
-    g_autoptr(IcLedger) ledger = NULL;
 
     /* A ledger dir that may be an unmounted share says nothing about other
      * hosts (ic_protocol_ledger_dir_check): their users are unknown. */
@@ -40,20 +58,23 @@ static void add_ledger(const IcConfig *config, IcLedgerCache *cache, IcUsage *us
         ic_usage_add_note(usage, IC_NOTE_LEDGER_DIR_MISSING, note);
         return;
     }
-    if (!ic_ledger_read_all_cached(cache, config->ledger_dir, now, config->ledger_stale_seconds,
-                                   &ledger, &error)) {
+    g_autofree char *base_dir = ic_config_base_dir(config);
+    LedgerReading reading = {config, base_dir, now, usage, counts};
+    guint first_note = usage->notes->len;
+    g_autoptr(GPtrArray) errors = NULL;
+    if (!ic_ledger_read_each(cache, config->ledger_dir, now, config->ledger_stale_seconds,
+                             add_ledger_host, &reading, &errors, &error)) {
         g_autofree char *note =
             g_strdup_printf("usage ledger '%s' could not be read (%s): nothing is removed",
                             config->ledger_dir, error->message);
         ic_usage_add_note(usage, IC_NOTE_LEDGER_UNREADABLE, note);
         return;
     }
-    g_autofree char *base_dir = ic_config_base_dir(config);
-    ic_ledger_add_usage(ledger, config->host, base_dir, usage);
-    counts->known = ledger->errors->len == 0;
-    counts->hosts = ledger->hosts->len;
-    for (guint i = 0; i < ledger->hosts->len; i++)
-        counts->stale_hosts += ((const IcLedgerHost *)g_ptr_array_index(ledger->hosts, i))->stale;
+    /* Damaged files first, before what the hosts that could be read said. */
+    for (guint i = 0; i < errors->len; i++)
+        ic_usage_insert_note(usage, first_note + i, IC_NOTE_LEDGER_DAMAGED,
+                             g_ptr_array_index(errors, i));
+    counts->known = errors->len == 0;
 }
 
 /* Directories under instances_path that are not instances. */

@@ -328,10 +328,15 @@ void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *u
 
 void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note)
 {
+    ic_usage_insert_note(usage, usage->notes->len, code, note);
+}
+
+void ic_usage_insert_note(IcUsage *usage, guint index, IcNoteCode code, const char *note)
+{
     if (ic_note_code_blocks_removal(code))
         usage->incomplete = TRUE;
-    g_ptr_array_add(usage->notes, g_strdup(note));
-    g_array_append_val(usage->note_codes, code);
+    g_ptr_array_insert(usage->notes, (gint)index, g_strdup(note));
+    g_array_insert_val(usage->note_codes, index, code);
 }
 
 const IcUsers *ic_usage_lookup_path(const IcUsage *usage, const char *path)

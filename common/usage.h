@@ -108,6 +108,10 @@ void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, cons
  * base file. */
 void ic_usage_add_note(IcUsage *usage, IcNoteCode code, const char *note);
 
+/* The same, placed at @index of the notes (a reader that learns of a damaged
+ * file after it added others' notes keeps the damage first). */
+void ic_usage_insert_note(IcUsage *usage, guint index, IcNoteCode code, const char *note);
+
 /* Remembers that a domain released the base file @path at @when (keeps the
  * latest). Keyed by the file's name within the base dir, so any spelling of
  * the base dir finds it. */

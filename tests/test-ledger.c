@@ -464,6 +464,38 @@ static void test_damaged_in_read_all(Fixture *f, gconstpointer data)
     g_assert_nonnull(b);
 }
 
+static void note_host(IcLedgerHost *host, gpointer data)
+{
+    g_ptr_array_add(data, g_strdup(host->host));
+    ic_ledger_host_free(host);
+}
+
+/* Hosts are read one at a time (issue 15), handed out sorted by host name
+ * ("a" before "a-b", whose file names sort the other way), and a damaged file
+ * is reported, not handed out. */
+static void test_read_each(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    const char *hosts[] = {"a-b", "a", "b"};
+    for (guint i = 0; i < G_N_ELEMENTS(hosts); i++) {
+        g_autoptr(IcLedgerDomain) domain = make_domain(UUID_A, "vm", "base");
+        g_assert_true(ic_ledger_record_domain(f->ledger_dir, hosts[i], domain, NOW, &error));
+        g_assert_no_error(error);
+    }
+    g_free(ic_test_write_file(f->ledger_dir, "c.ledger", "damaged", -1));
+    g_autoptr(GPtrArray) seen = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) errors = NULL;
+    g_assert_true(
+        ic_ledger_read_each(NULL, f->ledger_dir, NOW, 3600, note_host, seen, &errors, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(seen->len, ==, 3);
+    g_assert_cmpstr(seen->pdata[0], ==, "a");
+    g_assert_cmpstr(seen->pdata[1], ==, "a-b");
+    g_assert_cmpstr(seen->pdata[2], ==, "b");
+    g_assert_cmpuint(errors->len, ==, 1);
+    g_assert_nonnull(strstr(errors->pdata[0], "c.ledger"));
+}
+
 static void test_missing_dir(Fixture *f, gconstpointer data)
 {
     g_autoptr(IcLedger) ledger = NULL;
@@ -850,6 +882,7 @@ int main(int argc, char **argv)
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
     ADD("/imagecache/ledger/damaged/read-all", test_damaged_in_read_all);
     ADD("/imagecache/ledger/missing-dir", test_missing_dir);
+    ADD("/imagecache/ledger/read-each", test_read_each);
     ADD("/imagecache/ledger/record-drop", test_record_drop);
     ADD("/imagecache/ledger/bad-host", test_bad_host);
     ADD("/imagecache/ledger/leftover-temp", test_leftover_temp);
