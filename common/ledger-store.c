@@ -14,7 +14,6 @@
 #define LEDGER_SUFFIX  ".ledger"
 #define LOCK_SUFFIX    ".lock"
 #define LAST_PASS_NAME ".last-pass" /* not *.ledger: no host file */
-#define MAX_LAST_USED  10000
 
 static gboolean check_host_name(const char *host, GError **error)
 {
@@ -211,11 +210,12 @@ static gint compare_last_used(gconstpointer a, gconstpointer b)
     return strcmp(la->path, lb->path);
 }
 
-/* Keeps the newest MAX_LAST_USED entries, so the file cannot grow without bound. */
+/* Keeps the newest IC_LEDGER_MAX_LIST_ENTRIES entries: the file cannot grow
+ * without bound, and a longer list would read as a damaged file. */
 static void trim_last_used(IcLedgerHost *host)
 {
     guint size = g_hash_table_size(host->last_used);
-    if (size <= MAX_LAST_USED)
+    if (size <= IC_LEDGER_MAX_LIST_ENTRIES)
         return;
     g_autoptr(GArray) entries = g_array_sized_new(FALSE, FALSE, sizeof(LastUsed), size);
     GHashTableIter iter;
@@ -227,7 +227,7 @@ static void trim_last_used(IcLedgerHost *host)
     }
     g_array_sort(entries, compare_last_used);
     g_autoptr(GPtrArray) doomed = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < size - MAX_LAST_USED; i++)
+    for (guint i = 0; i < size - IC_LEDGER_MAX_LIST_ENTRIES; i++)
         g_ptr_array_add(doomed, g_strdup(g_array_index(entries, LastUsed, i).path));
     for (guint i = 0; i < doomed->len; i++)
         g_hash_table_remove(host->last_used, doomed->pdata[i]);

@@ -51,7 +51,6 @@
 #define LEDGER_FORMAT_PATHS 1 /* base files by absolute path */
 #define MACHINE_ID_MAX_LEN  64
 #define NAME_MAX_LEN        1024
-#define MAX_LIST_ENTRIES    4096 /* base files or image ids of one domain */
 #define DOMAIN_GROUP_PREFIX "domain "
 
 IcLedgerDomain *ic_ledger_domain_new(const char *uuid, const char *name)
@@ -369,9 +368,9 @@ static gboolean get_list(GKeyFile *kf, const char *group, const char *key, gint6
         return format_error(error, "bad list '%s' in [%s]: %s", key, group,
                             local_error ? local_error->message : "unreadable");
     }
-    if (n > MAX_LIST_ENTRIES)
-        return format_error(error, "more than %d entries in '%s' of [%s]", MAX_LIST_ENTRIES, key,
-                            group);
+    if (n > IC_LEDGER_MAX_LIST_ENTRIES)
+        return format_error(error, "more than %d entries in '%s' of [%s]",
+                            IC_LEDGER_MAX_LIST_ENTRIES, key, group);
     for (gsize i = 0; i < n; i++) {
         if (list[i][0] == '\0' || (entries_format != 0 && !entry_is_valid(list[i], entries_format)))
             return format_error(error, "bad entry '%s' in '%s' of [%s]", list[i], key, group);
@@ -567,7 +566,8 @@ gboolean ic_ledger_domain_check(const IcLedgerDomain *domain, GError **error)
             return FALSE;
         }
     }
-    if (domain->base_files->len > MAX_LIST_ENTRIES || domain->image_ids->len > MAX_LIST_ENTRIES) {
+    if (domain->base_files->len > IC_LEDGER_MAX_LIST_ENTRIES ||
+        domain->image_ids->len > IC_LEDGER_MAX_LIST_ENTRIES) {
         g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "domain '%s' names too many files",
                     domain->name);
         return FALSE;

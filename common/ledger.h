@@ -6,9 +6,13 @@
 
 G_BEGIN_DECLS
 
-#define IC_LEDGER_MAX_BYTES    (16 * 1024 * 1024)
-#define IC_LEDGER_MAX_DOMAINS  100000
-#define IC_LEDGER_HOST_MAX_LEN 253 /* a fully qualified DNS name */
+#define IC_LEDGER_MAX_BYTES   (16 * 1024 * 1024)
+#define IC_LEDGER_MAX_DOMAINS 100000
+/* The most entries one list of a host file may hold (a domain's base files or
+ * image ids, the [last_used] lists): the parser refuses more, so writers trim
+ * to it. Older versions refuse more too: raising it breaks mixed clusters. */
+#define IC_LEDGER_MAX_LIST_ENTRIES 4096
+#define IC_LEDGER_HOST_MAX_LEN     253 /* a fully qualified DNS name */
 
 typedef struct {
     char *uuid;

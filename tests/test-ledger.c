@@ -496,6 +496,30 @@ static void test_read_each(Fixture *f, gconstpointer data)
     g_assert_nonnull(strstr(errors->pdata[0], "c.ledger"));
 }
 
+/* A host that released more distinct base files than a list may hold keeps
+ * the newest: its file must stay readable (it read as damaged at 4,097, and
+ * every later record on the host then failed). */
+static void test_many_releases(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    for (guint round = 0; round < 2; round++) {
+        g_autoptr(IcLedgerDomain) domain = ic_ledger_domain_new(UUID_A, "vm");
+        guint count = round == 0 ? IC_LEDGER_MAX_LIST_ENTRIES : 1;
+        for (guint i = 0; i < count; i++)
+            g_ptr_array_add(domain->base_files, g_strdup_printf("base-%u-%u", round, i));
+        g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", domain, NOW, &error));
+        g_assert_no_error(error);
+        g_assert_true(ic_ledger_drop_domain(f->ledger_dir, "hosta", UUID_A, NOW + round, &error));
+        g_assert_no_error(error);
+    }
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(g_hash_table_size(host->last_used), ==, IC_LEDGER_MAX_LIST_ENTRIES);
+    g_assert_true(g_hash_table_contains(host->last_used, "base-1-0"));
+    g_autoptr(IcLedgerDomain) again = make_domain(UUID_B, "vm2", "base");
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", again, NOW + 2, &error));
+    g_assert_no_error(error);
+}
+
 static void test_missing_dir(Fixture *f, gconstpointer data)
 {
     g_autoptr(IcLedger) ledger = NULL;
@@ -883,6 +907,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/ledger/damaged/read-all", test_damaged_in_read_all);
     ADD("/imagecache/ledger/missing-dir", test_missing_dir);
     ADD("/imagecache/ledger/read-each", test_read_each);
+    ADD("/imagecache/ledger/many-releases", test_many_releases);
     ADD("/imagecache/ledger/record-drop", test_record_drop);
     ADD("/imagecache/ledger/bad-host", test_bad_host);
     ADD("/imagecache/ledger/leftover-temp", test_leftover_temp);
