@@ -96,6 +96,7 @@ for path in /usr/bin/imagecachectl /etc/libvirt/hooks/qemu.d/imagecache \
     grep -qx "$path" "$work/main.list" && pass "imagecache has $path" || fail "imagecache lacks $path"
 done
 for path in /usr/lib/collectd/imagecache.so /usr/share/man/man5/collectd-imagecache.5.gz \
+    /usr/lib/systemd/system/collectd.service.d/imagecache.conf \
     /usr/share/doc/collectd-imagecache/copyright \
     /usr/share/imagecache/grafana/imagecache-graphite.json \
     /usr/share/imagecache/grafana/imagecache-influxdb.json \

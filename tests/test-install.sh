@@ -153,6 +153,13 @@ fi
 
 if [ -f /usr/include/collectd/core/daemon/plugin.h ] && [ -f "$src/collectd-plugin/imagecache.c" ]; then
     check_file "$plugin_dir/imagecache.so"
+    check_file "$unit_dir/collectd.service.d/imagecache.conf"
+    if grep -qx "Environment=G_SLICE=always-malloc" \
+        "$dest$unit_dir/collectd.service.d/imagecache.conf" 2>/dev/null; then
+        pass "collectd's drop-in sets G_SLICE=always-malloc"
+    else
+        fail "collectd's drop-in does not set G_SLICE=always-malloc"
+    fi
     if [ -f "$dest$plugin_dir/imagecache.so" ]; then
         exported=$(nm -D --defined-only "$dest$plugin_dir/imagecache.so" | awk '$2 == "T" {print $3}' | tr '\n' ' ')
         [ "$exported" = "module_register " ] && pass "plugin exports module_register only" \
