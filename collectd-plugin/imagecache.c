@@ -2,7 +2,6 @@
  * PassInterval; the read callback dispatches the latest values; notifications
  * on corrupt, absent-in-use and unremovable base files. Glue only: the rules
  * live in common/ (pass, metrics). */
-#include <gio/gio.h>
 #include <glib.h>
 #include <malloc.h>
 #include <string.h>
@@ -37,7 +36,7 @@ static GCond wakeup;
 static gboolean stopping;
 static gboolean worker_running;
 static pthread_t worker_thread;
-static GCancellable *cancellable;
+static IcCancel *cancel;
 static IcMetricSet *snapshot;      /* the latest good pass's values, NULL until the first */
 static gboolean snapshot_reported; /* its first cycle was logged */
 static IcPassStatus pass_status;   /* for the liveness values */
@@ -175,7 +174,7 @@ static gboolean run_pass(IcAlertState *alerts, char **last_notes)
     IcPassOptions pass_options = {
         .mode = removes ? IC_PASS_RUN : IC_PASS_REPORT,
         .checksum_rate_limit = options->checksum_rate_limit,
-        .cancellable = cancellable,
+        .cancel = cancel,
         .witnesses = collect_usage,
     };
     g_autoptr(IcReport) report = NULL;
@@ -275,7 +274,7 @@ static int imagecache_init(void)
                                                 .message = message});
         return -1;
     }
-    cancellable = g_cancellable_new();
+    cancel = ic_cancel_new();
     stopping = FALSE;
     started_at = g_get_real_time() / G_USEC_PER_SEC;
     int status = plugin_thread_create(&worker_thread, worker_main, NULL, "imagecache");
@@ -406,13 +405,13 @@ static int imagecache_shutdown(void)
         stopping = TRUE;
         g_cond_broadcast(&wakeup);
         g_mutex_unlock(&lock);
-        g_cancellable_cancel(cancellable); /* stops hashing, the lock wait and removal */
+        ic_cancel_cancel(cancel); /* stops hashing, the lock wait and removal */
         (void)pthread_join(worker_thread, NULL);
         worker_running = FALSE;
     }
     g_clear_pointer(&snapshot, ic_metric_set_unref);
     g_clear_pointer(&cycle, ic_metric_set_unref);
-    g_clear_object(&cancellable);
+    g_clear_pointer(&cancel, ic_cancel_free);
     g_clear_pointer(&config, ic_config_free);
     g_clear_pointer(&options, ic_plugin_options_free);
     g_clear_pointer(&config_items, g_ptr_array_unref);

@@ -2,9 +2,9 @@
 
 #include "error.h"
 #include "fileutil.h"
+#include "jsonin.h"
 
 #include <fcntl.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -74,20 +74,20 @@ static gboolean set_crypto_error(GError **error, const char *what)
     return FALSE;
 }
 
-static gboolean check_cancelled(GCancellable *cancellable, const char *name, GError **error)
+static gboolean check_cancelled(const IcCancel *cancel, const char *name, GError **error)
 {
-    if (!g_cancellable_is_cancelled(cancellable))
+    if (!ic_cancel_is_cancelled(cancel))
         return TRUE;
     g_set_error(error, IC_ERROR, IC_ERROR_CANCELLED, "hashing '%s' cancelled", name);
     return FALSE;
 }
 
-/* Sleeps until @deadline (monotonic µs) in slices, watching @cancellable. */
-static gboolean sleep_until(gint64 deadline, GCancellable *cancellable, const char *name,
+/* Sleeps until @deadline (monotonic µs) in slices, watching @cancel. */
+static gboolean sleep_until(gint64 deadline, const IcCancel *cancel, const char *name,
                             GError **error)
 {
     for (;;) {
-        if (!check_cancelled(cancellable, name, error))
+        if (!check_cancelled(cancel, name, error))
             return FALSE;
         gint64 left = deadline - g_get_monotonic_time();
         if (left <= 0)
@@ -182,22 +182,22 @@ static gint64 rate_limit_take(IcRateLimit *limit, guint64 n)
 }
 
 static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
-                          IcRateLimit *shared, GCancellable *cancellable, char **ret_sha1_hex,
+                          IcRateLimit *shared, IcCancel *cancel, char **ret_sha1_hex,
                           GError **error);
 
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
-                          GCancellable *cancellable, char **ret_sha1_hex, GError **error)
+                          IcCancel *cancel, char **ret_sha1_hex, GError **error)
 {
-    return hash_file(dirfd, name, rate_limit_bytes_per_sec, NULL, cancellable, ret_sha1_hex, error);
+    return hash_file(dirfd, name, rate_limit_bytes_per_sec, NULL, cancel, ret_sha1_hex, error);
 }
 
 /* @shared, when set, replaces the file's own rate limit (@rate_limit_bytes_per_sec
  * then only sizes the chunks). */
 static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
-                          IcRateLimit *shared, GCancellable *cancellable, char **ret_sha1_hex,
+                          IcRateLimit *shared, IcCancel *cancel, char **ret_sha1_hex,
                           GError **error)
 {
-    if (!check_cancelled(cancellable, name, error))
+    if (!check_cancelled(cancel, name, error))
         return FALSE;
 
     ic_autofd fd = ic_file_open_regular_at(dirfd, name, NULL, error);
@@ -228,7 +228,7 @@ static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_
     gint64 start = g_get_monotonic_time();
     guint64 total = 0;
     for (;;) {
-        if (!check_cancelled(cancellable, name, error))
+        if (!check_cancelled(cancel, name, error))
             return FALSE;
         guint64 window_end = total + chunk;
         window_end += (page - window_end % page) % page;
@@ -251,12 +251,12 @@ static gboolean hash_file(int dirfd, const char *name, guint64 rate_limit_bytes_
         dropper_flush(&dropper, scanned_to, FALSE);
 
         if (shared != NULL) {
-            if (!sleep_until(rate_limit_take(shared, n), cancellable, name, error))
+            if (!sleep_until(rate_limit_take(shared, n), cancel, name, error))
                 return FALSE;
         } else if (rate_limit_bytes_per_sec > 0) {
             gint64 due =
                 start + (gint64)((double)total * G_USEC_PER_SEC / (double)rate_limit_bytes_per_sec);
-            if (!sleep_until(due, cancellable, name, error))
+            if (!sleep_until(due, cancel, name, error))
                 return FALSE;
         }
     }
@@ -332,21 +332,15 @@ gboolean ic_checksum_parse_sha1_sidecar(const char *data, gsize len, IcStoredChe
     return TRUE;
 }
 
-/* "sha1-timestamp": absent or null → -1; else a non-negative number of seconds. */
-static gboolean parse_info_timestamp(JsonObject *obj, gint64 *ret_timestamp, GError **error)
+/* "sha1-timestamp": null → -1; else a non-negative number of seconds. */
+static gboolean read_info_timestamp(IcJsonIn *in, gint64 *ret_timestamp, GError **error)
 {
-    JsonNode *node = json_object_get_member(obj, "sha1-timestamp");
-    if (node == NULL || JSON_NODE_HOLDS_NULL(node)) {
+    if (ic_jsonin_null(in)) {
         *ret_timestamp = -1;
         return TRUE;
     }
-    GType type = JSON_NODE_HOLDS_VALUE(node) ? json_node_get_value_type(node) : G_TYPE_INVALID;
     double value;
-    if (type == G_TYPE_INT64) {
-        value = (double)json_node_get_int(node);
-    } else if (type == G_TYPE_DOUBLE) {
-        value = json_node_get_double(node);
-    } else {
+    if (!ic_jsonin_number(in, &value)) {
         g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1-timestamp\" is not a number");
         return FALSE;
     }
@@ -358,6 +352,49 @@ static gboolean parse_info_timestamp(JsonObject *obj, gint64 *ret_timestamp, GEr
     /* Non-negative: truncation is the floor. */
     *ret_timestamp = (gint64)value;
     return TRUE;
+}
+
+static gboolean read_info_sha1(IcJsonIn *in, char **ret_sha1, GError **error)
+{
+    if (!ic_jsonin_peek(in, '"')) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1\" is not a string");
+        return FALSE;
+    }
+    g_autofree char *text = ic_jsonin_string(in);
+    if (text == NULL)
+        return FALSE; /* malformed: the caller says where */
+    if (!check_sidecar_text(text, strlen(text), error)) {
+        g_prefix_error(error, "\"sha1\": ");
+        return FALSE;
+    }
+    *ret_sha1 = g_steal_pointer(&text);
+    return TRUE;
+}
+
+typedef struct {
+    char *sha1;
+    gint64 timestamp;
+    gboolean seen_timestamp;
+} InfoMembers;
+
+/* One member of the .info object (IcJsonInMemberFunc). A member given twice is
+ * refused: readers that keep the first and readers that keep the last would see
+ * two different checksums in one file. Other members, of any type, are skipped
+ * (and checked as strictly). */
+static gboolean read_info_member(IcJsonIn *in, const char *name, gpointer user_data, GError **error)
+{
+    InfoMembers *info = user_data;
+    gboolean is_sha1 = g_str_equal(name, "sha1");
+    if (!is_sha1 && !g_str_equal(name, "sha1-timestamp"))
+        return ic_jsonin_skip_value(in);
+    if (is_sha1 ? info->sha1 != NULL : info->seen_timestamp) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"%s\" given twice", name);
+        return FALSE;
+    }
+    if (is_sha1)
+        return read_info_sha1(in, &info->sha1, error);
+    info->seen_timestamp = TRUE;
+    return read_info_timestamp(in, &info->timestamp, error);
 }
 
 gboolean ic_checksum_parse_info_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
@@ -374,40 +411,19 @@ gboolean ic_checksum_parse_info_sidecar(const char *data, gsize len, IcStoredChe
         return FALSE;
     }
 
-    g_autoptr(JsonParser) parser = json_parser_new_immutable();
-    g_autoptr(GError) local_error = NULL;
-    if (!json_parser_load_from_data(parser, data, (gssize)len, &local_error)) {
-        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar is not JSON: %s",
-                    local_error->message);
+    InfoMembers info = {.timestamp = -1};
+    g_autofree char *sha1 = NULL;
+    gboolean ok = ic_jsonin_parse_object(data, len, read_info_member, &info, error);
+    sha1 = g_steal_pointer(&info.sha1);
+    if (!ok) {
+        g_prefix_error(error, "info sidecar: ");
         return FALSE;
     }
-    JsonNode *root = json_parser_get_root(parser);
-    if (root == NULL || !JSON_NODE_HOLDS_OBJECT(root)) {
-        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar is not a JSON object");
-        return FALSE;
-    }
-    JsonObject *obj = json_node_get_object(root);
-
-    JsonNode *sha1 = json_object_get_member(obj, "sha1");
     if (sha1 == NULL) {
         g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "info sidecar has no \"sha1\"");
         return FALSE;
     }
-    if (!JSON_NODE_HOLDS_VALUE(sha1) || json_node_get_value_type(sha1) != G_TYPE_STRING) {
-        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "\"sha1\" is not a string");
-        return FALSE;
-    }
-    const char *text = json_node_get_string(sha1);
-    if (!check_sidecar_text(text, strlen(text), error)) {
-        g_prefix_error(error, "\"sha1\": ");
-        return FALSE;
-    }
-
-    gint64 timestamp;
-    if (!parse_info_timestamp(obj, &timestamp, error))
-        return FALSE;
-
-    *ret_stored = stored_new(IC_SIDECAR_INFO, text, strlen(text), timestamp);
+    *ret_stored = stored_new(IC_SIDECAR_INFO, sha1, strlen(sha1), info.timestamp);
     return TRUE;
 }
 
@@ -443,28 +459,34 @@ gboolean ic_checksum_read_stored(int dirfd, const char *name, IcStoredChecksum *
     return TRUE;
 }
 
+/* The .info text: compact JSON and a newline, byte for byte what json-glib's
+ * generator wrote before (test-checksum compares the two). @sha1_hex passed
+ * check_sidecar_text: printable ASCII, where only '"' and '\\' need escaping. */
+static char *format_info_sidecar(const char *sha1_hex, gint64 timestamp)
+{
+    g_autoptr(GString) text = g_string_new("{\"sha1\":\"");
+    for (const char *p = sha1_hex; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            g_string_append_c(text, '\\');
+        g_string_append_c(text, *p);
+    }
+    g_string_append_c(text, '"');
+    if (timestamp >= 0)
+        g_string_append_printf(text, ",\"sha1-timestamp\":%" G_GINT64_FORMAT, timestamp);
+    g_string_append(text, "}\n");
+    return g_string_free(g_steal_pointer(&text), FALSE);
+}
+
 gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1_hex,
                                    gint64 timestamp, GError **error)
 {
-    g_autoptr(JsonBuilder) builder = json_builder_new();
-    json_builder_begin_object(builder);
-    json_builder_set_member_name(builder, "sha1");
-    json_builder_add_string_value(builder, sha1_hex);
-    if (timestamp >= 0) {
-        json_builder_set_member_name(builder, "sha1-timestamp");
-        json_builder_add_int_value(builder, timestamp);
+    if (!check_sidecar_text(sha1_hex, strlen(sha1_hex), error)) {
+        g_prefix_error(error, "not writing the sidecar of '%s': ", name);
+        return FALSE;
     }
-    json_builder_end_object(builder);
-
-    g_autoptr(JsonNode) root = json_builder_get_root(builder);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    json_generator_set_root(gen, root);
-    gsize len = 0;
-    g_autofree char *json = json_generator_to_data(gen, &len);
-    g_autofree char *text = g_strconcat(json, "\n", NULL);
-
+    g_autofree char *text = format_info_sidecar(sha1_hex, timestamp);
     g_autofree char *path = g_strconcat(name, ".info", NULL);
-    return ic_file_write_atomic_at(dirfd, path, text, len + 1, 0644, error);
+    return ic_file_write_atomic_at(dirfd, path, text, strlen(text), 0644, error);
 }
 
 /* The sidecar's hash is recent enough to trust without re-reading the file. A
@@ -511,7 +533,7 @@ gboolean ic_checksum_verify(int dirfd, const char *name, const IcChecksumOptions
     }
 
     if (!hash_file(dirfd, name, options->rate_limit_bytes_per_sec, options->shared_limit,
-                   options->cancellable, &result.actual, &local_error)) {
+                   options->cancel, &result.actual, &local_error)) {
         if (g_error_matches(local_error, IC_ERROR, IC_ERROR_CANCELLED)) {
             ic_checksum_result_clear(&result);
             g_propagate_error(error, g_steal_pointer(&local_error));

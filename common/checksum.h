@@ -2,9 +2,9 @@
  * Owns both sidecar formats: "<file>.sha1" (hex digest) and "<file>.info" (JSON). */
 #pragma once
 
-#include <gio/gio.h>
 #include <glib.h>
 
+#include "cancel.h"
 #include "scan.h" /* ic_sidecar_suffixes */
 
 G_BEGIN_DECLS
@@ -53,13 +53,13 @@ gboolean ic_checksum_write_sidecar(int dirfd, const char *name, const char *sha1
                                    gint64 timestamp, GError **error);
 
 /* Streams the file through SHA-1 in constant memory. @rate_limit_bytes_per_sec
- * (0 = unlimited) throttles the reading; @cancellable stops it mid-file with
+ * (0 = unlimited) throttles the reading; @cancel stops it mid-file with
  * IC_ERROR_CANCELLED. Hashing leaves the page cache as it found it: the pages it
  * brings in are dropped behind the reader (POSIX_FADV_DONTNEED), the pages that
  * were cached before (a guest reading the file) stay; so a pass neither evicts
  * the guests' cache nor keeps what it read. */
 gboolean ic_checksum_file(int dirfd, const char *name, guint64 rate_limit_bytes_per_sec,
-                          GCancellable *cancellable, char **ret_sha1_hex, GError **error);
+                          IcCancel *cancel, char **ret_sha1_hex, GError **error);
 
 /* A rate limit shared by the threads that hash at once: together they read at
  * most its rate (the operator's ChecksumRateLimit is the total, not per file). */
@@ -67,9 +67,9 @@ typedef struct IcRateLimit IcRateLimit;
 
 typedef struct {
     guint64 rate_limit_bytes_per_sec;
-    gint64 interval_seconds; /* skip re-hashing while the sidecar's timestamp is younger */
-    gboolean write_missing;  /* write a sidecar when there is none */
-    GCancellable *cancellable;
+    gint64 interval_seconds;   /* skip re-hashing while the sidecar's timestamp is younger */
+    gboolean write_missing;    /* write a sidecar when there is none */
+    IcCancel *cancel;          /* may be NULL */
     IcRateLimit *shared_limit; /* private: set by ic_checksum_verify_many */
 } IcChecksumOptions;
 

@@ -194,7 +194,7 @@ static gboolean verify_checksums(Pass *pass, Checksums *ret_checksums, GError **
         .rate_limit_bytes_per_sec = pass->options->checksum_rate_limit,
         .interval_seconds = pass->config->checksum_interval_seconds,
         .write_missing = pass->options->mode == IC_PASS_RUN,
-        .cancellable = pass->options->cancellable,
+        .cancel = pass->options->cancel,
     };
     guint threads = MIN(g_get_num_processors(), PASS_HASH_THREADS_MAX);
     if (checksums.n_jobs > 0 &&
@@ -419,7 +419,7 @@ static void remove_phase(Pass *pass)
         .ledger_cache = pass->options->ledger_cache,
         .known = pass->scan,
         .now = pass->now,
-        .cancellable = pass->options->cancellable,
+        .cancel = pass->options->cancel,
         .proc_root = pass->options->proc_root,
         .lock_timeout_ms = pass->options->lock_timeout_ms,
         .hold_limit_ms = pass->options->hold_limit_ms,

@@ -2,9 +2,9 @@
  * checksums, policy, then actions. The CLI and the collectd plugin both run this. */
 #pragma once
 
-#include <gio/gio.h>
 #include <glib.h>
 
+#include "cancel.h"
 #include "config.h"
 #include "ledger-store.h"
 #include "protocol.h"
@@ -31,7 +31,7 @@ typedef struct {
     IcPassMode mode;
     guint64 checksum_rate_limit; /* bytes/s, 0 = unlimited */
     const char *checksum_only;   /* hash only this base file (explaining one file); NULL: all */
-    GCancellable *cancellable;   /* stops hashing, the lock wait and removal */
+    IcCancel *cancel;            /* stops hashing, the lock wait and removal */
     IcWitnessFunc witnesses;     /* NULL: only the ledger, the given usage and the instances dir */
     IcLedgerCache *ledger_cache; /* a long-running caller's: re-read only changed ledgers; NULL */
     gpointer witnesses_data;

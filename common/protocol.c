@@ -12,17 +12,11 @@
 #include "openfiles.h"
 #include "remove.h"
 
-static gboolean cancellable_stop(gpointer data)
+gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms, IcCancel *cancel,
+                                      int *ret_fd, GError **error)
 {
-    return g_cancellable_is_cancelled(data);
-}
-
-gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
-                                      GCancellable *cancellable, int *ret_fd, GError **error)
-{
-    return ic_protocol_lock_exclusive(ledger_dir, timeout_ms,
-                                      cancellable != NULL ? cancellable_stop : NULL, cancellable,
-                                      ret_fd, error);
+    return ic_protocol_lock_exclusive(
+        ledger_dir, timeout_ms, cancel != NULL ? ic_cancel_stop_func : NULL, cancel, ret_fd, error);
 }
 
 /* ---- the filesystem witnesses ---- */
@@ -263,7 +257,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
         removal->lock_timeout_ms > 0 ? removal->lock_timeout_ms : IC_PROTOCOL_REMOVAL_WAIT_MS;
     ic_autofd lock_fd = -1;
     if (!ic_protocol_ledger_dir_check(removal->config, TRUE, NULL, &local_error) ||
-        !ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancellable,
+        !ic_protocol_lock_for_removal(removal->config->ledger_dir, wait_ms, removal->cancel,
                                       &lock_fd, &local_error)) {
         g_autofree char *why = lock_failure(local_error);
         defer_plans(plans, 0, report, IC_REASON_REMOVAL_DEFERRED, why);
@@ -305,7 +299,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
     };
     for (guint i = 0; i < plans->len; i++) {
         /* Nothing is removed once shutdown has begun. */
-        if (removal->cancellable != NULL && g_cancellable_is_cancelled(removal->cancellable)) {
+        if (ic_cancel_is_cancelled(removal->cancel)) {
             defer_plans(plans, i, report, IC_REASON_REMOVAL_DEFERRED, "the pass was cancelled");
             break;
         }

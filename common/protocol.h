@@ -4,10 +4,10 @@
  * it); removal side: protocol.c. */
 #pragma once
 
-#include <gio/gio.h>
 #include <glib.h>
 #include <sys/types.h>
 
+#include "cancel.h"
 #include "config.h"
 #include "ledger-store.h"
 #include "report.h"
@@ -60,12 +60,12 @@ gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, i
                                     GError **error);
 
 /* The pass's side: the intent byte, then the usage byte, both exclusive, within
- * @timeout_ms in all, cancellable by @cancellable (may be NULL). IC_ERROR_BUSY
+ * @timeout_ms in all, cancellable by @cancel (may be NULL). IC_ERROR_BUSY
  * on timeout, IC_ERROR_CANCELLED when cancelled; closing *ret_fd releases both. */
-gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms,
-                                      GCancellable *cancellable, int *ret_fd, GError **error);
+gboolean ic_protocol_lock_for_removal(const char *ledger_dir, gint64 timeout_ms, IcCancel *cancel,
+                                      int *ret_fd, GError **error);
 
-/* The same with a stop function for the cancellable (GLib only). */
+/* The same with any stop function instead of @cancel. */
 gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
                                     IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd,
                                     GError **error);
@@ -145,10 +145,10 @@ typedef struct {
     IcLedgerCache *ledger_cache; /* re-read only the ledgers that changed; may be NULL */
     const IcScan *known;         /* the scan the plans came from; may be NULL */
     gint64 now;
-    GCancellable *cancellable; /* may be NULL */
-    const char *proc_root;     /* NULL: "/proc" */
-    gint64 lock_timeout_ms;    /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */
-    gint64 hold_limit_ms;      /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
+    IcCancel *cancel;       /* may be NULL */
+    const char *proc_root;  /* NULL: "/proc" */
+    gint64 lock_timeout_ms; /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */
+    gint64 hold_limit_ms;   /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
     IcProtocolDecideFunc decide;
     gpointer decide_data;
     IcProtocolSeamFunc seam;

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "fileutil.h"
+#include "jsonin.h"
 #include "probe.h"
 #include "scan.h"
 
@@ -509,144 +510,45 @@ static const char *instance_name(const char *instance)
 }
 
 /* Nova's <instance>/disk.info: a JSON object {"<disk path>": "<format>", …}
- * written when it made the disks. A small strict reader (the hook's library
- * links GLib alone): string keys and values, nothing else. */
+ * written when it made the disks, read with jsonin.h (the hook's library links
+ * GLib alone): string keys and values, nothing else. */
 #define DISK_INFO_NAME      "disk.info"
 #define DISK_INFO_MAX_BYTES (64 * 1024)
 
-typedef struct {
-    const char *p, *end;
-} JsonCursor;
-
-static void json_skip_space(JsonCursor *c)
+/* One member of disk.info (IcJsonInMemberFunc): @formats gets disk name (the
+ * path's last component) -> format. */
+static gboolean read_disk_info_member(IcJsonIn *in, const char *path, gpointer formats,
+                                      GError **error)
 {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-static gboolean json_expect(JsonCursor *c, char ch)
-{
-    json_skip_space(c);
-    if (c->p >= c->end || *c->p != ch)
+    if (!ic_jsonin_peek(in, '"')) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "the format of '%s' is not a string", path);
         return FALSE;
-    c->p++;
+    }
+    g_autofree char *format = ic_jsonin_string(in);
+    if (format == NULL)
+        return FALSE;
+    g_autofree char *disk = g_path_get_basename(path);
+    const char *known = g_hash_table_lookup(formats, disk);
+    if (known != NULL && !g_str_equal(known, format)) {
+        g_set_error(error, IC_ERROR, IC_ERROR_FORMAT, "disk '%s' given two formats ('%s', '%s')",
+                    disk, known, format);
+        return FALSE;
+    }
+    g_hash_table_replace(formats, g_steal_pointer(&disk), g_steal_pointer(&format));
     return TRUE;
 }
 
-static int hex_value(char ch)
-{
-    return g_ascii_isxdigit(ch) ? g_ascii_xdigit_value(ch) : -1;
-}
-
-/* A JSON string at the cursor, unescaped; NULL when malformed. */
-static char *json_string(JsonCursor *c)
-{
-    if (!json_expect(c, '"'))
-        return NULL;
-    g_autoptr(GString) out = g_string_new(NULL);
-    while (c->p < c->end && *c->p != '"') {
-        char ch = *c->p++;
-        if ((guchar)ch < 0x20)
-            return NULL;
-        if (ch != '\\') {
-            g_string_append_c(out, ch);
-            continue;
-        }
-        if (c->p >= c->end)
-            return NULL;
-        ch = *c->p++;
-        switch (ch) {
-        case '"':
-        case '\\':
-        case '/':
-            g_string_append_c(out, ch);
-            break;
-        case 'b':
-            g_string_append_c(out, '\b');
-            break;
-        case 'f':
-            g_string_append_c(out, '\f');
-            break;
-        case 'n':
-            g_string_append_c(out, '\n');
-            break;
-        case 'r':
-            g_string_append_c(out, '\r');
-            break;
-        case 't':
-            g_string_append_c(out, '\t');
-            break;
-        case 'u': {
-            if (c->end - c->p < 4)
-                return NULL;
-            gunichar u = 0;
-            for (int i = 0; i < 4; i++) {
-                int v = hex_value(c->p[i]);
-                if (v < 0)
-                    return NULL;
-                u = u << 4 | (gunichar)v;
-            }
-            c->p += 4;
-            /* No NULs, no lone surrogates: neither is in a path Nova writes. */
-            if (u == 0 || (u >= 0xd800 && u <= 0xdfff))
-                return NULL;
-            g_string_append_unichar(out, u);
-            break;
-        }
-        default:
-            return NULL;
-        }
-    }
-    if (c->p >= c->end)
-        return NULL;
-    c->p++;
-    return g_string_free(g_steal_pointer(&out), FALSE);
-}
-
-/* Parses disk.info into disk name (the key's last component) -> format. */
+/* Parses disk.info into disk name -> format. */
 static gboolean parse_disk_info(const char *data, gsize len, GHashTable **ret_formats,
                                 GError **error)
 {
     g_autoptr(GHashTable) formats = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    JsonCursor c = {data, data + len};
-    if (!json_expect(&c, '{'))
-        goto malformed;
-    json_skip_space(&c);
-    if (c.p < c.end && *c.p == '}') {
-        c.p++;
-    } else {
-        for (;;) {
-            g_autofree char *key = json_string(&c);
-            if (key == NULL || !json_expect(&c, ':'))
-                goto malformed;
-            g_autofree char *format = json_string(&c);
-            if (format == NULL)
-                goto malformed;
-            g_autofree char *disk = g_path_get_basename(key);
-            const char *known = g_hash_table_lookup(formats, disk);
-            if (known != NULL && !g_str_equal(known, format)) {
-                g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
-                            "disk.info gives disk '%s' two formats ('%s', '%s')", disk, known,
-                            format);
-                return FALSE;
-            }
-            g_hash_table_replace(formats, g_steal_pointer(&disk), g_steal_pointer(&format));
-            if (json_expect(&c, '}'))
-                break;
-            if (!json_expect(&c, ','))
-                goto malformed;
-        }
+    if (!ic_jsonin_parse_object(data, len, read_disk_info_member, formats, error)) {
+        g_prefix_error(error, "disk.info: ");
+        return FALSE;
     }
-    json_skip_space(&c);
-    if (c.p != c.end)
-        goto malformed;
     *ret_formats = g_steal_pointer(&formats);
     return TRUE;
-
-malformed:
-    g_set_error(error, IC_ERROR, IC_ERROR_FORMAT,
-                "disk.info is not a JSON object of disk paths to formats");
-    return FALSE;
 }
 
 /* The declared formats of an instance's disks (NULL when it has no disk.info). */

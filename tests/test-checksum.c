@@ -90,7 +90,7 @@ static IcChecksumOptions default_options(void)
         .rate_limit_bytes_per_sec = 0,
         .interval_seconds = 3600,
         .write_missing = TRUE,
-        .cancellable = NULL,
+        .cancel = NULL,
     };
 }
 
@@ -247,7 +247,7 @@ static void test_hash_rate_limit(Fixture *fix, gconstpointer data)
 static gpointer cancel_later(gpointer data)
 {
     g_usleep(150 * 1000);
-    g_cancellable_cancel(G_CANCELLABLE(data));
+    ic_cancel_cancel(data);
     return NULL;
 }
 
@@ -258,11 +258,11 @@ static void test_hash_cancel(Fixture *fix, gconstpointer data)
     put_file(fix, "img", contents, (gssize)len);
 
     /* At 2 MiB/s this would take 4 s; another thread cancels it mid-file. */
-    g_autoptr(GCancellable) cancellable = g_cancellable_new();
-    GThread *thread = g_thread_new("cancel", cancel_later, cancellable);
+    g_autoptr(IcCancel) cancel = ic_cancel_new();
+    GThread *thread = g_thread_new("cancel", cancel_later, cancel);
     g_autoptr(GError) error = NULL;
     char *hex = NULL;
-    g_assert_false(ic_checksum_file(fix->dirfd, "img", 2 * MIB, cancellable, &hex, &error));
+    g_assert_false(ic_checksum_file(fix->dirfd, "img", 2 * MIB, cancel, &hex, &error));
     g_thread_join(thread);
     g_assert_error(error, IC_ERROR, IC_ERROR_CANCELLED);
     g_assert_null(hex);
@@ -271,18 +271,18 @@ static void test_hash_cancel(Fixture *fix, gconstpointer data)
 static void test_hash_cancelled_before(Fixture *fix, gconstpointer data)
 {
     put_file(fix, "aaa", testdata, -1);
-    g_autoptr(GCancellable) cancellable = g_cancellable_new();
-    g_cancellable_cancel(cancellable);
+    g_autoptr(IcCancel) cancel = ic_cancel_new();
+    ic_cancel_cancel(cancel);
 
     g_autoptr(GError) error = NULL;
     char *hex = NULL;
-    g_assert_false(ic_checksum_file(fix->dirfd, "aaa", 0, cancellable, &hex, &error));
+    g_assert_false(ic_checksum_file(fix->dirfd, "aaa", 0, cancel, &hex, &error));
     g_assert_error(error, IC_ERROR, IC_ERROR_CANCELLED);
 
     /* verify: FALSE, nothing written, the result untouched. */
     g_clear_error(&error);
     IcChecksumOptions options = default_options();
-    options.cancellable = cancellable;
+    options.cancel = cancel;
     IcChecksumResult result = {0};
     g_assert_false(ic_checksum_verify(fix->dirfd, "aaa", &options, NOW, &result, &error));
     g_assert_error(error, IC_ERROR, IC_ERROR_CANCELLED);

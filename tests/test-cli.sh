@@ -125,17 +125,25 @@ libvirt_loaded() { # ARGS...: the libraries the dynamic linker opened for the co
         failures=$((failures + 1))
     fi
 }
-no_libvirt() {
+not_loaded() { # LIB ARGS...: the dynamic linker never opens LIB for the command
+    lib=$1
+    shift
     n=$((n + 1))
-    if LD_DEBUG=files "$ctl" "$@" 2>&1 >/dev/null | grep -q "file=.*libvirt"; then
-        echo "not ok $n - libvirt loaded for: $*"
+    if LD_DEBUG=files "$ctl" "$@" 2>&1 >/dev/null | grep -q "file=.*$lib"; then
+        echo "not ok $n - $lib loaded for: $*"
         failures=$((failures + 1))
     else
-        echo "ok $n - libvirt not loaded for: $*"
+        echo "ok $n - $lib not loaded for: $*"
     fi
 }
-no_libvirt --version
-no_libvirt check-config --config "$tmp/good.conf"
+not_loaded libvirt --version
+not_loaded libvirt check-config --config "$tmp/good.conf"
+# Nor GIO or json-glib, which imagecachectl does not link at all (cancel.c, jsonin.c).
+for lib in libgio-2.0 libjson-glib-1.0 libgobject-2.0; do
+    not_loaded $lib --version
+    not_loaded $lib check-config --config "$tmp/good.conf"
+    not_loaded $lib verify --config "$tmp/good.conf" "$tmp/nope"
+done
 "$ctl" report --config "$tmp/sum.conf" --json >"$tmp/report.json" 2>&1
 if ! grep -q libvirt_unsupported "$tmp/report.json"; then
     libvirt_loaded report --config "$tmp/sum.conf"

@@ -37,7 +37,7 @@ typedef struct {
     guint witness_calls_before_lock; /* at BEFORE_LOCK: how many times libvirt was asked */
     int held_fd;
     void *mapped;
-    GCancellable *cancellable;
+    IcCancel *cancel;
 } Fixture;
 
 static void fixture_setup(Fixture *fix, gconstpointer data)
@@ -64,7 +64,7 @@ static void fixture_teardown(Fixture *fix, gconstpointer data)
     ic_close_fdp(&fix->held_fd);
     if (fix->mapped != NULL)
         munmap(fix->mapped, 7);
-    g_clear_object(&fix->cancellable);
+    g_clear_pointer(&fix->cancel, ic_cancel_free);
     g_string_free(fix->stages, TRUE);
     g_free(fix->a);
     g_free(fix->b);
@@ -110,7 +110,7 @@ static IcReport *run_with(Fixture *fix, IcPassMode mode, gint64 lock_timeout_ms,
     IcReport *report = NULL;
     IcPassOptions options = {
         .mode = mode,
-        .cancellable = fix->cancellable,
+        .cancel = fix->cancel,
         .witnesses = external_witness,
         .witnesses_data = fix,
         .lock_timeout_ms = lock_timeout_ms,
@@ -295,7 +295,7 @@ static void act_cancel(gpointer data, IcProtocolStage stage, const char *name)
 {
     Fixture *fix = data;
     if (stage == IC_PROTOCOL_STAGE_BEFORE_LOCK)
-        g_cancellable_cancel(fix->cancellable);
+        ic_cancel_cancel(fix->cancel);
 }
 
 /* Shutdown while the pass waits for the lock: the wait ends well before its
@@ -305,7 +305,7 @@ static void test_cancel_during_wait(Fixture *fix, gconstpointer data)
     g_autoptr(GError) error = NULL;
     ic_autofd start = -1;
     g_assert_true(ic_protocol_lock_for_start(fix->config->ledger_dir, 1000, &start, &error));
-    fix->cancellable = g_cancellable_new();
+    fix->cancel = ic_cancel_new();
     fix->act = act_cancel;
     gint64 started = g_get_monotonic_time();
     g_autoptr(IcReport) report = run_with(fix, IC_PASS_RUN, 60000, 0);
@@ -319,13 +319,13 @@ static void act_cancel_locked(gpointer data, IcProtocolStage stage, const char *
 {
     Fixture *fix = data;
     if (stage == IC_PROTOCOL_STAGE_BEFORE_UNLINK)
-        g_cancellable_cancel(fix->cancellable);
+        ic_cancel_cancel(fix->cancel);
 }
 
 /* Shutdown begins between two unlinks: the next one is not made. */
 static void test_cancel_between_unlinks(Fixture *fix, gconstpointer data)
 {
-    fix->cancellable = g_cancellable_new();
+    fix->cancel = ic_cancel_new();
     fix->act = act_cancel_locked;
     g_autoptr(IcReport) report = run(fix);
     g_assert_false(ic_test_exists(fix->a)); /* already under way when shutdown began */
