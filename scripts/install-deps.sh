@@ -7,6 +7,7 @@ set -eu
 WANT_TEST=0
 [ "${1:-}" = "--test" ] && WANT_TEST=1
 
+# libjson-glib-dev: the tests only (they cross-check the library's JSON with it).
 BUILD_PKGS="build-essential meson ninja-build pkg-config libglib2.0-dev libssl-dev libjson-glib-dev clang-format"
 DEMO_PKGS="qemu-utils"
 E2E_PKGS="jq python3 python3-jsonschema libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 collectd-core collectd-dev scdoc debhelper lintian dpkg-dev fakeroot man-db valgrind clang libfuzzer-14-dev influxdb influxdb-client graphite-carbon graphite-web prometheus libprotobuf-c1 libmicrohttpd12 systemd glusterfs-server glusterfs-client"

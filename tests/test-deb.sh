@@ -129,6 +129,11 @@ dpkg-deb -f "$plugin_deb" Depends | grep -q "imagecache (= $version)" \
     && pass "collectd-imagecache depends on imagecache (= $version)" || fail "plugin Depends"
 dpkg-deb -f "$main_deb" Depends | grep -q libglib2.0-0 && pass "shlibs: imagecache depends on libglib2.0-0" \
     || fail "imagecache Depends lacks libglib2.0-0"
+# Issue 15: imagecachectl and the plugin no longer link json-glib.
+dpkg-deb -f "$main_deb" Depends | grep -q libjson-glib && fail "imagecache depends on json-glib" \
+    || pass "imagecache does not depend on json-glib"
+dpkg-deb -f "$plugin_deb" Depends | grep -q libjson-glib && fail "collectd-imagecache depends on json-glib" \
+    || pass "collectd-imagecache does not depend on json-glib"
 
 # lintian: errors fail; warnings are printed for the record.
 if lintian --fail-on error --tag-display-limit 0 "$work"/imagecache_*_"$arch".changes >"$work/lintian.log" 2>&1; then
