@@ -37,7 +37,9 @@ typedef struct {
 void ic_stored_checksum_free(IcStoredChecksum *stored);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcStoredChecksum, ic_stored_checksum_free)
 
-/* Parse sidecar contents. Pure; damaged content fails with IC_ERROR_FORMAT. */
+/* Parse sidecar contents. Pure; damaged content fails with IC_ERROR_FORMAT. The
+ * .info one is strict JSON (jsonin.h): a "sha1" or "sha1-timestamp" given twice
+ * is damage (two readers could see two checksums), other members are skipped. */
 gboolean ic_checksum_parse_sha1_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
                                         GError **error);
 gboolean ic_checksum_parse_info_sidecar(const char *data, gsize len, IcStoredChecksum **ret_stored,
