@@ -205,11 +205,80 @@ IcLedgerHost *ic_ledger_host_copy(const IcLedgerHost *src)
     return host;
 }
 
-/* ---- serialising ---- */
+/* ---- serialising ----
+ *
+ * The text is written directly, byte for byte what GKeyFile's setters and
+ * g_key_file_to_data() (GLib 2.74) wrote before: GKeyFile's setters search their
+ * keys linearly and every value was copied three times, which made writing a
+ * busy host's file the hook's largest cost. tests/test-ledger-codec.c keeps the
+ * GKeyFile serialiser and checks the two agree on generated hosts. */
 
-static void set_list(GKeyFile *kf, const char *group, const char *key, GPtrArray *list)
+#define LEDGER_COMMENT                                                                             \
+    "# imagecache usage ledger: written by imagecache-hook under its .lock, do not edit\n"
+
+/* GKeyFile's value escaping (g_key_file_parse_string_as_value): '\n', '\r' and
+ * '\\' always; a space or tab only while no other character has been written
+ * since the value's (or, in a list, the item's) start, since the reader strips
+ * leading white space; the list separator ';' inside a list item. */
+static void append_escaped(GString *out, const char *value, gboolean in_list)
 {
-    g_key_file_set_string_list(kf, group, key, (const char *const *)list->pdata, list->len);
+    gboolean leading = TRUE;
+    for (const char *p = value; *p != '\0'; p++) {
+        switch (*p) {
+        case ' ':
+            g_string_append(out, leading ? "\\s" : " ");
+            break;
+        case '\t':
+            g_string_append(out, leading ? "\\t" : "\t");
+            break;
+        case '\n':
+            g_string_append(out, "\\n");
+            break;
+        case '\r':
+            g_string_append(out, "\\r");
+            break;
+        case '\\':
+            g_string_append(out, "\\\\");
+            leading = FALSE;
+            break;
+        case ';':
+            if (in_list) {
+                g_string_append(out, "\\;");
+                leading = TRUE;
+                break;
+            }
+            G_GNUC_FALLTHROUGH;
+        default:
+            g_string_append_c(out, *p);
+            leading = FALSE;
+            break;
+        }
+    }
+}
+
+static void append_string(GString *out, const char *key, const char *value)
+{
+    g_string_append(out, key);
+    g_string_append_c(out, '=');
+    append_escaped(out, value, FALSE);
+    g_string_append_c(out, '\n');
+}
+
+static void append_int(GString *out, const char *key, gint64 value)
+{
+    g_string_append_printf(out, "%s=%" G_GINT64_FORMAT "\n", key, value);
+}
+
+/* Each item followed by the separator, as g_key_file_set_string_list() does. */
+static void append_list(GString *out, const char *key, const GPtrArray *list)
+{
+    g_string_append(out, key);
+    g_string_append_c(out, '=');
+    for (guint i = 0; i < list->len; i++) {
+        append_escaped(out, g_ptr_array_index(list, i), TRUE);
+        g_string_append_c(out, ';');
+    }
+    g_string_append_c(out, '\n');
 }
 
 static char *end_trailer(guint domains, const char *body, gsize body_len)
@@ -219,62 +288,75 @@ static char *end_trailer(guint domains, const char *body, gsize body_len)
     return g_strdup_printf("[end]\ndomains=%u\nsha256=%s\n", domains, digest);
 }
 
+/* @run: the domains sharing one uuid (normally one). GKeyFile merged them into
+ * one group, each later value replacing an earlier one in place; such a file
+ * is refused on reading (its counts disagree), but written as before. */
+static void append_domain(GString *out, IcLedgerDomain *const *run, guint n)
+{
+    const IcLedgerDomain *last = run[n - 1];
+    const char *unknown = NULL;
+    for (guint i = 0; i < n; i++) {
+        if (run[i]->unknown != NULL)
+            unknown = run[i]->unknown;
+    }
+    g_string_append(out, "\n[" DOMAIN_GROUP_PREFIX);
+    g_string_append(out, last->uuid);
+    g_string_append(out, "]\n");
+    append_string(out, "name", last->name);
+    append_int(out, "started", last->started);
+    append_list(out, "base_files", last->base_files);
+    append_list(out, "image_ids", last->image_ids);
+    if (unknown != NULL)
+        append_string(out, "unknown", unknown);
+}
+
+static void append_last_used(GString *out, GHashTable *last_used)
+{
+    g_autoptr(GPtrArray) paths = g_ptr_array_sized_new(g_hash_table_size(last_used));
+    GHashTableIter iter;
+    gpointer key;
+    g_hash_table_iter_init(&iter, last_used);
+    while (g_hash_table_iter_next(&iter, &key, NULL))
+        g_ptr_array_add(paths, key);
+    g_ptr_array_sort(paths, compare_strings);
+    g_string_append(out, "\n[last_used]\n");
+    append_list(out, "paths", paths);
+    g_string_append(out, "times=");
+    for (guint i = 0; i < paths->len; i++) {
+        const gint64 *time = g_hash_table_lookup(last_used, paths->pdata[i]);
+        g_string_append_printf(out, "%" G_GINT64_FORMAT ";", *time);
+    }
+    g_string_append_c(out, '\n');
+}
+
 char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
 {
-    g_autoptr(GKeyFile) kf = g_key_file_new();
     /* A borrowed view: g_ptr_array_copy() would inherit the free function. */
     g_autoptr(GPtrArray) domains = g_ptr_array_sized_new(host->domains->len);
     for (guint i = 0; i < host->domains->len; i++)
         g_ptr_array_add(domains, host->domains->pdata[i]);
     g_ptr_array_sort(domains, ic_ledger_domain_compare);
 
-    g_key_file_set_integer(kf, "ledger", "format", LEDGER_FORMAT);
-    g_key_file_set_comment(
-        kf, "ledger", NULL,
-        " imagecache usage ledger: written by imagecache-hook under its .lock, do not edit", NULL);
-    g_key_file_set_string(kf, "ledger", "host", host->host);
+    GString *out = g_string_sized_new(4096);
+    g_string_append(out, LEDGER_COMMENT "[ledger]\n");
+    append_int(out, "format", LEDGER_FORMAT);
+    append_string(out, "host", host->host);
     if (host->machine_id != NULL)
-        g_key_file_set_string(kf, "ledger", "machine_id", host->machine_id);
-    g_key_file_set_int64(kf, "ledger", "refreshed", host->refreshed);
-    g_key_file_set_uint64(kf, "ledger", "domains", domains->len);
+        append_string(out, "machine_id", host->machine_id);
+    append_int(out, "refreshed", host->refreshed);
+    g_string_append_printf(out, "domains=%u\n", domains->len);
 
-    for (guint i = 0; i < domains->len; i++) {
-        const IcLedgerDomain *domain = g_ptr_array_index(domains, i);
-        g_autofree char *group = g_strconcat(DOMAIN_GROUP_PREFIX, domain->uuid, NULL);
-        g_key_file_set_string(kf, group, "name", domain->name);
-        g_key_file_set_int64(kf, group, "started", domain->started);
-        set_list(kf, group, "base_files", domain->base_files);
-        set_list(kf, group, "image_ids", domain->image_ids);
-        if (domain->unknown != NULL)
-            g_key_file_set_string(kf, group, "unknown", domain->unknown);
+    IcLedgerDomain *const *sorted = (IcLedgerDomain *const *)domains->pdata;
+    for (guint i = 0, n = 1; i < domains->len; i += n) {
+        for (n = 1; i + n < domains->len && strcmp(sorted[i]->uuid, sorted[i + n]->uuid) == 0; n++)
+            ;
+        append_domain(out, sorted + i, n);
     }
+    if (host->last_used != NULL && g_hash_table_size(host->last_used) > 0)
+        append_last_used(out, host->last_used);
 
-    if (host->last_used != NULL && g_hash_table_size(host->last_used) > 0) {
-        g_autoptr(GPtrArray) paths = g_ptr_array_new();
-        GHashTableIter iter;
-        gpointer key;
-        g_hash_table_iter_init(&iter, host->last_used);
-        while (g_hash_table_iter_next(&iter, &key, NULL))
-            g_ptr_array_add(paths, key);
-        g_ptr_array_sort(paths, compare_strings);
-        g_autofree gint64 *times = g_new(gint64, paths->len);
-        g_autoptr(GStrvBuilder) time_strs = g_strv_builder_new();
-        for (guint i = 0; i < paths->len; i++) {
-            times[i] = *(const gint64 *)g_hash_table_lookup(host->last_used, paths->pdata[i]);
-            g_autofree char *s = g_strdup_printf("%" G_GINT64_FORMAT, times[i]);
-            g_strv_builder_add(time_strs, s);
-        }
-        g_auto(GStrv) strv = g_strv_builder_end(time_strs);
-        set_list(kf, "last_used", "paths", paths);
-        g_key_file_set_string_list(kf, "last_used", "times", (const char *const *)strv, paths->len);
-    }
-
-    gsize body_len = 0;
-    g_autofree char *body = g_key_file_to_data(kf, &body_len, NULL);
-    /* GKeyFile separates groups with a blank line; keep the [end] group in that shape. */
-    GString *out = g_string_new_len(body, (gssize)body_len);
-    if (out->len > 0 && !g_str_has_suffix(out->str, "\n\n"))
-        g_string_append_c(out, '\n');
+    /* Groups are separated by a blank line, the [end] group too. */
+    g_string_append_c(out, '\n');
     g_autofree char *trailer = end_trailer(domains->len, out->str, out->len);
     g_string_append(out, trailer);
     if (ret_len != NULL)
