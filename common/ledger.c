@@ -514,7 +514,8 @@ static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, gint64 format,
 }
 
 /* Splits @data at its last "[end]" line and checks the trailer byte for byte. */
-static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains, GError **error)
+static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains,
+                              gsize *ret_body_len, GError **error)
 {
     const char *end = NULL;
     for (const char *p = data;
@@ -542,6 +543,7 @@ static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains,
         return format_error(error, "the [end] group does not match the contents (checksum "
                                    "mismatch or truncated): the file is damaged");
     *ret_domains = domains;
+    *ret_body_len = body_len;
     return TRUE;
 }
 
@@ -608,6 +610,261 @@ static gboolean parse_groups(GKeyFile *kf, guint64 end_domains, IcLedgerHost **r
     return TRUE;
 }
 
+/* ---- parsing: the canonical fast path ----
+ *
+ * Every file this program writes is canonical: byte for byte what
+ * ic_ledger_host_serialize writes for the host it holds. Such a file is read
+ * here without GKeyFile, whose load and lookups were half of a hook prepare.
+ * The reader never refuses: it either accepts a canonical file that the
+ * GKeyFile reader below would accept with the same contents, or declines
+ * (any other shape, escape, spelling of a number, or a value any check
+ * refuses), and the GKeyFile reader decides, with its messages. What it
+ * accepts is thus a subset of what GKeyFile accepts: tests/test-ledger-codec.c
+ * compares both readers' verdicts and hosts on generated and mutated files. */
+
+typedef struct {
+    const char *p;
+    const char *end;
+} Cursor;
+
+static gboolean take_literal(Cursor *c, const char *literal, gsize len)
+{
+    if ((gsize)(c->end - c->p) < len || memcmp(c->p, literal, len) != 0)
+        return FALSE;
+    c->p += len;
+    return TRUE;
+}
+#define TAKE(c, literal) take_literal(c, literal, sizeof(literal) - 1)
+
+static gboolean starts_with(const Cursor *c, const char *prefix)
+{
+    gsize len = strlen(prefix);
+    return (gsize)(c->end - c->p) >= len && memcmp(c->p, prefix, len) == 0;
+}
+
+/* The rest of the line, without its '\n'; the cursor moves past the '\n'. */
+static gboolean take_line(Cursor *c, const char **ret_line, gsize *ret_len)
+{
+    const char *nl = memchr(c->p, '\n', (gsize)(c->end - c->p));
+    if (nl == NULL)
+        return FALSE;
+    *ret_line = c->p;
+    *ret_len = (gsize)(nl - c->p);
+    c->p = nl + 1;
+    return TRUE;
+}
+
+/* GKeyFile reads a value's leading white space (any g_ascii_isspace) as
+ * nothing, '\r' before a '\n' as nothing, and refuses values that are not
+ * UTF-8: a canonical body holds no raw control byte but '\n' and '\t'. */
+static gboolean body_is_plain(const char *data, gsize len)
+{
+    for (gsize i = 0; i < len; i++) {
+        guchar b = (guchar)data[i];
+        if (b < 0x20 && b != '\n' && b != '\t')
+            return FALSE;
+    }
+    return g_utf8_validate_len(data, len, NULL);
+}
+
+/* Decodes one value (@in_list: one list item, up to its ';') into @out, if it
+ * is exactly what append_escaped writes, with the same leading-space state;
+ * @ret_consumed: the raw bytes read, the item's ';' included. */
+static gboolean decode_value(const char *raw, gsize len, gboolean in_list, GString *out,
+                             gsize *ret_consumed)
+{
+    gboolean leading = TRUE;
+    g_string_truncate(out, 0);
+    for (gsize i = 0; i < len; i++) {
+        char ch = raw[i];
+        if (ch == '\\') {
+            if (++i == len)
+                return FALSE;
+            switch (raw[i]) {
+            case 's':
+            case 't':
+                if (!leading)
+                    return FALSE;
+                g_string_append_c(out, raw[i] == 's' ? ' ' : '\t');
+                break;
+            case 'n':
+                g_string_append_c(out, '\n');
+                break;
+            case 'r':
+                g_string_append_c(out, '\r');
+                break;
+            case '\\':
+                g_string_append_c(out, '\\');
+                leading = FALSE;
+                break;
+            case ';':
+                if (!in_list)
+                    return FALSE;
+                g_string_append_c(out, ';');
+                leading = TRUE;
+                break;
+            default:
+                return FALSE;
+            }
+            continue;
+        }
+        if ((ch == ' ' || ch == '\t') && leading)
+            return FALSE;
+        if (ch == ';' && in_list) {
+            *ret_consumed = i + 1;
+            return TRUE;
+        }
+        g_string_append_c(out, ch);
+        if (ch != ' ' && ch != '\t')
+            leading = FALSE;
+    }
+    /* A list item ends with its ';'. */
+    *ret_consumed = len;
+    return !in_list;
+}
+
+/* "key=<value>\n"; the decoded value in @buf. */
+static gboolean take_string(Cursor *c, const char *key_eq, GString *buf)
+{
+    const char *line = NULL;
+    gsize len = 0, used = 0;
+    return take_literal(c, key_eq, strlen(key_eq)) && take_line(c, &line, &len) &&
+           decode_value(line, len, FALSE, buf, &used);
+}
+
+/* A number as the serialiser prints it and get_int reads it. */
+static gboolean parse_number(const char *text, gsize len, gint64 max, gint64 *ret)
+{
+    char digits[24];
+    guint64 value = 0;
+    if (len == 0 || len >= sizeof(digits) || (text[0] == '0' && len > 1))
+        return FALSE;
+    for (gsize i = 0; i < len; i++) {
+        if (!g_ascii_isdigit(text[i]))
+            return FALSE;
+    }
+    memcpy(digits, text, len);
+    digits[len] = '\0';
+    if (!g_ascii_string_to_unsigned(digits, 10, 0, (guint64)max, &value, NULL))
+        return FALSE;
+    *ret = (gint64)value;
+    return TRUE;
+}
+
+static gboolean take_number(Cursor *c, const char *key_eq, gint64 max, gint64 *ret)
+{
+    const char *line = NULL;
+    gsize len = 0;
+    return take_literal(c, key_eq, strlen(key_eq)) && take_line(c, &line, &len) &&
+           parse_number(line, len, max, ret);
+}
+
+/* "key=<item>;<item>;\n" with get_list's rules (@entries_format as there). */
+static gboolean take_list(Cursor *c, const char *key_eq, gint64 entries_format, GString *buf,
+                          GPtrArray *into)
+{
+    const char *line = NULL;
+    gsize len = 0;
+    if (!take_literal(c, key_eq, strlen(key_eq)) || !take_line(c, &line, &len))
+        return FALSE;
+    for (gsize at = 0, used = 0; at < len; at += used) {
+        if (!decode_value(line + at, len - at, TRUE, buf, &used) || buf->len == 0 ||
+            into->len >= IC_LEDGER_MAX_LIST_ENTRIES ||
+            (entries_format != 0 && !entry_is_valid(buf->str, entries_format)))
+            return FALSE;
+        g_ptr_array_add(into, g_strndup(buf->str, buf->len));
+    }
+    return TRUE;
+}
+
+static gboolean take_domain(Cursor *c, const char *previous_uuid, GString *buf,
+                            IcLedgerDomain **ret_domain)
+{
+    const char *line = NULL;
+    gsize len = 0;
+    if (!take_line(c, &line, &len) || len == 0 || line[len - 1] != ']')
+        return FALSE;
+    g_autofree char *uuid = g_strndup(line, len - 1);
+    g_autofree char *lower = g_ascii_strdown(uuid, -1);
+    /* Sorted and distinct: GKeyFile merges a repeated group. */
+    if (!g_uuid_string_is_valid(uuid) || strcmp(lower, uuid) != 0 ||
+        (previous_uuid != NULL && strcmp(previous_uuid, uuid) >= 0))
+        return FALSE;
+    if (!take_string(c, "name=", buf) || buf->len == 0 || buf->len > NAME_MAX_LEN)
+        return FALSE;
+    g_autoptr(IcLedgerDomain) domain = ic_ledger_domain_new(uuid, buf->str);
+    if (!take_number(c, "started=", G_MAXINT64, &domain->started) ||
+        !take_list(c, "base_files=", LEDGER_FORMAT, buf, domain->base_files) ||
+        !take_list(c, "image_ids=", 0, buf, domain->image_ids))
+        return FALSE;
+    if (starts_with(c, "unknown=")) {
+        if (!take_string(c, "unknown=", buf) || buf->len == 0)
+            return FALSE;
+        domain->unknown = g_strndup(buf->str, buf->len);
+    }
+    *ret_domain = g_steal_pointer(&domain);
+    return TRUE;
+}
+
+static gboolean take_last_used(Cursor *c, GString *buf, IcLedgerHost *host)
+{
+    g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) times = g_ptr_array_new_with_free_func(g_free);
+    if (!take_list(c, "paths=", LEDGER_FORMAT, buf, paths) ||
+        !take_list(c, "times=", 0, buf, times) || paths->len != times->len)
+        return FALSE;
+    for (guint i = 0; i < paths->len; i++) {
+        gint64 t = 0;
+        /* Sorted and distinct, as the serialiser writes the table. */
+        if ((i > 0 && strcmp(paths->pdata[i - 1], paths->pdata[i]) >= 0) ||
+            !parse_number(times->pdata[i], strlen(times->pdata[i]), G_MAXINT64, &t))
+            return FALSE;
+        gint64 *value = g_new(gint64, 1);
+        *value = t;
+        g_hash_table_replace(host->last_used, g_strdup(paths->pdata[i]), value);
+    }
+    return TRUE;
+}
+
+/* @body: the file up to its [end] group. FALSE: not canonical, or refused by a
+ * check; the GKeyFile reader decides. */
+static gboolean parse_canonical(const char *body, gsize body_len, guint64 end_domains,
+                                IcLedgerHost **ret_host)
+{
+    if (!body_is_plain(body, body_len))
+        return FALSE;
+    Cursor c = {body, body + body_len};
+    g_autoptr(GString) buf = g_string_sized_new(256);
+    if (!TAKE(&c, LEDGER_COMMENT "[ledger]\nformat=" G_STRINGIFY(LEDGER_FORMAT) "\n") ||
+        !take_string(&c, "host=", buf) || !ic_ledger_host_name_is_valid(buf->str))
+        return FALSE;
+    g_autoptr(IcLedgerHost) host = ic_ledger_host_new(buf->str);
+    if (starts_with(&c, "machine_id=")) {
+        if (!take_string(&c, "machine_id=", buf) || !ic_ledger_machine_id_is_valid(buf->str))
+            return FALSE;
+        host->machine_id = g_strndup(buf->str, buf->len);
+    }
+    gint64 domains = 0;
+    if (!take_number(&c, "refreshed=", G_MAXINT64, &host->refreshed) ||
+        !take_number(&c, "domains=", IC_LEDGER_MAX_DOMAINS, &domains))
+        return FALSE;
+    while (TAKE(&c, "\n[" DOMAIN_GROUP_PREFIX)) {
+        const IcLedgerDomain *previous =
+            host->domains->len > 0 ? host->domains->pdata[host->domains->len - 1] : NULL;
+        IcLedgerDomain *domain = NULL;
+        if (!take_domain(&c, previous != NULL ? previous->uuid : NULL, buf, &domain))
+            return FALSE;
+        g_ptr_array_add(host->domains, domain);
+    }
+    if (TAKE(&c, "\n[last_used]\n") && !take_last_used(&c, buf, host))
+        return FALSE;
+    if (!TAKE(&c, "\n") || c.p != c.end || (guint64)domains != host->domains->len ||
+        end_domains != host->domains->len)
+        return FALSE;
+    *ret_host = g_steal_pointer(&host);
+    return TRUE;
+}
+
 gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_host, GError **error)
 {
     if (len > IC_LEDGER_MAX_BYTES)
@@ -616,8 +873,11 @@ gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_ho
         return format_error(error, "a NUL byte in the file");
 
     guint64 end_domains = 0;
-    if (!check_trailer(data, len, &end_domains, error))
+    gsize body_len = 0;
+    if (!check_trailer(data, len, &end_domains, &body_len, error))
         return FALSE;
+    if (parse_canonical(data, body_len, end_domains, ret_host))
+        return TRUE;
 
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GError) kf_error = NULL;
