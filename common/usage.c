@@ -88,10 +88,7 @@ gboolean ic_note_code_not_consulted(IcNoteCode code)
     return code < _IC_NOTE_MAX && note_codes[code].not_consulted;
 }
 
-/* What is known of one user. Its strings are interned GRefStrings: a
- * domain is a user of every file its chains reach, in the path, fingerprint
- * and identity tables and in every row, and a copy of its UUID, name, host and
- * label in each was most of the report's memory at 100,000 files (issue 15). */
+/* What is known of one user. */
 typedef struct {
     char *uuid; /* lowercase; NULL until a witness tells it */
     char *name; /* NULL until a witness tells it */
@@ -100,29 +97,18 @@ typedef struct {
     guint index; /* in IcUsers.users */
 } UserSlot;
 
-static char *intern(const char *text)
-{
-    return text != NULL ? g_ref_string_new_intern(text) : NULL;
-}
-
-static void release(char *interned)
-{
-    if (interned != NULL)
-        g_ref_string_release(interned);
-}
-
 static void user_slot_free(UserSlot *slot)
 {
-    release(slot->uuid);
-    release(slot->name);
-    release(slot->host);
+    g_free(slot->uuid);
+    g_free(slot->name);
+    g_free(slot->host);
     g_free(slot);
 }
 
 static IcUsers *users_new(void)
 {
     IcUsers *users = g_new0(IcUsers, 1);
-    users->users = g_ptr_array_new_with_free_func((GDestroyNotify)release);
+    users->users = g_ptr_array_new_with_free_func(g_free);
     users->slots = g_ptr_array_new_with_free_func((GDestroyNotify)user_slot_free);
     users->seen = NULL; /* made when the set grows past USERS_SEEN_MIN */
     return users;
@@ -176,14 +162,9 @@ static char *user_key(const char *id, const char *host, gboolean local)
     return local ? g_strdup(id) : g_strdup_printf("%s@%s", id, host);
 }
 
-/* The label in IcUsers.users: interned, so every set naming the user shares it. */
 static char *user_label(const UserSlot *slot)
 {
-    const char *id = slot->name ? slot->name : slot->uuid;
-    if (slot->local)
-        return g_ref_string_acquire((char *)id);
-    g_autofree char *remote = user_key(id, slot->host, FALSE);
-    return intern(remote);
+    return user_key(slot->name ? slot->name : slot->uuid, slot->host, slot->local);
 }
 
 /* Below this many users a set is searched slot by slot: most base files have a
@@ -239,13 +220,13 @@ static UserSlot *users_find(const IcUsers *users, const char *id, const char *ho
 static void users_learn(IcUsers *users, UserSlot *slot, const char *uuid, const char *name)
 {
     if (slot->uuid == NULL && uuid != NULL) {
-        slot->uuid = intern(uuid);
+        slot->uuid = g_strdup(uuid);
         seen_add(users, slot, uuid);
     }
     if (slot->name == NULL && name != NULL) {
-        slot->name = intern(name);
+        slot->name = g_strdup(name);
         seen_add(users, slot, name);
-        release(g_ptr_array_index(users->users, slot->index));
+        g_free(g_ptr_array_index(users->users, slot->index));
         g_ptr_array_index(users->users, slot->index) = user_label(slot);
     }
 }
@@ -270,7 +251,7 @@ static void users_add(IcUsers *users, const char *uuid, const char *name, const 
         return;
     }
     slot = g_new0(UserSlot, 1);
-    slot->host = intern(host);
+    slot->host = g_strdup(host);
     slot->local = local;
     slot->index = users->users->len;
     g_ptr_array_add(users->slots, slot);
