@@ -52,15 +52,16 @@ static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
                                       &pass->report->ledger, error);
 }
 
-/* @users is this row's own (ic_usage_users_of made it): the row shares its
- * list of names instead of copying them (issue 15: rows hold no copies). */
+/* The row keeps its own copy of the labels: @users' strings are the usage's,
+ * which the row outlives. */
 static void set_users(IcImageRow *row, const IcUsers *users)
 {
     row->local_users = users->local;
     row->remote_users = users->remote;
     row->witnesses = users->witnesses;
-    g_ptr_array_unref(row->users);
-    row->users = g_ptr_array_ref(users->users);
+    g_ptr_array_set_size(row->users, 0);
+    for (guint i = 0; i < users->len; i++)
+        g_ptr_array_add(row->users, g_strdup(users->users[i].label));
 }
 
 /* The image id a witness knew for @fingerprint (NULL for swap/ephemeral files). */

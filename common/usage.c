@@ -88,28 +88,46 @@ gboolean ic_note_code_not_consulted(IcNoteCode code)
     return code < _IC_NOTE_MAX && note_codes[code].not_consulted;
 }
 
-/* What is known of one user. */
+/* The base file paths of by_path that name one file (device, inode). */
 typedef struct {
-    char *uuid; /* lowercase; NULL until a witness tells it */
-    char *name; /* NULL until a witness tells it */
-    char *host;
-    gboolean local;
-    guint index; /* in IcUsers.users */
-} UserSlot;
+    dev_t dev;
+    ino_t ino;
+    const IcUsers *first; /* the first path's users */
+    GPtrArray *more;      /* const IcUsers*: further paths', or NULL */
+} SameFile;
 
-static void user_slot_free(UserSlot *slot)
+static guint same_file_hash(gconstpointer key)
 {
-    g_free(slot->uuid);
-    g_free(slot->name);
-    g_free(slot->host);
-    g_free(slot);
+    const SameFile *f = key;
+    return (guint)(f->ino ^ (f->ino >> 32) ^ (f->dev * 2654435761u));
 }
 
-static IcUsers *users_new(void)
+static gboolean same_file_equal(gconstpointer a, gconstpointer b)
+{
+    const SameFile *x = a, *y = b;
+    return x->dev == y->dev && x->ino == y->ino;
+}
+
+static void same_file_free(SameFile *same_file)
+{
+    if (same_file->more != NULL)
+        g_ptr_array_unref(same_file->more);
+    g_free(same_file);
+}
+
+/* Strings are kept in the usage's chunk, once each: a domain named in the
+ * sets of many files costs its UUID, name and label once (issue 15). Every
+ * string a set holds comes from its usage's chunk, so within a usage two
+ * strings are equal exactly when they are the same pointer. */
+static const char *intern(GStringChunk *strings, const char *s)
+{
+    return s != NULL ? g_string_chunk_insert_const(strings, s) : NULL;
+}
+
+static IcUsers *users_new(GStringChunk *strings)
 {
     IcUsers *users = g_new0(IcUsers, 1);
-    users->users = g_ptr_array_new_with_free_func(g_free);
-    users->slots = g_ptr_array_new_with_free_func((GDestroyNotify)user_slot_free);
+    users->strings = strings;
     users->seen = NULL; /* made when the set grows past USERS_SEEN_MIN */
     return users;
 }
@@ -120,24 +138,45 @@ void ic_users_free(IcUsers *users)
         return;
     if (users->seen != NULL)
         g_hash_table_unref(users->seen);
-    g_ptr_array_unref(users->slots);
-    g_ptr_array_unref(users->users);
+    g_free(users->users);
     g_free(users);
+}
+
+/* A key of IcUsers.seen: a UUID or a name, for a host when remote (a domain
+ * that moved is on both hosts' ledgers until they are refreshed). Both are
+ * the usage's strings, so they hash and compare as pointers. */
+typedef struct {
+    const char *id;
+    const char *host; /* NULL for a local user */
+} SeenKey;
+
+static guint seen_key_hash(gconstpointer key)
+{
+    const SeenKey *k = key;
+    return g_direct_hash(k->id) * 31 + g_direct_hash(k->host);
+}
+
+static gboolean seen_key_equal(gconstpointer a, gconstpointer b)
+{
+    const SeenKey *x = a, *y = b;
+    return x->id == y->id && x->host == y->host;
 }
 
 IcUsage *ic_usage_new(void)
 {
     IcUsage *usage = g_new0(IcUsage, 1);
+    usage->strings = g_string_chunk_new(16 * 1024);
+    /* Keys live in @strings: a table never frees them one by one. */
     usage->by_path =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->by_fingerprint =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ic_users_free);
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
     usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    usage->by_identity =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
+    usage->by_identity = g_hash_table_new_full(same_file_hash, same_file_equal,
+                                               (GDestroyNotify)same_file_free, NULL);
     return usage;
 }
 
@@ -152,113 +191,118 @@ void ic_usage_free(IcUsage *usage)
     g_array_unref(usage->note_codes);
     g_hash_table_unref(usage->last_used);
     g_hash_table_unref(usage->by_identity);
+    g_string_chunk_free(usage->strings);
     g_free(usage);
 }
 
-/* A UUID or a name as a key of IcUsers.seen: remote users are per host (a
- * domain that moved is on both hosts' ledgers until they are refreshed). */
-static char *user_key(const char *id, const char *host, gboolean local)
+/* What a user is shown as; @host is only used for a remote user. */
+static const char *user_label(GStringChunk *strings, const IcUser *user)
 {
-    return local ? g_strdup(id) : g_strdup_printf("%s@%s", id, host);
+    const char *id = user->name ? user->name : user->uuid;
+    if (user->local)
+        return id;
+    g_autofree char *label = g_strconcat(id, "@", user->host, NULL);
+    return intern(strings, label);
 }
 
-static char *user_label(const UserSlot *slot)
-{
-    return user_key(slot->name ? slot->name : slot->uuid, slot->host, slot->local);
-}
-
-/* Below this many users a set is searched slot by slot: most base files have a
- * handful of users, and a hash table with two keys per user was most of the
+/* Below this many users a set is searched user by user: most base files have
+ * a handful of users, and a hash table with two keys per user was most of the
  * usage's memory (issue 15). Above it, IcUsers.seen indexes them. */
 #define USERS_SEEN_MIN 16
 
-/* TRUE when @id is @slot's UUID or name, for the same host when remote: what
- * the keys of IcUsers.seen say. */
-static gboolean slot_is(const UserSlot *slot, const char *id, const char *host, gboolean local)
+/* TRUE when @id is @user's UUID or name, for the same host when remote: what
+ * the keys of IcUsers.seen say. All strings are the set's usage's. */
+static gboolean user_is(const IcUser *user, const char *id, const char *host, gboolean local)
 {
-    if (slot->local != local || (!local && g_strcmp0(slot->host, host) != 0))
+    if (user->local != local || (!local && user->host != host))
         return FALSE;
-    return g_strcmp0(slot->uuid, id) == 0 || g_strcmp0(slot->name, id) == 0;
+    return user->uuid == id || user->name == id;
 }
 
-static void seen_add(IcUsers *users, UserSlot *slot, const char *id)
+static void seen_add(IcUsers *users, guint index, const char *id)
 {
-    if (users->seen != NULL && id != NULL)
-        g_hash_table_insert(users->seen, user_key(id, slot->host, slot->local), slot);
+    if (users->seen == NULL || id == NULL)
+        return;
+    const IcUser *user = &users->users[index];
+    SeenKey *key = g_new(SeenKey, 1);
+    *key = (SeenKey){.id = id, .host = user->local ? NULL : user->host};
+    g_hash_table_insert(users->seen, key, GUINT_TO_POINTER(index + 1));
 }
 
 /* Indexes the set once it is large. */
 static void users_grow_index(IcUsers *users)
 {
-    if (users->seen != NULL || users->slots->len <= USERS_SEEN_MIN)
+    if (users->seen != NULL || users->len <= USERS_SEEN_MIN)
         return;
-    users->seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    for (guint i = 0; i < users->slots->len; i++) {
-        UserSlot *slot = g_ptr_array_index(users->slots, i);
-        seen_add(users, slot, slot->uuid);
-        seen_add(users, slot, slot->name);
+    users->seen = g_hash_table_new_full(seen_key_hash, seen_key_equal, g_free, NULL);
+    for (guint i = 0; i < users->len; i++) {
+        seen_add(users, i, users->users[i].uuid);
+        seen_add(users, i, users->users[i].name);
     }
 }
 
-static UserSlot *users_find(const IcUsers *users, const char *id, const char *host, gboolean local)
+static IcUser *users_find(const IcUsers *users, const char *id, const char *host, gboolean local)
 {
     if (id == NULL)
         return NULL;
     if (users->seen != NULL) {
-        g_autofree char *key = user_key(id, host, local);
-        return g_hash_table_lookup(users->seen, key);
+        SeenKey key = {.id = id, .host = local ? NULL : host};
+        guint index = GPOINTER_TO_UINT(g_hash_table_lookup(users->seen, &key));
+        return index > 0 ? &users->users[index - 1] : NULL;
     }
-    for (guint i = 0; i < users->slots->len; i++) {
-        UserSlot *slot = g_ptr_array_index(users->slots, i);
-        if (slot_is(slot, id, host, local))
-            return slot;
+    for (guint i = 0; i < users->len; i++) {
+        if (user_is(&users->users[i], id, host, local))
+            return &users->users[i];
     }
     return NULL;
 }
 
-/* Sets what was unknown of @slot; a name replaces the UUID in the label. */
-static void users_learn(IcUsers *users, UserSlot *slot, const char *uuid, const char *name)
+/* Sets what was unknown of @user; a name replaces the UUID in the label.
+ * @label: the label @user gets if it learns @name, when the caller knows it. */
+static void users_learn(IcUsers *users, IcUser *user, const char *uuid, const char *name,
+                        const char *label)
 {
-    if (slot->uuid == NULL && uuid != NULL) {
-        slot->uuid = g_strdup(uuid);
-        seen_add(users, slot, uuid);
+    guint index = (guint)(user - users->users);
+    if (user->uuid == NULL && uuid != NULL) {
+        user->uuid = uuid;
+        seen_add(users, index, uuid);
     }
-    if (slot->name == NULL && name != NULL) {
-        slot->name = g_strdup(name);
-        seen_add(users, slot, name);
-        g_free(g_ptr_array_index(users->users, slot->index));
-        g_ptr_array_index(users->users, slot->index) = user_label(slot);
+    if (user->name == NULL && name != NULL) {
+        user->name = name;
+        seen_add(users, index, name);
+        user->label = label != NULL ? label : user_label(users->strings, user);
     }
 }
 
 /* Adds one user to @users unless the same user is already counted: two disks
  * of one domain, or two witnesses naming it (by UUID or by name), are one
- * user. @uuid is lowercase or NULL. */
+ * user. Every string is the set's usage's (intern); @uuid is lowercase or
+ * NULL; @label is the user's label when the caller knows it, else NULL. */
 static void users_add(IcUsers *users, const char *uuid, const char *name, const char *host,
-                      gboolean local, guint witnesses)
+                      gboolean local, const char *label, guint witnesses)
 {
     users->witnesses |= witnesses;
-    UserSlot *slot = users_find(users, uuid, host, local);
-    if (slot == NULL) {
+    IcUser *user = users_find(users, uuid, host, local);
+    if (user == NULL) {
         /* By name only where a UUID is missing: two UUIDs that differ are two
          * domains, whatever their names. */
-        slot = users_find(users, name, host, local);
-        if (slot != NULL && uuid != NULL && slot->uuid != NULL)
-            slot = NULL;
+        user = users_find(users, name, host, local);
+        if (user != NULL && uuid != NULL && user->uuid != NULL)
+            user = NULL;
     }
-    if (slot != NULL) {
-        users_learn(users, slot, uuid, name);
+    if (user != NULL) {
+        users_learn(users, user, uuid, name, label);
         return;
     }
-    slot = g_new0(UserSlot, 1);
-    slot->host = g_strdup(host);
-    slot->local = local;
-    slot->index = users->users->len;
-    g_ptr_array_add(users->slots, slot);
-    g_ptr_array_add(users->users, NULL);
-    users_learn(users, slot, uuid, name);
-    if (slot->name == NULL) /* users_learn labels named users only */
-        g_ptr_array_index(users->users, slot->index) = user_label(slot);
+    if (users->len == users->alloc) {
+        users->alloc = users->alloc ? users->alloc * 2 : 1;
+        users->users = g_renew(IcUser, users->users, users->alloc);
+    }
+    user = &users->users[users->len++];
+    *user = (IcUser){.uuid = uuid, .name = name, .host = host, .local = local};
+    user->label = label != NULL ? label : user_label(users->strings, user);
+    seen_add(users, users->len - 1, uuid);
+    seen_add(users, users->len - 1, name);
     if (local)
         users->local++;
     else
@@ -266,21 +310,37 @@ static void users_add(IcUsers *users, const char *uuid, const char *name, const 
     users_grow_index(users);
 }
 
+static gboolean has_upper(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (g_ascii_isupper(*s))
+            return TRUE;
+    }
+    return FALSE;
+}
+
 /* Adds a user as a witness reported it: UUIDs compare lowercase. */
 static void users_add_reported(IcUsers *users, const char *uuid, const char *name, const char *host,
                                gboolean local, guint witnesses)
 {
     g_return_if_fail(uuid != NULL || name != NULL);
-    g_autofree char *lower = uuid ? g_ascii_strdown(uuid, -1) : NULL;
-    users_add(users, lower, name, host, local, witnesses);
+    GStringChunk *strings = users->strings;
+    const char *lower = NULL;
+    if (uuid != NULL && has_upper(uuid)) {
+        g_autofree char *down = g_ascii_strdown(uuid, -1);
+        lower = intern(strings, down);
+    } else {
+        lower = intern(strings, uuid);
+    }
+    users_add(users, lower, intern(strings, name), intern(strings, host), local, NULL, witnesses);
 }
 
-static IcUsers *table_get(GHashTable *table, const char *key)
+static IcUsers *table_get(IcUsage *usage, GHashTable *table, const char *key)
 {
     IcUsers *users = g_hash_table_lookup(table, key);
     if (users == NULL) {
-        users = users_new();
-        g_hash_table_insert(table, g_strdup(key), users);
+        users = users_new(usage->strings);
+        g_hash_table_insert(table, g_string_chunk_insert(usage->strings, key), users);
     }
     return users;
 }
@@ -288,15 +348,15 @@ static IcUsers *table_get(GHashTable *table, const char *key)
 void ic_usage_add_path_user(IcUsage *usage, const char *path, const char *uuid, const char *name,
                             const char *host, gboolean local, IcWitness witness)
 {
-    users_add_reported(table_get(usage->by_path, path), uuid, name, host, local, witness);
+    users_add_reported(table_get(usage, usage->by_path, path), uuid, name, host, local, witness);
 }
 
 void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, const char *uuid,
                                    const char *name, const char *host, gboolean local,
                                    IcWitness witness)
 {
-    users_add_reported(table_get(usage->by_fingerprint, fingerprint), uuid, name, host, local,
-                       witness);
+    users_add_reported(table_get(usage, usage->by_fingerprint, fingerprint), uuid, name, host,
+                       local, witness);
 }
 
 void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *uuid,
@@ -337,14 +397,22 @@ const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id)
     return ic_usage_lookup_fingerprint(usage, fingerprint);
 }
 
+/* Adds @from's users to @into. Within one usage the strings (and labels) are
+ * shared as they are; from another usage they are copied into @into's. */
 static void users_merge(IcUsers *into, const IcUsers *from)
 {
     if (from == NULL)
         return;
     into->witnesses |= from->witnesses;
-    for (guint i = 0; i < from->slots->len; i++) {
-        const UserSlot *slot = g_ptr_array_index(from->slots, i);
-        users_add(into, slot->uuid, slot->name, slot->host, slot->local, 0);
+    GStringChunk *strings = into->strings;
+    gboolean shared = strings == from->strings;
+    for (guint i = 0; i < from->len; i++) {
+        const IcUser *user = &from->users[i];
+        if (shared)
+            users_add(into, user->uuid, user->name, user->host, user->local, user->label, 0);
+        else
+            users_add(into, intern(strings, user->uuid), intern(strings, user->name),
+                      intern(strings, user->host), user->local, intern(strings, user->label), 0);
     }
 }
 
@@ -369,21 +437,21 @@ gint64 ic_usage_last_used(const IcUsage *usage, const char *path)
     return known ? *known : 0;
 }
 
-static void merge_table(GHashTable *into, GHashTable *from)
+static void merge_table(IcUsage *usage, GHashTable *into, GHashTable *from)
 {
     GHashTableIter iter;
     gpointer key, users;
     g_hash_table_iter_init(&iter, from);
     while (g_hash_table_iter_next(&iter, &key, &users))
-        users_merge(table_get(into, key), users);
+        users_merge(table_get(usage, into, key), users);
 }
 
 void ic_usage_merge(IcUsage *into, const IcUsage *from)
 {
     if (from == NULL)
         return;
-    merge_table(into->by_path, from->by_path);
-    merge_table(into->by_fingerprint, from->by_fingerprint);
+    merge_table(into, into->by_path, from->by_path);
+    merge_table(into, into->by_fingerprint, from->by_fingerprint);
     GHashTableIter iter;
     gpointer fingerprint, image_id;
     g_hash_table_iter_init(&iter, from->image_ids);
@@ -399,11 +467,6 @@ void ic_usage_merge(IcUsage *into, const IcUsage *from)
     g_hash_table_iter_init(&iter, from->last_used);
     while (g_hash_table_iter_next(&iter, &path, &when))
         ic_usage_add_last_used(into, path, *(gint64 *)when);
-}
-
-static char *identity_key(dev_t dev, ino_t ino)
-{
-    return g_strdup_printf("%ju:%ju", (uintmax_t)dev, (uintmax_t)ino);
 }
 
 /* The identity @path names now: the scan's for "<known->base_dir>/<name>"
@@ -439,36 +502,42 @@ void ic_usage_index_identities(IcUsage *usage, const IcScan *known)
     g_hash_table_remove_all(usage->by_identity);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &path, &users)) {
-        dev_t dev;
-        ino_t ino;
-        if (!path_identity(path, known, &dev, &ino))
+        SameFile key = {0};
+        if (!path_identity(path, known, &key.dev, &key.ino))
             continue; /* absent: matched by path, reported as absent */
-        g_autofree char *key = identity_key(dev, ino);
-        GPtrArray *same_file = g_hash_table_lookup(usage->by_identity, key);
+        SameFile *same_file = g_hash_table_lookup(usage->by_identity, &key);
         if (same_file == NULL) {
-            same_file = g_ptr_array_new();
-            g_hash_table_insert(usage->by_identity, g_steal_pointer(&key), same_file);
+            same_file = g_memdup2(&key, sizeof(key));
+            same_file->first = users;
+            g_hash_table_add(usage->by_identity, same_file);
+            continue;
         }
         /* Borrowed, not merged into a copy: a copy of every path's users
          * was the usage's largest allocation and users_merge its hottest
          * function (issue 15); ic_usage_users_of merges them once. */
-        g_ptr_array_add(same_file, users);
+        if (same_file->more == NULL)
+            same_file->more = g_ptr_array_new();
+        g_ptr_array_add(same_file->more, users);
     }
 }
 
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
                            const char *fingerprint, dev_t dev, ino_t ino)
 {
-    IcUsers *users = users_new();
+    /* Every set merged here is @usage's: no string is added to its chunk. */
+    IcUsers *users = users_new(usage->strings);
     g_autofree char *path = g_build_filename(base_dir, name, NULL);
     users_merge(users, ic_usage_lookup_path(usage, path));
     if (fingerprint != NULL)
         users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
     if (ino != 0) {
-        g_autofree char *key = identity_key(dev, ino);
-        const GPtrArray *same_file = g_hash_table_lookup(usage->by_identity, key);
-        for (guint i = 0; same_file != NULL && i < same_file->len; i++)
-            users_merge(users, g_ptr_array_index(same_file, i));
+        SameFile key = {.dev = dev, .ino = ino};
+        const SameFile *same_file = g_hash_table_lookup(usage->by_identity, &key);
+        if (same_file != NULL) {
+            users_merge(users, same_file->first);
+            for (guint i = 0; same_file->more != NULL && i < same_file->more->len; i++)
+                users_merge(users, g_ptr_array_index(same_file->more, i));
+        }
     }
     return users;
 }

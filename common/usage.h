@@ -57,16 +57,28 @@ gboolean ic_note_code_not_consulted(IcNoteCode code);
 /* A user is a domain, known by its UUID and shown by its name. Witnesses know
  * different halves: the ledger and libvirt both, the instances dir only its
  * directory's name (the UUID under Nova, the domain's name in old layouts).
- * One domain named by several witnesses is one user. */
+ * One domain named by several witnesses is one user. Its strings belong to
+ * the IcUsage that made the set (each kept there once, however many files
+ * the domain uses): they live as long as that usage. */
 typedef struct {
-    guint local;      /* users on this host */
-    guint remote;     /* users on other hosts sharing the storage */
-    GPtrArray *users; /* char*: "name" for local users, "name@host" for remote ones (the UUID
-                       * where no witness knew the name); one per user */
-    guint witnesses;  /* IcWitness bits of every witness that named a user */
-    GPtrArray *slots; /* private: what is known of each user, in the order of @users */
-    GHashTable *seen; /* private: each user's UUID and name ("@host" for remote ones) -> slot;
-                       * NULL while the set is small (searched slot by slot) */
+    const char *uuid; /* lowercase; NULL where no witness told it */
+    const char *name; /* NULL where no witness told it */
+    const char *host;
+    const char *label; /* "name" for local users, "name@host" for remote ones (the UUID
+                        * where no witness knew the name) */
+    gboolean local;
+} IcUser;
+
+typedef struct {
+    guint local;           /* users on this host */
+    guint remote;          /* users on other hosts sharing the storage */
+    guint witnesses;       /* IcWitness bits of every witness that named a user */
+    guint len;             /* users in @users */
+    IcUser *users;         /* one per user, in the order witnesses first named them */
+    guint alloc;           /* private: room in @users */
+    GHashTable *seen;      /* private: each user's UUID and name -> index + 1; NULL while the
+                            * set is small (searched user by user) */
+    GStringChunk *strings; /* private, borrowed: the usage's strings */
 } IcUsers;
 
 typedef struct {
@@ -78,8 +90,11 @@ typedef struct {
                                  * for the readers that print it) */
     gboolean incomplete;        /* a witness could not be read in full: remove nothing */
     GHashTable *last_used;      /* base file name -> gint64* when a domain last released it */
-    GHashTable *by_identity;    /* "dev:ino" -> GPtrArray of the IcUsers* of by_path whose
+    GHashTable *by_identity;    /* private: (device, inode) -> the IcUsers* of by_path whose
                                  * path names that file (borrowed); see below */
+    GStringChunk *strings;      /* private: the table keys and every user's strings, each
+                                 * user's once (issue 15: a domain's UUID, name and label
+                                 * copied into every file's set were most of the memory) */
 } IcUsage;
 
 IcUsage *ic_usage_new(void);
@@ -136,7 +151,8 @@ void ic_usage_index_identities(IcUsage *usage, const IcScan *known);
 
 /* The users of base file @name in @base_dir, merging its path, its
  * fingerprint and (after ic_usage_index_identities) its identity @dev/@ino
- * (@ino 0: none); a new IcUsers (possibly empty) the caller frees. */
+ * (@ino 0: none); a new IcUsers (possibly empty) the caller frees before
+ * @usage, whose strings it shares. */
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
                            const char *fingerprint, dev_t dev, ino_t ino);
 void ic_users_free(IcUsers *users);

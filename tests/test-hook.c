@@ -564,8 +564,7 @@ static void test_two_hosts(Fixture *f, gconstpointer data)
     g_assert_nonnull(users);
     g_assert_cmpuint(users->local, ==, 1);
     g_assert_cmpuint(users->remote, ==, 1);
-    g_assert_true(
-        g_ptr_array_find_with_equal_func(users->users, "ic-vm-started@hostb", g_str_equal, NULL));
+    g_assert_true(ic_test_users_have(users, "ic-vm-started@hostb"));
 
     /* hostb releasing its domain leaves hosta's entry alone. */
     g_auto(HookRun) release = {0};

@@ -743,7 +743,7 @@ static void test_two_hosts(Fixture *f, gconstpointer data)
     g_assert_cmpuint(users->local, ==, 1);
     g_assert_cmpuint(users->remote, ==, 1);
     g_assert_true(users->witnesses & IC_WITNESS_LEDGER);
-    g_assert_true(g_ptr_array_find_with_equal_func(users->users, "vm-b@hostb", g_str_equal, NULL));
+    g_assert_true(ic_test_users_have(users, "vm-b@hostb"));
     const IcUsers *by_image = ic_usage_lookup_image(usage, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
     g_assert_nonnull(by_image);
     g_assert_cmpuint(by_image->remote, ==, 1);

@@ -304,7 +304,7 @@ static void test_many_instances(IcTestTree *tree, gconstpointer data)
         const IcUsers *users = ic_usage_lookup_path(usage, base_paths[b]);
         g_assert_nonnull(users);
         g_assert_cmpuint(users->local, ==, instances / bases);
-        g_assert_cmpuint(users->users->len, ==, instances / bases);
+        g_assert_cmpuint(users->len, ==, instances / bases);
     }
     for (guint b = 0; b < bases; b++)
         g_free(base_paths[b]);

@@ -19,10 +19,7 @@
 static void assert_users(const IcUsers *users, guint local, guint remote, const char *labels)
 {
     g_assert_nonnull(users);
-    GString *text = g_string_new(NULL);
-    for (guint i = 0; i < users->users->len; i++)
-        g_string_append_printf(text, "%s%s", i ? "," : "", (char *)users->users->pdata[i]);
-    g_autofree char *got = g_string_free(text, FALSE);
+    g_autofree char *got = ic_test_users_text(users);
     g_assert_cmpstr(got, ==, labels);
     g_assert_cmpuint(users->local, ==, local);
     g_assert_cmpuint(users->remote, ==, remote);

@@ -78,3 +78,20 @@ void ic_test_tree_teardown(IcTestTree *tree, gconstpointer data)
     g_clear_pointer(&tree->root, g_free);
     g_clear_pointer(&tree->base_dir, g_free);
 }
+
+char *ic_test_users_text(const IcUsers *users)
+{
+    GString *text = g_string_new(NULL);
+    for (guint i = 0; i < users->len; i++)
+        g_string_append_printf(text, "%s%s", i ? "," : "", users->users[i].label);
+    return g_string_free(text, FALSE);
+}
+
+gboolean ic_test_users_have(const IcUsers *users, const char *label)
+{
+    for (guint i = 0; i < users->len; i++) {
+        if (g_str_equal(users->users[i].label, label))
+            return TRUE;
+    }
+    return FALSE;
+}

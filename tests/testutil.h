@@ -4,6 +4,8 @@
 
 #include <glib.h>
 
+#include "usage.h"
+
 G_BEGIN_DECLS
 
 /* A fresh temporary directory (under G_TEST_OPTION_ISOLATE_DIRS' tmp when set);
@@ -32,5 +34,11 @@ typedef struct {
 
 void ic_test_tree_setup(IcTestTree *tree, gconstpointer data);
 void ic_test_tree_teardown(IcTestTree *tree, gconstpointer data);
+
+/* @users' labels in their order, joined by ","; the caller frees it. */
+char *ic_test_users_text(const IcUsers *users);
+
+/* TRUE when one of @users is labelled @label. */
+gboolean ic_test_users_have(const IcUsers *users, const char *label);
 
 G_END_DECLS
