@@ -61,7 +61,7 @@ static void set_users(IcImageRow *row, const IcUsers *users)
     row->witnesses = users->witnesses;
     g_ptr_array_set_size(row->users, 0);
     for (guint i = 0; i < users->len; i++)
-        g_ptr_array_add(row->users, g_strdup(users->users[i].label));
+        g_ptr_array_add(row->users, ic_user_label(&users->users[i]));
 }
 
 /* The image id a witness knew for @fingerprint (NULL for swap/ephemeral files). */

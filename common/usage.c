@@ -116,7 +116,7 @@ static void same_file_free(SameFile *same_file)
 }
 
 /* Strings are kept in the usage's chunk, once each: a domain named in the
- * sets of many files costs its UUID, name and label once (issue 15). Every
+ * sets of many files costs its UUID, name and host once (issue 15). Every
  * string a set holds comes from its usage's chunk, so within a usage two
  * strings are equal exactly when they are the same pointer. */
 static const char *intern(GStringChunk *strings, const char *s)
@@ -147,7 +147,7 @@ void ic_users_free(IcUsers *users)
  * the usage's strings, so they hash and compare as pointers. */
 typedef struct {
     const char *id;
-    const char *host; /* NULL for a local user */
+    const char *host; /* NULL for a user on this host */
 } SeenKey;
 
 static guint seen_key_hash(gconstpointer key)
@@ -195,14 +195,10 @@ void ic_usage_free(IcUsage *usage)
     g_free(usage);
 }
 
-/* What a user is shown as; @host is only used for a remote user. */
-static const char *user_label(GStringChunk *strings, const IcUser *user)
+char *ic_user_label(const IcUser *user)
 {
     const char *id = user->name ? user->name : user->uuid;
-    if (user->local)
-        return id;
-    g_autofree char *label = g_strconcat(id, "@", user->host, NULL);
-    return intern(strings, label);
+    return user->host ? g_strconcat(id, "@", user->host, NULL) : g_strdup(id);
 }
 
 /* Below this many users a set is searched user by user: most base files have
@@ -210,22 +206,19 @@ static const char *user_label(GStringChunk *strings, const IcUser *user)
  * usage's memory (issue 15). Above it, IcUsers.seen indexes them. */
 #define USERS_SEEN_MIN 16
 
-/* TRUE when @id is @user's UUID or name, for the same host when remote: what
- * the keys of IcUsers.seen say. All strings are the set's usage's. */
-static gboolean user_is(const IcUser *user, const char *id, const char *host, gboolean local)
+/* TRUE when @id is @user's UUID or name, for the same host: what the keys
+ * of IcUsers.seen say. All strings are the set's usage's. */
+static gboolean user_is(const IcUser *user, const char *id, const char *host)
 {
-    if (user->local != local || (!local && user->host != host))
-        return FALSE;
-    return user->uuid == id || user->name == id;
+    return user->host == host && (user->uuid == id || user->name == id);
 }
 
 static void seen_add(IcUsers *users, guint index, const char *id)
 {
     if (users->seen == NULL || id == NULL)
         return;
-    const IcUser *user = &users->users[index];
     SeenKey *key = g_new(SeenKey, 1);
-    *key = (SeenKey){.id = id, .host = user->local ? NULL : user->host};
+    *key = (SeenKey){.id = id, .host = users->users[index].host};
     g_hash_table_insert(users->seen, key, GUINT_TO_POINTER(index + 1));
 }
 
@@ -241,26 +234,24 @@ static void users_grow_index(IcUsers *users)
     }
 }
 
-static IcUser *users_find(const IcUsers *users, const char *id, const char *host, gboolean local)
+static IcUser *users_find(const IcUsers *users, const char *id, const char *host)
 {
     if (id == NULL)
         return NULL;
     if (users->seen != NULL) {
-        SeenKey key = {.id = id, .host = local ? NULL : host};
+        SeenKey key = {.id = id, .host = host};
         guint index = GPOINTER_TO_UINT(g_hash_table_lookup(users->seen, &key));
         return index > 0 ? &users->users[index - 1] : NULL;
     }
     for (guint i = 0; i < users->len; i++) {
-        if (user_is(&users->users[i], id, host, local))
+        if (user_is(&users->users[i], id, host))
             return &users->users[i];
     }
     return NULL;
 }
 
-/* Sets what was unknown of @user; a name replaces the UUID in the label.
- * @label: the label @user gets if it learns @name, when the caller knows it. */
-static void users_learn(IcUsers *users, IcUser *user, const char *uuid, const char *name,
-                        const char *label)
+/* Sets what was unknown of @user. */
+static void users_learn(IcUsers *users, IcUser *user, const char *uuid, const char *name)
 {
     guint index = (guint)(user - users->users);
     if (user->uuid == NULL && uuid != NULL) {
@@ -270,40 +261,37 @@ static void users_learn(IcUsers *users, IcUser *user, const char *uuid, const ch
     if (user->name == NULL && name != NULL) {
         user->name = name;
         seen_add(users, index, name);
-        user->label = label != NULL ? label : user_label(users->strings, user);
     }
 }
 
 /* Adds one user to @users unless the same user is already counted: two disks
  * of one domain, or two witnesses naming it (by UUID or by name), are one
  * user. Every string is the set's usage's (intern); @uuid is lowercase or
- * NULL; @label is the user's label when the caller knows it, else NULL. */
+ * NULL; @host is NULL for a user on this host. */
 static void users_add(IcUsers *users, const char *uuid, const char *name, const char *host,
-                      gboolean local, const char *label, guint witnesses)
+                      guint witnesses)
 {
     users->witnesses |= witnesses;
-    IcUser *user = users_find(users, uuid, host, local);
+    IcUser *user = users_find(users, uuid, host);
     if (user == NULL) {
         /* By name only where a UUID is missing: two UUIDs that differ are two
          * domains, whatever their names. */
-        user = users_find(users, name, host, local);
+        user = users_find(users, name, host);
         if (user != NULL && uuid != NULL && user->uuid != NULL)
             user = NULL;
     }
     if (user != NULL) {
-        users_learn(users, user, uuid, name, label);
+        users_learn(users, user, uuid, name);
         return;
     }
     if (users->len == users->alloc) {
         users->alloc = users->alloc ? users->alloc * 2 : 1;
         users->users = g_renew(IcUser, users->users, users->alloc);
     }
-    user = &users->users[users->len++];
-    *user = (IcUser){.uuid = uuid, .name = name, .host = host, .local = local};
-    user->label = label != NULL ? label : user_label(users->strings, user);
+    users->users[users->len++] = (IcUser){.uuid = uuid, .name = name, .host = host};
     seen_add(users, users->len - 1, uuid);
     seen_add(users, users->len - 1, name);
-    if (local)
+    if (host == NULL)
         users->local++;
     else
         users->remote++;
@@ -332,7 +320,7 @@ static void users_add_reported(IcUsers *users, const char *uuid, const char *nam
     } else {
         lower = intern(strings, uuid);
     }
-    users_add(users, lower, intern(strings, name), intern(strings, host), local, NULL, witnesses);
+    users_add(users, lower, intern(strings, name), local ? NULL : intern(strings, host), witnesses);
 }
 
 static IcUsers *table_get(IcUsage *usage, GHashTable *table, const char *key)
@@ -397,8 +385,8 @@ const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id)
     return ic_usage_lookup_fingerprint(usage, fingerprint);
 }
 
-/* Adds @from's users to @into. Within one usage the strings (and labels) are
- * shared as they are; from another usage they are copied into @into's. */
+/* Adds @from's users to @into. Within one usage the strings are shared as
+ * they are; from another usage they are copied into @into's. */
 static void users_merge(IcUsers *into, const IcUsers *from)
 {
     if (from == NULL)
@@ -409,10 +397,10 @@ static void users_merge(IcUsers *into, const IcUsers *from)
     for (guint i = 0; i < from->len; i++) {
         const IcUser *user = &from->users[i];
         if (shared)
-            users_add(into, user->uuid, user->name, user->host, user->local, user->label, 0);
+            users_add(into, user->uuid, user->name, user->host, 0);
         else
             users_add(into, intern(strings, user->uuid), intern(strings, user->name),
-                      intern(strings, user->host), user->local, intern(strings, user->label), 0);
+                      intern(strings, user->host), 0);
     }
 }
 

@@ -63,11 +63,12 @@ gboolean ic_note_code_not_consulted(IcNoteCode code);
 typedef struct {
     const char *uuid; /* lowercase; NULL where no witness told it */
     const char *name; /* NULL where no witness told it */
-    const char *host;
-    const char *label; /* "name" for local users, "name@host" for remote ones (the UUID
-                        * where no witness knew the name) */
-    gboolean local;
+    const char *host; /* NULL for a user on this host */
 } IcUser;
+
+/* How reports show @user: "name" on this host, "name@host" on another (the
+ * UUID where no witness knew the name); the caller frees it. */
+char *ic_user_label(const IcUser *user);
 
 typedef struct {
     guint local;           /* users on this host */

@@ -82,15 +82,18 @@ void ic_test_tree_teardown(IcTestTree *tree, gconstpointer data)
 char *ic_test_users_text(const IcUsers *users)
 {
     GString *text = g_string_new(NULL);
-    for (guint i = 0; i < users->len; i++)
-        g_string_append_printf(text, "%s%s", i ? "," : "", users->users[i].label);
+    for (guint i = 0; i < users->len; i++) {
+        g_autofree char *label = ic_user_label(&users->users[i]);
+        g_string_append_printf(text, "%s%s", i ? "," : "", label);
+    }
     return g_string_free(text, FALSE);
 }
 
 gboolean ic_test_users_have(const IcUsers *users, const char *label)
 {
     for (guint i = 0; i < users->len; i++) {
-        if (g_str_equal(users->users[i].label, label))
+        g_autofree char *text = ic_user_label(&users->users[i]);
+        if (g_str_equal(text, label))
             return TRUE;
     }
     return FALSE;
