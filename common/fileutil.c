@@ -257,3 +257,18 @@ gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, 
     }
     return fsync_dir(dirfd, name, error);
 }
+
+char *ic_path_join(const char *dir, const char *name)
+{
+    gsize dir_len = strlen(dir);
+    /* Only where g_build_filename would add exactly one separator and change
+     * nothing else; anything else is left to it. */
+    if (dir_len == 0 || dir[dir_len - 1] == '/' || name[0] == '\0' || name[0] == '/')
+        return g_build_filename(dir, name, NULL);
+    gsize name_len = strlen(name);
+    char *path = g_malloc(dir_len + 1 + name_len + 1);
+    memcpy(path, dir, dir_len);
+    path[dir_len] = '/';
+    memcpy(path + dir_len + 1, name, name_len + 1);
+    return path;
+}

@@ -94,4 +94,9 @@ gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_
 gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
                                  mode_t mode, GError **error);
 
+/* g_build_filename(@dir, @name, NULL), without its generic walk over every
+ * element where the common case needs none: a report joins a base dir and a
+ * name for each of 100,000 rows and 200,000 disk files (issue 15). */
+char *ic_path_join(const char *dir, const char *name);
+
 G_END_DECLS

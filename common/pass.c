@@ -91,7 +91,7 @@ static IcPolicyFacts row_facts(Pass *pass, IcImageRow *row, const IcUsage *usage
     const IcBaseFile *file = row_file(pass, row);
     /* A quarantined file's users are those that still name it in the base dir. */
     g_autofree char *name = g_path_get_basename(row->name);
-    g_autofree char *path = g_build_filename(pass->base_dir, name, NULL);
+    g_autofree char *path = ic_path_join(pass->base_dir, name);
     gboolean identity = file != NULL && row->present && !row->in_quarantine;
     g_autoptr(IcUsers) users =
         ic_usage_users_of(usage, pass->base_dir, name, row->fingerprint, identity ? file->dev : 0,

@@ -171,7 +171,8 @@ IcUsage *ic_usage_new(void)
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->by_fingerprint =
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
-    usage->image_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    usage->image_ids = g_hash_table_new(g_str_hash, g_str_equal);
+    usage->fingerprints = g_hash_table_new(g_str_hash, g_str_equal);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
     usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -187,6 +188,7 @@ void ic_usage_free(IcUsage *usage)
     g_hash_table_unref(usage->by_path);
     g_hash_table_unref(usage->by_fingerprint);
     g_hash_table_unref(usage->image_ids);
+    g_hash_table_unref(usage->fingerprints);
     g_ptr_array_unref(usage->notes);
     g_array_unref(usage->note_codes);
     g_hash_table_unref(usage->last_used);
@@ -367,12 +369,28 @@ void ic_usage_add_fingerprint_user(IcUsage *usage, const char *fingerprint, cons
                        host, local, witness);
 }
 
+/* Remembers @image_id and its @fingerprint (NULL: computed); returns the
+ * fingerprint as the usage's string. A fingerprint is a SHA-1, and a cloud's
+ * domains share few images: each is computed once per usage. */
+static const char *remember_image(IcUsage *usage, const char *image_id, const char *fingerprint)
+{
+    const char *known = g_hash_table_lookup(usage->fingerprints, image_id);
+    if (known != NULL)
+        return known;
+    g_autofree char *computed = fingerprint ? NULL : ic_fingerprint_of_image_id(image_id);
+    char *id = g_string_chunk_insert_const(usage->strings, image_id);
+    char *fp = g_string_chunk_insert_const(usage->strings, fingerprint ? fingerprint : computed);
+    g_hash_table_insert(usage->fingerprints, id, fp);
+    /* The first image id a fingerprint was seen with is the one messages name. */
+    if (!g_hash_table_contains(usage->image_ids, fp))
+        g_hash_table_insert(usage->image_ids, fp, id);
+    return fp;
+}
+
 void ic_usage_add_image_user(IcUsage *usage, const char *image_id, const char *uuid,
                              const char *name, const char *host, gboolean local, IcWitness witness)
 {
-    g_autofree char *fingerprint = ic_fingerprint_of_image_id(image_id);
-    if (!g_hash_table_contains(usage->image_ids, fingerprint))
-        g_hash_table_insert(usage->image_ids, g_strdup(fingerprint), g_strdup(image_id));
+    const char *fingerprint = remember_image(usage, image_id, NULL);
     ic_usage_add_fingerprint_user(usage, fingerprint, uuid, name, host, local, witness);
 }
 
@@ -462,11 +480,9 @@ void ic_usage_merge(IcUsage *into, const IcUsage *from)
     merge_table(into, into->by_fingerprint, from->by_fingerprint);
     GHashTableIter iter;
     gpointer fingerprint, image_id;
-    g_hash_table_iter_init(&iter, from->image_ids);
-    while (g_hash_table_iter_next(&iter, &fingerprint, &image_id)) {
-        if (!g_hash_table_contains(into->image_ids, fingerprint))
-            g_hash_table_insert(into->image_ids, g_strdup(fingerprint), g_strdup(image_id));
-    }
+    g_hash_table_iter_init(&iter, from->fingerprints);
+    while (g_hash_table_iter_next(&iter, &image_id, &fingerprint))
+        remember_image(into, image_id, fingerprint);
     for (guint i = 0; i < from->notes->len; i++)
         ic_usage_add_note(into, g_array_index(from->note_codes, IcNoteCode, i),
                           g_ptr_array_index(from->notes, i));
@@ -534,7 +550,7 @@ IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const cha
 {
     /* Every set merged here is @usage's: no string is added to its chunk. */
     IcUsers *users = users_new(usage->strings);
-    g_autofree char *path = g_build_filename(base_dir, name, NULL);
+    g_autofree char *path = ic_path_join(base_dir, name);
     users_merge(users, ic_usage_lookup_path(usage, path));
     if (fingerprint != NULL)
         users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
@@ -678,7 +694,7 @@ void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char 
             add_foreign_file(usage, file, base_dir, uuid, name, host, witness);
             continue;
         }
-        g_autofree char *path = g_build_filename(base_dir, base_name, NULL);
+        g_autofree char *path = ic_path_join(base_dir, base_name);
         ic_usage_add_path_user(usage, path, uuid, name, host, TRUE, witness);
     }
 }

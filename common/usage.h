@@ -86,6 +86,7 @@ typedef struct {
     GHashTable *by_path;        /* absolute base file path -> IcUsers* */
     GHashTable *by_fingerprint; /* image fingerprint -> IcUsers* */
     GHashTable *image_ids;      /* fingerprint -> image id, where known (for messages) */
+    GHashTable *fingerprints;   /* private: image id -> its fingerprint, each computed once */
     GPtrArray *notes;           /* char*: what a witness could not tell (unreachable, stale) */
     GArray *note_codes;         /* IcNoteCode of each note, same index (notes stays char*
                                  * for the readers that print it) */

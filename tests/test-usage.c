@@ -3,6 +3,7 @@
  * directory) is one user, shown by its name (issue 14, item 8). */
 #include <string.h>
 
+#include "fileutil.h"
 #include "imgwriter.h"
 #include "pass.h"
 #include "testutil.h"
@@ -181,6 +182,22 @@ static void test_note_codes_documented(void)
     }
 }
 
+/* The paths usage and the pass key users by are g_build_filename's, byte
+ * for byte, whatever the spelling of the base dir (ic_path_join's fast path). */
+static void test_path_join(void)
+{
+    static const char *const dirs[] = {"/i/_base", "/i/_base/", "/", "",
+                                       "i",        "//i//",     ".", "/i/./_base"};
+    static const char *const names[] = {"f", "/f", "f/", "", "//f", "a/b", ".", "f g"};
+    for (gsize d = 0; d < G_N_ELEMENTS(dirs); d++) {
+        for (gsize n = 0; n < G_N_ELEMENTS(names); n++) {
+            g_autofree char *want = g_build_filename(dirs[d], names[n], NULL);
+            g_autofree char *got = ic_path_join(dirs[d], names[n]);
+            g_assert_cmpstr(got, ==, want);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -195,5 +212,6 @@ int main(int argc, char **argv)
     g_test_add("/imagecache/usage/pass_counts_one_vm_once", IcTestTree, NULL, ic_test_tree_setup,
                test_pass_counts_one_vm_once, ic_test_tree_teardown);
     g_test_add_func("/imagecache/usage/note_codes_documented", test_note_codes_documented);
+    g_test_add_func("/imagecache/usage/path_join", test_path_join);
     return g_test_run();
 }
