@@ -272,3 +272,22 @@ char *ic_path_join(const char *dir, const char *name)
     memcpy(path + dir_len + 1, name, name_len + 1);
     return path;
 }
+
+guint ic_path_hash(gconstpointer path)
+{
+    const char *s = path;
+    gsize len = strlen(s);
+    guint64 h = 0x9e3779b97f4a7c15ull ^ len;
+    guint64 word;
+    /* Eight bytes a round, each mixed in by a multiply (as murmur's finaliser). */
+    for (; len >= sizeof word; s += sizeof word, len -= sizeof word) {
+        memcpy(&word, s, sizeof word);
+        h = (h ^ word) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    word = 0;
+    memcpy(&word, s, len);
+    h = (h ^ word) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return (guint)h;
+}

@@ -713,7 +713,7 @@ IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
 {
     IcProbeCache *cache = g_new0(IcProbeCache, 1);
     cache->infos =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
+        g_hash_table_new_full(ic_path_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
     cache->known = known;
     return cache;
 }

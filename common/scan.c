@@ -268,7 +268,7 @@ static void index_variants(IcScan *scan)
  * binary search was 15 % of the report's CPU (issue 15). */
 static void index_names(IcScan *scan)
 {
-    scan->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+    scan->by_name = g_hash_table_new(ic_path_hash, g_str_equal);
     for (guint i = 0; i < scan->files->len; i++) {
         IcBaseFile *file = g_ptr_array_index(scan->files, i);
         g_hash_table_insert(scan->by_name, file->name, file);

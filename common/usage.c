@@ -168,9 +168,9 @@ IcUsage *ic_usage_new(void)
     usage->strings = g_string_chunk_new(16 * 1024);
     /* Keys live in @strings: a table never frees them one by one. */
     usage->by_path =
-        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
+        g_hash_table_new_full(ic_path_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->by_fingerprint =
-        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
+        g_hash_table_new_full(ic_path_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->image_ids = g_hash_table_new(g_str_hash, g_str_equal);
     usage->fingerprints = g_hash_table_new(g_str_hash, g_str_equal);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
