@@ -340,8 +340,9 @@ static void users_add_reported(IcUsage *usage, IcUsers *users, const char *uuid,
     } else {
         lower = usage_intern(usage, uuid);
     }
-    users_add(users, lower, usage_intern(usage, name), local ? NULL : usage_intern(usage, host),
-              witnesses);
+    /* A remote user is never taken for a local one, even without a host name. */
+    const char *remote_host = local ? NULL : usage_intern(usage, host ? host : "");
+    users_add(users, lower, usage_intern(usage, name), remote_host, witnesses);
 }
 
 static IcUsers *table_get(IcUsage *usage, GHashTable *table, const char *key)

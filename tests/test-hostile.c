@@ -292,6 +292,26 @@ static void test_walk_told_by_scan(IcTestTree *tree, gconstpointer data)
     }
 }
 
+/* One base file named by several spellings (symlinked dirs), each with its own
+ * users: every spelling's users keep it, not only the first one indexed. */
+static void test_identity_every_spelling(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *a = ic_test_write_file(tree->base_dir, FP_A, "image a", -1);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    const char *vms[] = {"vm-one", "vm-two", "vm-three"};
+    for (guint i = 0; i < G_N_ELEMENTS(vms); i++) {
+        g_autofree char *via = g_strdup_printf("%s/via%u", tree->root, i);
+        g_assert_cmpint(symlink(tree->base_dir, via), ==, 0);
+        g_autofree char *path = g_build_filename(via, FP_A, NULL);
+        ic_usage_add_path_user(usage, path, NULL, vms[i], "testhost", TRUE, IC_WITNESS_STATIC);
+    }
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    ic_usage_index_identities(usage, scan);
+    g_assert_cmpuint(local_users(usage, tree, scan, FP_A), ==, G_N_ELEMENTS(vms));
+}
+
 /* A file elsewhere that only shares a scanned base file's name is no base
  * file: its own header is read, so what it leads to is still found. */
 static void test_scan_name_elsewhere(IcTestTree *tree, gconstpointer data)
@@ -337,6 +357,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/hostile/refuses_names_outside_grammar", test_refuses_names_outside_grammar);
     ADD("/imagecache/hostile/hard_link", test_hard_link);
     ADD("/imagecache/hostile/walk_told_by_scan", test_walk_told_by_scan);
+    ADD("/imagecache/hostile/identity_every_spelling", test_identity_every_spelling);
     ADD("/imagecache/hostile/scan_name_elsewhere", test_scan_name_elsewhere);
     ADD("/imagecache/hostile/symlinked_instance_dir", test_symlinked_instance_dir);
     ADD("/imagecache/hostile/unreadable_instance_dir", test_unreadable_instance_dir);
