@@ -670,7 +670,7 @@ void ic_disk_file_free(IcDiskFile *file)
  * differently) is read once. Only the names in the header are kept; they are
  * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *infos;      /* "<format>\n<dev>:<ino>" -> CachedProbe* */
+    GHashTable *infos;      /* ProbeKey* -> CachedProbe* */
     const IcScan *known;    /* the pass's scan of the base dir, NULL: none (borrowed) */
     GHashTable *identities; /* the scanned files' FileIdentity*, NULL until first needed */
 };
@@ -690,6 +690,32 @@ static gboolean identity_equal(gconstpointer a, gconstpointer b)
 {
     const FileIdentity *x = a, *y = b;
     return x->dev == y->dev && x->ino == y->ino;
+}
+
+/* A file read as a format (NULL: probed): what the cache keeps one answer for. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    char *format;
+} ProbeKey;
+
+static guint probe_key_hash(gconstpointer key)
+{
+    const ProbeKey *k = key;
+    FileIdentity id = {.dev = k->dev, .ino = k->ino};
+    return identity_hash(&id) ^ (k->format ? g_str_hash(k->format) : 0);
+}
+
+static gboolean probe_key_equal(gconstpointer a, gconstpointer b)
+{
+    const ProbeKey *x = a, *y = b;
+    return x->dev == y->dev && x->ino == y->ino && g_strcmp0(x->format, y->format) == 0;
+}
+
+static void probe_key_free(ProbeKey *key)
+{
+    g_free(key->format);
+    g_free(key);
 }
 
 typedef struct {
@@ -713,7 +739,8 @@ IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
 {
     IcProbeCache *cache = g_new0(IcProbeCache, 1);
     cache->infos =
-        g_hash_table_new_full(ic_path_hash, g_str_equal, g_free, (GDestroyNotify)cached_probe_free);
+        g_hash_table_new_full(probe_key_hash, probe_key_equal, (GDestroyNotify)probe_key_free,
+                              (GDestroyNotify)cached_probe_free);
     cache->known = known;
     return cache;
 }
@@ -757,9 +784,8 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
         *ret_info = *ret_owned;
         return TRUE;
     }
-    g_autofree char *key = g_strdup_printf("%s\n%ju:%ju", format ? format : "",
-                                           (uintmax_t)st->st_dev, (uintmax_t)st->st_ino);
-    CachedProbe *known = g_hash_table_lookup(cache->infos, key);
+    ProbeKey key = {.dev = st->st_dev, .ino = st->st_ino, .format = (char *)format};
+    CachedProbe *known = g_hash_table_lookup(cache->infos, &key);
     if (known == NULL) {
         known = g_new0(CachedProbe, 1);
         (void)probe_fd(dirfd, name, st, path, format, &known->info, &known->error);
@@ -769,7 +795,9 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
             cached_probe_free(known);
             return FALSE;
         }
-        g_hash_table_insert(cache->infos, g_steal_pointer(&key), known);
+        ProbeKey *stored = g_new(ProbeKey, 1);
+        *stored = (ProbeKey){.dev = key.dev, .ino = key.ino, .format = g_strdup(format)};
+        g_hash_table_insert(cache->infos, stored, known);
     }
     if (known->error != NULL) {
         g_propagate_error(error, g_error_copy(known->error));

@@ -835,9 +835,10 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
         ic_usage_add_note(usage, IC_NOTE_INSTANCE_UNREADABLE, note);
         return;
     }
+    g_autofree char *instance_path = ic_path_join(instances_path, instance);
     for (guint i = 0; i < disks->len; i++) {
         const ListedDisk *disk = g_ptr_array_index(disks, i);
-        g_autofree char *path = g_build_filename(instances_path, instance, disk->name, NULL);
+        g_autofree char *path = ic_path_join(instance_path, disk->name);
         const char *format = formats ? g_hash_table_lookup(formats, disk->name) : NULL;
         add_instance_disk(usage, instance, fd, disk, path, format, base_dir, base_fd, host, cache);
     }
