@@ -515,16 +515,28 @@ static gboolean parse_last_used(GKeyFile *kf, IcLedgerHost *host, gint64 format,
     return TRUE;
 }
 
+/* The last "\n[end]\n" in @data, or NULL. Searched from the end, where a whole
+ * file has it: a search from the start read all of every file (4 % of the
+ * instructions of a hook prepare). */
+static const char *find_last_end_line(const char *data, gsize len)
+{
+    static const char line[] = "\n[end]\n";
+    const gsize n = sizeof(line) - 1;
+    for (gsize i = len >= n ? len - n + 1 : 0; i-- > 0;) {
+        if (data[i] == '\n' && memcmp(data + i, line, n) == 0)
+            return data + i;
+    }
+    return NULL;
+}
+
 /* Splits @data at its last "[end]" line and checks the trailer byte for byte. */
 static gboolean check_trailer(const char *data, gsize len, guint64 *ret_domains,
                               gsize *ret_body_len, GError **error)
 {
-    const char *end = NULL;
-    for (const char *p = data;
-         (p = g_strstr_len(p, (gssize)(len - (gsize)(p - data)), "\n[end]\n")) != NULL; p++)
-        end = p + 1;
-    if (end == NULL)
+    const char *found = find_last_end_line(data, len);
+    if (found == NULL)
         return format_error(error, "no [end] group: the file is truncated");
+    const char *end = found + 1;
 
     gsize body_len = (gsize)(end - data);
     /* @data need not be NUL-terminated: every read stays within @len. */

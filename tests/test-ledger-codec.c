@@ -832,6 +832,27 @@ static void test_parse_named(void)
         assert_same_verdict(twice_file->str, twice_file->len, &v);
     }
 
+    /* More than one [end] line: the reader splits at the last one, as the
+     * reference does (and as every reader before the search went backwards). */
+    {
+        g_autoptr(GString) inner = g_string_new_len(body->str, (gssize)body->len);
+        g_assert_cmpuint(g_string_replace(inner, "\n[last_used]\n", "\n[end]\n\n[last_used]\n", 1),
+                         ==, 1);
+        g_autoptr(GString) inner_file = with_trailer(inner->str, inner->len, 2);
+        assert_same_verdict(inner_file->str, inner_file->len, &v);
+        g_autoptr(GString) again = g_string_new_len(text, (gssize)len);
+        g_string_append_c(again, '\n');
+        g_autoptr(GString) again_file = with_trailer(again->str, again->len, 2);
+        assert_same_verdict(again_file->str, again_file->len, &v);
+        g_autoptr(GString) bare = g_string_new_len(body->str, (gssize)body->len);
+        g_string_append(bare, "[end]\n");
+        assert_same_verdict(bare->str, bare->len, &v);
+        static const char *const tiny[] = {"",        "\n",        "[end]\n",
+                                           "\n[end]", "\n[end]\n", "\n[end]\ndomains=0\n"};
+        for (guint i = 0; i < G_N_ELEMENTS(tiny); i++)
+            assert_same_verdict(tiny[i], strlen(tiny[i]), &v);
+    }
+
     /* The limits, at and one past: list entries, name length. */
     for (guint extra = 0; extra <= 1; extra++) {
         g_autoptr(IcLedgerHost) big = ic_ledger_host_new("compute-1");
