@@ -20,7 +20,7 @@ typedef enum {
 char *ic_sha256_hex(const void *data, gsize len);
 
 /* TRUE when this CPU (and build) can use the SHA extensions: x86-64 with SHA,
- * SSE4.1 and SSSE3, asked of CPUID once per process. */
+ * SSE4.1 and SSSE3, as glibc's CPU features (or CPUID) say; decided once. */
 gboolean ic_sha256_have_sha_ni(void);
 
 /* ic_sha256_hex() with the implementation chosen by the caller (tests). Asking
