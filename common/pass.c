@@ -352,15 +352,26 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
     GHashTableIter iter;
     gpointer key, value;
 
+    gsize dir_len = strlen(pass->base_dir);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
-        g_autofree char *dir = g_path_get_dirname(key);
-        g_autofree char *name = g_path_get_basename(key);
-        g_autofree char *fingerprint = NULL;
-        if (!g_str_equal(dir, pass->base_dir))
+        const char *path = key;
+        /* Most paths are "<base_dir>/<name>", their name read in place; any
+         * other spelling is taken apart as before. */
+        g_autofree char *name_copy = NULL;
+        const char *name = path + dir_len + 1;
+        if (strncmp(path, pass->base_dir, dir_len) != 0 || path[dir_len] != '/' || *name == '\0' ||
+            strchr(name, '/') != NULL) {
+            g_autofree char *dir = g_path_get_dirname(path);
+            if (!g_str_equal(dir, pass->base_dir))
+                continue;
+            name = name_copy = g_path_get_basename(path);
+        }
+        if (ic_scan_lookup(pass->scan, name) != NULL)
             continue;
+        g_autofree char *fingerprint = NULL;
         IcImageKind kind = ic_scan_classify_name(name, &fingerprint);
-        if (kind == IC_KIND_IGNORED || ic_scan_lookup(pass->scan, name) != NULL)
+        if (kind == IC_KIND_IGNORED)
             continue;
         add_absent_row(pass, name, kind, fingerprint, usage);
     }

@@ -446,6 +446,22 @@ static void test_handle_base_image_used_missing(IcTestTree *tree, gconstpointer 
     g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_ABSENT);
 }
 
+/* A witness may spell the base dir oddly ("//", as libvirt XML can): the
+ * absent file is still this base dir's, and still reported. */
+static void test_handle_base_image_missing_odd_spelling(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    g_autofree char *missing = g_strconcat(tree->base_dir, "//", IMG_FP "_sm", NULL);
+    ic_usage_add_path_user(usage, missing, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+
+    g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_REPORT, NOW);
+    const IcImageRow *row = ic_report_lookup(report, IMG_FP "_sm");
+    g_assert_nonnull(row);
+    g_assert_false(row->present);
+    g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_ABSENT);
+}
+
 static void test_handle_base_image_checksum_fails(IcTestTree *tree, gconstpointer data)
 {
     g_autoptr(IcConfig) config = tree_config(tree);
@@ -581,6 +597,8 @@ int main(int argc, char **argv)
     ADD_TREE_TEST("/imagecache/handle_base_image_used_remotely",
                   test_handle_base_image_used_remotely, NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_absent", test_handle_base_image_absent, NULL);
+    ADD_TREE_TEST("/imagecache/handle_base_image_missing_odd_spelling",
+                  test_handle_base_image_missing_odd_spelling, NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_used_missing", test_handle_base_image_used_missing,
                   NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_checksum_fails",
