@@ -124,10 +124,9 @@ static const char *intern(GStringChunk *strings, const char *s)
     return s != NULL ? g_string_chunk_insert_const(strings, s) : NULL;
 }
 
-static IcUsers *users_new(GStringChunk *strings)
+static IcUsers *users_new(void)
 {
     IcUsers *users = g_new0(IcUsers, 1);
-    users->strings = strings;
     users->seen = NULL; /* made when the set grows past USERS_SEEN_MIN */
     return users;
 }
@@ -349,7 +348,7 @@ static IcUsers *table_get(IcUsage *usage, GHashTable *table, const char *key)
 {
     IcUsers *users = g_hash_table_lookup(table, key);
     if (users == NULL) {
-        users = users_new(usage->strings);
+        users = users_new();
         g_hash_table_insert(table, g_string_chunk_insert(usage->strings, key), users);
     }
     return users;
@@ -424,18 +423,17 @@ const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id)
     return ic_usage_lookup_fingerprint(usage, fingerprint);
 }
 
-/* Adds @from's users to @into. Within one usage the strings are shared as
- * they are; from another usage they are copied into @into's. */
-static void users_merge(IcUsers *into, const IcUsers *from)
+/* Adds @from's users to @into. @strings: NULL when both sets are one usage's
+ * (its strings are shared as they are), else @into's usage's chunk, where
+ * @from's strings are copied. */
+static void users_merge(IcUsers *into, const IcUsers *from, GStringChunk *strings)
 {
     if (from == NULL)
         return;
     into->witnesses |= from->witnesses;
-    GStringChunk *strings = into->strings;
-    gboolean shared = strings == from->strings;
     for (guint i = 0; i < from->len; i++) {
         const IcUser *user = &from->users[i];
-        if (shared)
+        if (strings == NULL)
             users_add(into, user->uuid, user->name, user->host, 0);
         else
             users_add(into, intern(strings, user->uuid), intern(strings, user->name),
@@ -470,7 +468,7 @@ static void merge_table(IcUsage *usage, GHashTable *into, GHashTable *from)
     gpointer key, users;
     g_hash_table_iter_init(&iter, from);
     while (g_hash_table_iter_next(&iter, &key, &users))
-        users_merge(table_get(usage, into, key), users);
+        users_merge(table_get(usage, into, key), users, usage->strings);
 }
 
 void ic_usage_merge(IcUsage *into, const IcUsage *from)
@@ -549,19 +547,19 @@ void ic_usage_index_identities(IcUsage *usage, const IcScan *known)
 IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const char *name,
                            const char *fingerprint, dev_t dev, ino_t ino)
 {
-    /* Every set merged here is @usage's: no string is added to its chunk. */
-    IcUsers *users = users_new(usage->strings);
+    /* Every set merged here is @usage's: its strings are shared, none added. */
+    IcUsers *users = users_new();
     g_autofree char *path = ic_path_join(base_dir, name);
-    users_merge(users, ic_usage_lookup_path(usage, path));
+    users_merge(users, ic_usage_lookup_path(usage, path), NULL);
     if (fingerprint != NULL)
-        users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint));
+        users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint), NULL);
     if (ino != 0) {
         SameFile key = {.dev = dev, .ino = ino};
         const SameFile *same_file = g_hash_table_lookup(usage->by_identity, &key);
         if (same_file != NULL) {
-            users_merge(users, same_file->first);
+            users_merge(users, same_file->first, NULL);
             for (guint i = 0; same_file->more != NULL && i < same_file->more->len; i++)
-                users_merge(users, g_ptr_array_index(same_file->more, i));
+                users_merge(users, g_ptr_array_index(same_file->more, i), NULL);
         }
     }
     return users;

@@ -71,15 +71,14 @@ typedef struct {
 char *ic_user_label(const IcUser *user);
 
 typedef struct {
-    guint local;           /* users on this host */
-    guint remote;          /* users on other hosts sharing the storage */
-    guint witnesses;       /* IcWitness bits of every witness that named a user */
-    guint len;             /* users in @users */
-    IcUser *users;         /* one per user, in the order witnesses first named them */
-    guint alloc;           /* private: room in @users */
-    GHashTable *seen;      /* private: each user's UUID and name -> index + 1; NULL while the
-                            * set is small (searched user by user) */
-    GStringChunk *strings; /* private, borrowed: the usage's strings */
+    guint local;      /* users on this host */
+    guint remote;     /* users on other hosts sharing the storage */
+    guint witnesses;  /* IcWitness bits of every witness that named a user */
+    guint len;        /* users in @users */
+    IcUser *users;    /* one per user, in the order witnesses first named them */
+    guint alloc;      /* private: room in @users */
+    GHashTable *seen; /* private: each user's UUID and name -> index + 1; NULL while the
+                       * set is small (searched user by user) */
 } IcUsers;
 
 typedef struct {
