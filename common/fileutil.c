@@ -291,3 +291,8 @@ guint ic_path_hash(gconstpointer path)
     h ^= h >> 29;
     return (guint)h;
 }
+
+guint ic_file_identity_hash(dev_t dev, ino_t ino)
+{
+    return (guint)(ino ^ (ino >> 32) ^ (dev * 2654435761u));
+}

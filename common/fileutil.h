@@ -104,4 +104,7 @@ char *ic_path_join(const char *dir, const char *name);
  * 90-byte paths was a tenth of a report's instructions (issue 15). */
 guint ic_path_hash(gconstpointer path);
 
+/* A hash of a file's identity (device, inode), for tables keyed by it. */
+guint ic_file_identity_hash(dev_t dev, ino_t ino);
+
 G_END_DECLS

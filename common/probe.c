@@ -683,7 +683,7 @@ typedef struct {
 static guint identity_hash(gconstpointer key)
 {
     const FileIdentity *id = key;
-    return (guint)(id->ino ^ (id->ino >> 32) ^ (id->dev * 2654435761u));
+    return ic_file_identity_hash(id->dev, id->ino);
 }
 
 static gboolean identity_equal(gconstpointer a, gconstpointer b)

@@ -99,7 +99,7 @@ typedef struct {
 static guint same_file_hash(gconstpointer key)
 {
     const SameFile *f = key;
-    return (guint)(f->ino ^ (f->ino >> 32) ^ (f->dev * 2654435761u));
+    return ic_file_identity_hash(f->dev, f->ino);
 }
 
 static gboolean same_file_equal(gconstpointer a, gconstpointer b)
