@@ -218,6 +218,13 @@ static void seen_add(IcUsers *users, guint index, const char *id)
 {
     if (users->seen == NULL || id == NULL)
         return;
+    /* Two users may share a name (two domains, one name) or one's name may be
+     * another's UUID: the index answers as the search user by user does, with
+     * the first of them, however late that one learnt the id. */
+    SeenKey probe = {.id = id, .host = users->users[index].host};
+    guint known = GPOINTER_TO_UINT(g_hash_table_lookup(users->seen, &probe));
+    if (known != 0 && known - 1 <= index)
+        return;
     SeenKey *key = g_new(SeenKey, 1);
     *key = (SeenKey){.id = id, .host = users->users[index].host};
     g_hash_table_insert(users->seen, key, GUINT_TO_POINTER(index + 1));

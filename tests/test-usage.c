@@ -28,11 +28,11 @@ static void assert_users(const IcUsers *users, guint local, guint remote, const 
 
 typedef struct {
     const char *what;
-    /* up to three reports of a user of BASE_PATH: uuid, name, host, local */
+    /* up to four reports of a user of BASE_PATH: uuid, name, host, local */
     struct {
         const char *uuid, *name, *host;
         gboolean local;
-    } seen[3];
+    } seen[4];
     guint local, remote;
     const char *labels;
 } UserCase;
@@ -69,6 +69,16 @@ static const UserCase user_cases[] = {
      1,
      1,
      "vm1,vm1@g"},
+    /* Two users named "web", the first without a UUID, the second named
+     * late: a domain named "web" is the first, as a search in order finds. */
+    {"a name learnt late does not hide an earlier user of that name",
+     {{NULL, "web", "h", TRUE},
+      {UUID, NULL, "h", TRUE},
+      {UUID, "web", "h", TRUE},
+      {OTHER, "web", "h", TRUE}},
+     2,
+     0,
+     "web,web"},
 };
 
 static void test_one_user_per_uuid(gconstpointer data)
