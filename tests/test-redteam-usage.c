@@ -302,9 +302,126 @@ static void test_like_model(void)
     }
 }
 
+/* ---- a walk large enough for several threads ---- */
+
+#define WALK_FILES     20
+#define WALK_INSTANCES 4100 /* past two walk threads' worth (2000 each) */
+
+static char *walk_file(guint i)
+{
+    g_autofree char *seed = g_strdup_printf("walk-%u", i % WALK_FILES);
+    return g_compute_checksum_for_string(G_CHECKSUM_SHA1, seed, -1);
+}
+
+/* Even instances are dirs named by UUID, odd ones old-layout dirs named by
+ * the domain's name. */
+static char *walk_uuid(guint i)
+{
+    return g_strdup_printf("00000000-0000-4000-%d000-%012u", i % 2 ? 9 : 8, i);
+}
+
+static char *walk_name(guint i)
+{
+    return i % 2 ? g_strdup_printf("instance-%08x", i) : g_strdup_printf("vm-%u", i);
+}
+
+/* The ledger's view: every third domain with its name and its UUID in upper
+ * case, every seventh also on host "other" (it moved; both ledgers name it). */
+static void walk_witnesses(IcUsage *usage, gint64 now, gpointer base_dir)
+{
+    for (guint i = 0; i < WALK_INSTANCES; i++) {
+        if (i % 3 != 0 && i % 7 != 0)
+            continue;
+        g_autofree char *file = walk_file(i);
+        g_autofree char *path = g_build_filename(base_dir, file, NULL);
+        g_autofree char *uuid = walk_uuid(i);
+        g_autofree char *upper = g_ascii_strup(uuid, -1);
+        g_autofree char *name = walk_name(i);
+        if (i % 3 == 0)
+            ic_usage_add_path_user(usage, path, upper, name, "testhost", TRUE, IC_WITNESS_LEDGER);
+        if (i % 7 == 0)
+            ic_usage_add_path_user(usage, path, upper, name, "other", FALSE, IC_WITNESS_LEDGER);
+    }
+}
+
+static gint compare_strings(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Each base file's users after a pass over 4100 instance dirs (walked by up
+ * to three threads into their own usages, merged): one user per domain, named
+ * where the ledger named it, by UUID where only its dir did, remote ones
+ * apart; none lost, merged or split. */
+static void test_walk_threads(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    for (guint f = 0; f < WALK_FILES; f++) {
+        g_autofree char *file = walk_file(f);
+        g_free(ic_test_write_file(tree->base_dir, file, "base", -1));
+    }
+    for (guint i = 0; i < WALK_INSTANCES; i++) {
+        g_autofree char *dir_name = i % 2 ? walk_name(i) : walk_uuid(i);
+        g_autofree char *dir = g_build_filename(tree->root, dir_name, NULL);
+        g_assert_cmpint(g_mkdir(dir, 0755), ==, 0);
+        g_autofree char *disk = g_build_filename(dir, "disk", NULL);
+        g_autofree char *file = walk_file(i);
+        g_autofree char *backing = g_build_filename(tree->base_dir, file, NULL);
+        g_assert_true(ic_test_write_qcow2(disk, 3, 1 << 20, backing, "raw", &error));
+        g_assert_no_error(error);
+    }
+
+    g_autoptr(IcConfig) config = ic_config_new();
+    g_assert_true(ic_config_set(config, "instances_path", tree->root, "test", &error));
+    g_assert_true(ic_config_set(config, "host", "testhost", "test", &error));
+    g_assert_true(ic_config_finish(config, &error));
+    g_assert_no_error(error);
+    IcPassOptions options = {
+        .mode = IC_PASS_REPORT,
+        .witnesses = walk_witnesses,
+        .witnesses_data = tree->base_dir,
+    };
+    g_autoptr(IcReport) report = NULL;
+    g_assert_true(ic_pass_run(config, NULL, &options, 1700000000, &report, &error));
+    g_assert_no_error(error);
+
+    for (guint f = 0; f < WALK_FILES; f++) {
+        g_autofree char *file = walk_file(f);
+        g_autoptr(GPtrArray) want = g_ptr_array_new_with_free_func(g_free);
+        guint local = 0, remote = 0;
+        for (guint i = f; i < WALK_INSTANCES; i += WALK_FILES) {
+            g_autofree char *uuid = walk_uuid(i);
+            g_autofree char *name = walk_name(i);
+            gboolean named = i % 2 || i % 3 == 0;
+            g_ptr_array_add(want, g_strdup(named ? name : uuid));
+            local++;
+            if (i % 7 == 0) {
+                g_ptr_array_add(want, g_strdup_printf("%s@other", name));
+                remote++;
+            }
+        }
+        const IcImageRow *row = ic_report_lookup(report, file);
+        g_assert_nonnull(row);
+        g_autoptr(GPtrArray) got = g_ptr_array_new();
+        for (guint u = 0; u < row->users->len; u++)
+            g_ptr_array_add(got, g_ptr_array_index(row->users, u));
+        g_ptr_array_sort(want, compare_strings);
+        g_ptr_array_sort(got, compare_strings);
+        g_assert_cmpuint(row->remote_users, ==, remote);
+        g_assert_cmpuint(row->local_users, ==, local);
+        g_assert_cmpuint(got->len, ==, want->len);
+        for (guint u = 0; u < want->len; u++)
+            g_assert_cmpstr(g_ptr_array_index(got, u), ==, g_ptr_array_index(want, u));
+        g_assert_true(row->witnesses & IC_WITNESS_INSTANCES_DIR);
+        g_assert_true(row->witnesses & IC_WITNESS_LEDGER);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
     g_test_add_func("/imagecache/redteam-usage/like_model", test_like_model);
+    g_test_add("/imagecache/redteam-usage/walk_threads", IcTestTree, NULL, ic_test_tree_setup,
+               test_walk_threads, ic_test_tree_teardown);
     return g_test_run();
 }
