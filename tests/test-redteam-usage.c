@@ -4,10 +4,12 @@
  * report users in, the table counts what a plain string model counts, and a
  * walk large enough for several threads loses, merges and splits no user. */
 #include <string.h>
+#include <unistd.h>
 
 #include "imgwriter.h"
 #include "pass.h"
 #include "report.h"
+#include "scan.h"
 #include "testutil.h"
 #include "usage.h"
 
@@ -417,11 +419,98 @@ static void test_walk_threads(IcTestTree *tree, gconstpointer data)
     }
 }
 
+/* ---- one file under many spellings ---- */
+
+#define SPELLING_FP "cccccccccccccccccccccccccccccccccccccccc"
+
+/* 40 domains report one base file under four spellings (two through
+ * symlinked dirs, one with a "." component) and by fingerprint, in three
+ * usages merged as the walk threads' are, UUIDs in random case, some from
+ * host "other": the file's users are every domain once per host (the merged
+ * set is past the seen index's threshold), however the reports fall. */
+static void test_identity_many_spellings(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *file = ic_test_write_file(tree->base_dir, SPELLING_FP, "image", -1);
+    g_autoptr(GPtrArray) spellings = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(spellings, g_strdup(file));
+    for (guint v = 0; v < 2; v++) {
+        g_autofree char *via = g_strdup_printf("%s/via%u", tree->root, v);
+        g_assert_cmpint(symlink(tree->base_dir, via), ==, 0);
+        g_ptr_array_add(spellings, g_build_filename(via, SPELLING_FP, NULL));
+    }
+    g_ptr_array_add(spellings, g_strdup_printf("%s/./%s", tree->base_dir, SPELLING_FP));
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    g_assert_no_error(error);
+    const IcBaseFile *scanned = ic_scan_lookup(scan, SPELLING_FP);
+    g_assert_nonnull(scanned);
+
+    for (guint seed = 0; seed < 50; seed++) {
+        g_autoptr(GRand) rand = g_rand_new_with_seed(seed);
+        IcUsage *parts[3] = {ic_usage_new(), ic_usage_new(), ic_usage_new()};
+        g_autoptr(GHashTable) want = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        guint local = 0, remote = 0;
+        for (guint r = 0; r < 120; r++) {
+            guint k = (guint)g_rand_int_range(rand, 0, 40);
+            gboolean here = g_rand_int_range(rand, 0, 4) != 0;
+            g_autofree char *uuid = g_strdup_printf("3f2a4b8e-1c1d-4e0f-9a55-%012X", k);
+            if (g_rand_boolean(rand))
+                for (char *p = uuid; *p; p++)
+                    *p = g_ascii_tolower(*p);
+            g_autofree char *name =
+                g_rand_int_range(rand, 0, 3) ? g_strdup_printf("vm-%u", k) : NULL;
+            IcUsage *usage = parts[g_rand_int_range(rand, 0, 3)];
+            gint32 where = g_rand_int_range(rand, 0, (gint32)spellings->len + 1);
+            if (where == (gint32)spellings->len)
+                ic_usage_add_fingerprint_user(usage, SPELLING_FP, uuid, name,
+                                              here ? "testhost" : "other", here, IC_WITNESS_LEDGER);
+            else
+                ic_usage_add_path_user(usage, g_ptr_array_index(spellings, where), uuid, name,
+                                       here ? "testhost" : "other", here, IC_WITNESS_LEDGER);
+            g_autofree char *key = g_strdup_printf("%u%s", k, here ? "" : "@other");
+            if (g_hash_table_add(want, g_steal_pointer(&key))) {
+                if (here)
+                    local++;
+                else
+                    remote++;
+            }
+        }
+        g_autoptr(IcUsage) merged = ic_usage_new();
+        for (guint p = 0; p < G_N_ELEMENTS(parts); p++) {
+            ic_usage_merge(merged, parts[p]);
+            ic_usage_free(parts[p]);
+        }
+        ic_usage_index_identities(merged, scan);
+        g_autoptr(IcUsers) users = ic_usage_users_of(merged, tree->base_dir, SPELLING_FP,
+                                                     SPELLING_FP, scanned->dev, scanned->ino);
+        g_assert_cmpuint(users->local, ==, local);
+        g_assert_cmpuint(users->remote, ==, remote);
+        g_assert_cmpuint(users->len, ==, g_hash_table_size(want));
+        /* each domain once per host, by name where one report named it */
+        for (guint u = 0; u < users->len; u++) {
+            const IcUser *user = &users->users[u];
+            g_assert_nonnull(user->uuid);
+            guint k = (guint)g_ascii_strtoull(user->uuid + 24, NULL, 16);
+            g_autofree char *key = g_strdup_printf("%u%s", k, user->host ? "@other" : "");
+            g_assert_true(g_hash_table_remove(want, key));
+            g_assert_true(user->host == NULL || g_str_equal(user->host, "other"));
+            if (user->name != NULL) {
+                g_autofree char *name = g_strdup_printf("vm-%u", k);
+                g_assert_cmpstr(user->name, ==, name);
+            }
+        }
+        g_assert_cmpuint(g_hash_table_size(want), ==, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
     g_test_add_func("/imagecache/redteam-usage/like_model", test_like_model);
     g_test_add("/imagecache/redteam-usage/walk_threads", IcTestTree, NULL, ic_test_tree_setup,
                test_walk_threads, ic_test_tree_teardown);
+    g_test_add("/imagecache/redteam-usage/identity_many_spellings", IcTestTree, NULL,
+               ic_test_tree_setup, test_identity_many_spellings, ic_test_tree_teardown);
     return g_test_run();
 }
