@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 int ic_file_open_regular_at(int dirfd, const char *name, struct stat *ret_st, GError **error)
 {
@@ -228,6 +229,18 @@ static gboolean write_sync_close(int fd, const void *data, gsize len, const char
     return ok;
 }
 
+/* The temp file's suffix. One getrandom(2), where g_random_int would open and
+ * read /dev/urandom to seed GLib's generator for the one number a hook run
+ * needs (issue 15). Its quality cannot matter: O_EXCL decides, and a clash is
+ * retried with another number. */
+static guint32 temp_suffix(void)
+{
+    guint32 value;
+    if (getrandom(&value, sizeof value, GRND_NONBLOCK) == (ssize_t)sizeof value)
+        return value;
+    return g_random_int();
+}
+
 gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
                                  mode_t mode, GError **error)
 {
@@ -240,7 +253,7 @@ gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, 
     int fd = -1;
     for (int attempt = 0; fd < 0; attempt++) {
         g_free(tmp_name);
-        tmp_name = g_strdup_printf("%s.tmp.%08" G_GINT32_MODIFIER "x", name, g_random_int());
+        tmp_name = g_strdup_printf("%s.tmp.%08" G_GINT32_MODIFIER "x", name, temp_suffix());
         fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0 && (errno != EEXIST || attempt >= 16))
             return ic_error_set_errno(error, errno, "creating", tmp_name);

@@ -42,9 +42,15 @@ char *ic_ledger_machine_id(void)
 
 gboolean ic_ledger_open_dir(const char *ledger_dir, int *ret_dirfd, GError **error)
 {
-    if (mkdir(ledger_dir, 0755) < 0 && errno != EEXIST)
-        return ic_error_set_errno(error, errno, "creating the ledger directory", ledger_dir);
+    /* The directory exists on every call but the first: open it, and make it
+     * only when the open says it is missing (issue 15: a failing mkdir on
+     * every hook run). */
     int fd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdir(ledger_dir, 0755) < 0 && errno != EEXIST)
+            return ic_error_set_errno(error, errno, "creating the ledger directory", ledger_dir);
+        fd = open(ledger_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
     if (fd < 0)
         return ic_error_set_errno(error, errno, "opening the ledger directory", ledger_dir);
     *ret_dirfd = fd;
@@ -105,15 +111,18 @@ typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GE
  * existing file stops the edit (its users must not be lost) unless @replace.
  * @expect (may be NULL): the file's bytes the caller decided from (empty: no
  * file); anything else under the lock fails with IC_ERROR_CHANGED. */
-static gboolean ledger_update(const char *ledger_dir, const char *host_name, gboolean replace,
-                              GBytes *expect, LedgerEdit edit, gpointer data, gint64 now,
-                              gint64 deadline, GError **error)
+static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *host_name,
+                              gboolean replace, GBytes *expect, LedgerEdit edit, gpointer data,
+                              gint64 now, gint64 deadline, GError **error)
 {
     if (!check_host_name(host_name, error))
         return FALSE;
-    ic_autofd dirfd = -1;
-    if (!ic_ledger_open_dir(ledger_dir, &dirfd, error))
-        return FALSE;
+    ic_autofd own_dirfd = -1;
+    if (dirfd < 0) {
+        if (!ic_ledger_open_dir(ledger_dir, &own_dirfd, error))
+            return FALSE;
+        dirfd = own_dirfd;
+    }
 
     g_autofree char *file_name = g_strconcat(host_name, LEDGER_SUFFIX, NULL);
     g_autofree char *lock_name = g_strconcat(host_name, LOCK_SUFFIX, NULL);
@@ -279,14 +288,21 @@ static gboolean edit_record(IcLedgerHost *host, gpointer data, gint64 now, GErro
     return TRUE;
 }
 
+gboolean ic_ledger_record_domain_at(int dirfd, const char *ledger_dir, const char *host,
+                                    const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
+                                    GError **error)
+{
+    if (!ic_ledger_domain_check(domain, error))
+        return FALSE;
+    return ledger_update(dirfd, ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now,
+                         deadline_us, error);
+}
+
 gboolean ic_ledger_record_domain_until(const char *ledger_dir, const char *host,
                                        const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
                                        GError **error)
 {
-    if (!ic_ledger_domain_check(domain, error))
-        return FALSE;
-    return ledger_update(ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now,
-                         deadline_us, error);
+    return ic_ledger_record_domain_at(-1, ledger_dir, host, domain, now, deadline_us, error);
 }
 
 gboolean ic_ledger_record_domain(const char *ledger_dir, const char *host,
@@ -310,7 +326,7 @@ gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const c
                                gint64 now, GError **error)
 {
     g_autofree char *lower = g_ascii_strdown(uuid, -1);
-    return ledger_update(ledger_dir, host, FALSE, NULL, edit_drop, lower, now, 0, error);
+    return ledger_update(-1, ledger_dir, host, FALSE, NULL, edit_drop, lower, now, 0, error);
 }
 
 static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -370,7 +386,7 @@ gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char 
             return FALSE;
     }
     /* The repair: a damaged file is replaced rather than kept. */
-    return ledger_update(ledger_dir, host, TRUE, expect, edit_replace, domains, now, 0, error);
+    return ledger_update(-1, ledger_dir, host, TRUE, expect, edit_replace, domains, now, 0, error);
 }
 
 gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,

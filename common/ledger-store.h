@@ -26,6 +26,13 @@ gboolean ic_ledger_record_domain_until(const char *ledger_dir, const char *host,
                                        const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
                                        GError **error);
 
+/* The same in the ledger dir already open as @dirfd (ic_ledger_open_dir; -1:
+ * open @ledger_dir), so the hook opens it once for the usage lock and the
+ * record; @ledger_dir names it in errors. */
+gboolean ic_ledger_record_domain_at(int dirfd, const char *ledger_dir, const char *host,
+                                    const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
+                                    GError **error);
+
 /* Drops the domain @uuid of @host (no entry: success), remembering @now as the
  * last use of each of its base files. */
 gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const char *uuid,

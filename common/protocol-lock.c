@@ -88,13 +88,16 @@ static void unlock_byte(int fd, int byte)
  * deadline. A start only passes the intent byte (takes it shared and lets it
  * go), so it queues behind a pass that holds it while it waits for the usage
  * byte; a pass keeps it until it is done. */
-static gboolean lock_usage(const char *ledger_dir, gint64 timeout_ms, gboolean exclusive,
+static gboolean lock_usage(int dirfd, const char *ledger_dir, gint64 timeout_ms, gboolean exclusive,
                            IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd, GError **error)
 {
     gint64 deadline = g_get_monotonic_time() + MAX(timeout_ms, 0) * 1000;
-    ic_autofd dirfd = -1;
-    if (!ic_ledger_open_dir(ledger_dir, &dirfd, error))
-        return FALSE;
+    ic_autofd own_dirfd = -1;
+    if (dirfd < 0) {
+        if (!ic_ledger_open_dir(ledger_dir, &own_dirfd, error))
+            return FALSE;
+        dirfd = own_dirfd;
+    }
     ic_autofd fd = -1;
     if (!ic_protocol_lock_file_at(dirfd, -1, IC_PROTOCOL_LOCK_NAME, IC_PROTOCOL_INTENT_BYTE,
                                   exclusive, deadline, stop, stop_data, &fd, error)) {
@@ -115,14 +118,20 @@ static gboolean lock_usage(const char *ledger_dir, gint64 timeout_ms, gboolean e
 gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, int *ret_fd,
                                     GError **error)
 {
-    return lock_usage(ledger_dir, timeout_ms, FALSE, NULL, NULL, ret_fd, error);
+    return lock_usage(-1, ledger_dir, timeout_ms, FALSE, NULL, NULL, ret_fd, error);
+}
+
+gboolean ic_protocol_lock_for_start_at(int dirfd, const char *ledger_dir, gint64 timeout_ms,
+                                       int *ret_fd, GError **error)
+{
+    return lock_usage(dirfd, ledger_dir, timeout_ms, FALSE, NULL, NULL, ret_fd, error);
 }
 
 gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
                                     IcProtocolStopFunc stop, gpointer stop_data, int *ret_fd,
                                     GError **error)
 {
-    return lock_usage(ledger_dir, timeout_ms, TRUE, stop, stop_data, ret_fd, error);
+    return lock_usage(-1, ledger_dir, timeout_ms, TRUE, stop, stop_data, ret_fd, error);
 }
 
 /* ---- which ledger dir may be trusted ---- */
@@ -131,8 +140,12 @@ gboolean ic_protocol_lock_exclusive(const char *ledger_dir, gint64 timeout_ms,
  * symlink on the way, so it is on this host's own instances storage, and a
  * missing one means only that no domain was recorded yet. Anything else may be
  * a share, mounted or not. */
-gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config)
+/* ic_protocol_ledger_dir_is_local; *ret_is_dir is TRUE when the walk's last
+ * lstat found the ledger dir itself, a directory (no symlink on the way, so a
+ * stat would say the same). */
+static gboolean ledger_dir_walk(const IcConfig *config, gboolean *ret_is_dir)
 {
+    *ret_is_dir = FALSE;
     g_autofree char *prefix = g_strconcat(config->instances_path, G_DIR_SEPARATOR_S, NULL);
     if (!g_str_has_prefix(config->ledger_dir, prefix))
         return FALSE;
@@ -143,12 +156,20 @@ gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config)
             continue;
         g_string_append_printf(path, "/%s", *part);
         struct stat st;
+        *ret_is_dir = FALSE;
         if (lstat(path->str, &st) < 0)
             return errno == ENOENT;
         if (!S_ISDIR(st.st_mode))
             return FALSE;
+        *ret_is_dir = TRUE;
     }
     return TRUE;
+}
+
+gboolean ic_protocol_ledger_dir_is_local(const IcConfig *config)
+{
+    gboolean is_dir;
+    return ledger_dir_walk(config, &is_dir);
 }
 
 gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
@@ -156,8 +177,10 @@ gboolean ic_protocol_ledger_dir_check(const IcConfig *config, gboolean create,
 {
     if (ret_missing != NULL)
         *ret_missing = FALSE;
-    if (ic_protocol_ledger_dir_is_local(config)) {
-        if (g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR))
+    gboolean is_dir = FALSE;
+    if (ledger_dir_walk(config, &is_dir)) {
+        /* The walk's lstat already answered for an existing dir (issue 15). */
+        if (is_dir || g_file_test(config->ledger_dir, G_FILE_TEST_IS_DIR))
             return TRUE;
         if (!create) {
             if (ret_missing != NULL)

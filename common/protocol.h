@@ -59,6 +59,11 @@ gboolean ic_protocol_lock_file_at(int dirfd, int fd, const char *name, int byte,
 gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, int *ret_fd,
                                     GError **error);
 
+/* The same in the ledger dir already open as @dirfd (ic_ledger_open_dir), so a
+ * caller that then records in it opens it once; @ledger_dir names it in errors. */
+gboolean ic_protocol_lock_for_start_at(int dirfd, const char *ledger_dir, gint64 timeout_ms,
+                                       int *ret_fd, GError **error);
+
 /* The pass's side: the intent byte, then the usage byte, both exclusive, within
  * @timeout_ms in all, cancellable by @cancel (may be NULL). IC_ERROR_BUSY
  * on timeout, IC_ERROR_CANCELLED when cancelled; closing *ret_fd releases both. */

@@ -145,12 +145,12 @@ static IcConfig *load_config(GError **error)
  * error, a strict prepare refuses the start; otherwise the domain is recorded
  * without the lock, loudly, which still tells every later pass, and the start
  * goes ahead (an unrecorded domain would protect nothing at all). */
-static gboolean lock_for_prepare(const IcConfig *config, const char *name, gboolean strict,
-                                 gint64 deadline, int *ret_fd, GError **error)
+static gboolean lock_for_prepare(const IcConfig *config, int dirfd, const char *name,
+                                 gboolean strict, gint64 deadline, int *ret_fd, GError **error)
 {
     g_autoptr(GError) local_error = NULL;
     gint64 wait_ms = MAX(0, deadline - g_get_monotonic_time()) / 1000;
-    if (ic_protocol_lock_for_start(config->ledger_dir, wait_ms, ret_fd, &local_error))
+    if (ic_protocol_lock_for_start_at(dirfd, config->ledger_dir, wait_ms, ret_fd, &local_error))
         return TRUE;
     if (strict) {
         g_propagate_error(error, g_steal_pointer(&local_error));
@@ -185,17 +185,21 @@ static gboolean record(const IcConfig *config, const IcDomain *domain, const cha
                        const char *op, gboolean strict, GPtrArray **ret_problems, GError **error)
 {
     gint64 deadline = deadline_for(config, op);
+    /* Opened once, for the usage lock and the host file alike (issue 15). */
+    ic_autofd dirfd = -1;
+    if (!ic_ledger_open_dir(config->ledger_dir, &dirfd, error))
+        return FALSE;
     ic_autofd usage_lock = -1;
     if (strcmp(op, "prepare") == 0 &&
-        !lock_for_prepare(config, name, strict, deadline, &usage_lock, error))
+        !lock_for_prepare(config, dirfd, name, strict, deadline, &usage_lock, error))
         return FALSE;
 
     g_autofree char *base_dir = ic_config_base_dir(config);
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
     g_autoptr(IcLedgerDomain) entry = ic_ledger_domain_collect(domain, base_dir, now, ret_problems);
     /* A deadline already past still tries the host lock once. */
-    return ic_ledger_record_domain_until(config->ledger_dir, config->host, entry, now,
-                                         MAX(deadline, g_get_monotonic_time() + 1), error);
+    return ic_ledger_record_domain_at(dirfd, config->ledger_dir, config->host, entry, now,
+                                      MAX(deadline, g_get_monotonic_time() + 1), error);
 }
 
 static gboolean drop(const IcConfig *config, const IcDomain *domain, GError **error)

@@ -874,6 +874,74 @@ static void test_host_collision(Fixture *f, gconstpointer data)
     g_unsetenv("IMAGECACHE_MACHINE_ID");
 }
 
+/* Lines of @trace (strace output) that contain every one of @needles (NULL-terminated). */
+static guint count_trace_lines(char **lines, const char *const *needles)
+{
+    guint n = 0;
+    for (char **line = lines; *line != NULL; line++) {
+        gboolean all = TRUE;
+        for (const char *const *needle = needles; *needle != NULL && all; needle++)
+            all = strstr(*line, *needle) != NULL;
+        n += all;
+    }
+    return n;
+}
+
+/* Issue 15: a prepare asks the kernel nothing it already knows. The ledger dir
+ * is stat'ed once (the locality walk's lstat), opened once for the usage lock
+ * and the host file, never made when it exists, and the temp file's name costs
+ * no /dev/urandom; the write stays durable (file and dir fsync, rename). */
+static void test_syscalls(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *strace = g_find_program_in_path("strace");
+    if (strace == NULL) {
+        g_test_skip("strace is not installed");
+        return;
+    }
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) first = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &first);
+    assert_ok_silent(&first);
+
+    /* The second prepare: the ledger dir and the lock file exist. */
+    g_autofree char *trace_path = g_build_filename(f->root, "prepare.strace", NULL);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_for(f->config, in, G_SUBPROCESS_FLAGS_NONE);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocess) proc =
+        g_subprocess_launcher_spawn(launcher, &error, strace, "-f", "-qq", "-o", trace_path,
+                                    f->hook, "vm", "prepare", "begin", "-", NULL);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_wait(proc, NULL, &error));
+    g_autofree char *trace = NULL;
+    if (!g_subprocess_get_if_exited(proc) || g_subprocess_get_exit_status(proc) != 0 ||
+        !g_file_get_contents(trace_path, &trace, NULL, NULL) || strstr(trace, "execve(") == NULL) {
+        g_test_skip("strace cannot trace here (no ptrace?)");
+        return;
+    }
+    g_auto(GStrv) lines = g_strsplit(trace, "\n", -1);
+    g_autofree char *quoted = g_strdup_printf("\"%s\"", f->ledger_dir);
+
+    const char *mkdir_calls[] = {"mkdir(", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, mkdir_calls), ==, 0);
+    const char *dir_opens[] = {quoted, "O_DIRECTORY", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, dir_opens), ==, 1);
+    const char *dir_stats[] = {quoted, "stat", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, dir_stats), ==, 1);
+    const char *urandom[] = {"/dev/urandom", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, urandom), ==, 0);
+    const char *fsyncs[] = {"fsync(", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, fsyncs), ==, 2);
+    const char *renames[] = {"rename", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, renames), ==, 1);
+    const char *shared_lock[] = {"F_OFD_SETLK", "F_RDLCK", NULL};
+    g_assert_cmpuint(count_trace_lines(lines, shared_lock), ==, 2);
+
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_nonnull(find_domain(ledger, "hosta", UUID_PREP));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -912,6 +980,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/redteam/lock-error-records", NULL, test_lock_error_records);
     ADD("/imagecache/hook/redteam/one-deadline", NULL, test_one_deadline);
     ADD("/imagecache/hook/redteam/host-collision", NULL, test_host_collision);
+    ADD("/imagecache/hook/syscalls", NULL, test_syscalls);
 #undef ADD
 
     return g_test_run();
