@@ -118,7 +118,7 @@ static gboolean lock_usage(int dirfd, const char *ledger_dir, gint64 timeout_ms,
 gboolean ic_protocol_lock_for_start(const char *ledger_dir, gint64 timeout_ms, int *ret_fd,
                                     GError **error)
 {
-    return lock_usage(-1, ledger_dir, timeout_ms, FALSE, NULL, NULL, ret_fd, error);
+    return ic_protocol_lock_for_start_at(-1, ledger_dir, timeout_ms, ret_fd, error);
 }
 
 gboolean ic_protocol_lock_for_start_at(int dirfd, const char *ledger_dir, gint64 timeout_ms,
