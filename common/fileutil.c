@@ -209,6 +209,13 @@ static gboolean write_all(int fd, const void *data, gsize len, const char *name,
 
 static gboolean fsync_dir(int dirfd, const char *name, GError **error)
 {
+    /* The directory's own fd when it can be synced (opened for reading, as the
+     * ledger dir's is): the same inode as ".", without opening it again (issue
+     * 15). An O_PATH fd or AT_FDCWD cannot (EBADF): "." is opened then. */
+    if (fsync(dirfd) == 0)
+        return TRUE;
+    if (errno != EBADF)
+        return ic_error_set_errno(error, errno, "syncing the directory of", name);
     ic_autofd fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return ic_error_set_errno(error, errno, "opening the directory of", name);

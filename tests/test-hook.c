@@ -889,8 +889,9 @@ static guint count_trace_lines(char **lines, const char *const *needles)
 
 /* Issue 15: a prepare asks the kernel nothing it already knows. The ledger dir
  * is stat'ed once (the locality walk's lstat), opened once for the usage lock
- * and the host file, never made when it exists, and the temp file's name costs
- * no /dev/urandom; the write stays durable (file and dir fsync, rename). */
+ * and the host file, never made when it exists, and synced through that fd;
+ * the temp file's name costs no /dev/urandom; the write stays durable (file
+ * and dir fsync, rename). */
 static void test_syscalls(Fixture *f, gconstpointer data)
 {
     if (!have_hook(f))
@@ -935,6 +936,16 @@ static void test_syscalls(Fixture *f, gconstpointer data)
     g_assert_cmpuint(count_trace_lines(lines, fsyncs), ==, 2);
     const char *renames[] = {"rename", NULL};
     g_assert_cmpuint(count_trace_lines(lines, renames), ==, 1);
+    /* The directory is synced through the fd the hook opened it with. */
+    g_autofree char *dir_fd = NULL;
+    for (char **line = lines; *line != NULL && dir_fd == NULL; line++) {
+        const char *result = strstr(*line, ") = ");
+        if (strstr(*line, quoted) != NULL && strstr(*line, "O_DIRECTORY") != NULL && result)
+            dir_fd = g_strdup_printf("fsync(%d)", atoi(result + 4));
+    }
+    g_assert_nonnull(dir_fd);
+    const char *dir_sync[] = {dir_fd, NULL};
+    g_assert_cmpuint(count_trace_lines(lines, dir_sync), ==, 1);
     const char *shared_lock[] = {"F_OFD_SETLK", "F_RDLCK", NULL};
     g_assert_cmpuint(count_trace_lines(lines, shared_lock), ==, 2);
 
