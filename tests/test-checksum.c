@@ -709,6 +709,18 @@ static void test_file_write_atomic(Fixture *fix, gconstpointer data)
     /* Only plain names. */
     g_assert_false(ic_file_write_atomic_at(fix->dirfd, "d/x", "x", 1, 0600, &error));
     g_assert_error(error, IC_ERROR, IC_ERROR_FAILED);
+    g_clear_error(&error);
+    g_assert_cmpuint(count_entries(fix->dir), ==, 4);
+
+    /* A directory fd that cannot be synced itself (O_PATH: EBADF) still gets
+     * its directory synced, through "." (issue 15: the fd is tried first). */
+    ic_autofd path_fd = open(fix->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    g_assert_cmpint(path_fd, >=, 0);
+    g_assert_true(ic_file_write_atomic_at(path_fd, "f", "third", 5, 0600, &error));
+    g_assert_no_error(error);
+    g_autofree char *third = NULL;
+    g_assert_true(ic_file_read_at(fix->dirfd, "f", 100, &third, NULL, &error));
+    g_assert_cmpstr(third, ==, "third");
     g_assert_cmpuint(count_entries(fix->dir), ==, 4);
 }
 
