@@ -48,8 +48,8 @@ static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
     if (pass->options->witnesses != NULL)
         pass->options->witnesses(pass->asked, pass->now, pass->options->witnesses_data);
     return ic_protocol_read_witnesses(pass->config, pass->options->ledger_cache, pass->scan,
-                                      pass->given_usage, pass->asked, pass->now, ret_usage,
-                                      &pass->report->ledger, error);
+                                      pass->given_usage, pass->asked, pass->options->walk_threads,
+                                      pass->now, ret_usage, &pass->report->ledger, error);
 }
 
 /* The row keeps its own copy of the labels: @users' strings are the usage's,
@@ -430,6 +430,7 @@ static void remove_phase(Pass *pass)
         .asked = pass->asked,
         .ledger_cache = pass->options->ledger_cache,
         .known = pass->scan,
+        .walk_threads = pass->options->walk_threads,
         .now = pass->now,
         .cancel = pass->options->cancel,
         .proc_root = pass->options->proc_root,

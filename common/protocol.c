@@ -85,8 +85,8 @@ static GPtrArray *non_instance_dirs(const IcConfig *config)
 
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
                                     const IcScan *known, const IcUsage *given, const IcUsage *asked,
-                                    gint64 now, IcUsage **ret_usage, IcLedgerCounts *ret_counts,
-                                    GError **error)
+                                    guint walk_threads, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error)
 {
     g_autoptr(IcUsage) usage = ic_usage_new();
     IcLedgerCounts counts = {.known = FALSE};
@@ -96,7 +96,8 @@ gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledge
     g_autofree char *base_dir = ic_config_base_dir(config);
     g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
     if (!ic_usage_add_instances_dir(usage, config->instances_path, base_dir, known,
-                                    (const char *const *)skip_dirs->pdata, config->host, error))
+                                    (const char *const *)skip_dirs->pdata, config->host,
+                                    walk_threads, error))
         return FALSE;
     ic_usage_index_identities(usage, known);
     if (ret_counts != NULL)
@@ -273,8 +274,8 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
      * started after its answer is in the ledger by its own prepare record. */
     g_autoptr(IcUsage) usage = NULL;
     if (!ic_protocol_read_witnesses(removal->config, removal->ledger_cache, removal->known,
-                                    removal->given, removal->asked, removal->now, &usage, NULL,
-                                    &local_error)) {
+                                    removal->given, removal->asked, removal->walk_threads,
+                                    removal->now, &usage, NULL, &local_error)) {
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
         defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);

@@ -126,8 +126,8 @@ typedef void (*IcProtocolSeamFunc)(IcProtocolStage stage, const char *name, gpoi
  * removal re-checks each file's identity before it unlinks). */
 gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
                                     const IcScan *known, const IcUsage *given, const IcUsage *asked,
-                                    gint64 now, IcUsage **ret_usage, IcLedgerCounts *ret_counts,
-                                    GError **error);
+                                    guint walk_threads, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error);
 
 /* Re-decides @row from @usage with the pure policy (and @held_open) and sets
  * row->action to what is planned now; the pass owns how facts are assembled. */
@@ -149,6 +149,7 @@ typedef struct {
     const IcUsage *asked; /* the external witnesses' answer from before the lock; may be NULL */
     IcLedgerCache *ledger_cache; /* re-read only the ledgers that changed; may be NULL */
     const IcScan *known;         /* the scan the plans came from; may be NULL */
+    guint walk_threads;          /* threads walking the instances dir; 0: one per core */
     gint64 now;
     IcCancel *cancel;       /* may be NULL */
     const char *proc_root;  /* NULL: "/proc" */

@@ -882,10 +882,11 @@ static gpointer walk_share(gpointer data)
  * usage, merged at the end. */
 static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_path,
                            GPtrArray *instances, const char *base_dir, int base_fd,
-                           const IcScan *known, const char *host)
+                           const IcScan *known, const char *host, guint max_threads)
 {
-    guint threads = MIN(MIN(g_get_num_processors(), MAX_WALK_THREADS),
-                        MAX(instances->len / INSTANCES_PER_THREAD, 1));
+    guint allowed = max_threads > 0 ? MIN(max_threads, MAX_WALK_THREADS) : MAX_WALK_THREADS;
+    guint threads =
+        MIN(MIN(g_get_num_processors(), allowed), MAX(instances->len / INSTANCES_PER_THREAD, 1));
     InstancesShare shares[MAX_WALK_THREADS];
     GThread *workers[MAX_WALK_THREADS] = {NULL};
 
@@ -915,7 +916,8 @@ static void walk_instances(IcUsage *usage, int parent_fd, const char *instances_
 
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
                                     const char *base_dir, const IcScan *known,
-                                    const char *const *skip_dirs, const char *host, GError **error)
+                                    const char *const *skip_dirs, const char *host,
+                                    guint max_threads, GError **error)
 {
     int fd = open(instances_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -938,6 +940,7 @@ gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
     }
     /* Held for the walk: each chain member is looked up in it by name. */
     ic_autofd base_fd = open(base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, known, host);
+    walk_instances(usage, dirfd(dir), instances_path, instances, base_dir, base_fd, known, host,
+                   max_threads);
     return TRUE;
 }

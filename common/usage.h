@@ -187,9 +187,11 @@ gboolean ic_usage_parse_disk_info(const char *data, gsize len, GHashTable **ret_
  * A disk whose header cannot be read is not fatal: it is noted
  * and marks the usage incomplete (it might use any base file); so are an
  * instance dir that is a dangling symlink (an unmounted volume) and a
- * disk.info that cannot be read. */
+ * disk.info that cannot be read. @max_threads: threads walking a large
+ * instances dir, 0 for one per core (up to 4). */
 gboolean ic_usage_add_instances_dir(IcUsage *usage, const char *instances_path,
                                     const char *base_dir, const IcScan *known,
-                                    const char *const *skip_dirs, const char *host, GError **error);
+                                    const char *const *skip_dirs, const char *host,
+                                    guint max_threads, GError **error);
 
 G_END_DECLS

@@ -282,7 +282,7 @@ static void test_walk_told_by_scan(IcTestTree *tree, gconstpointer data)
         const IcScan *known = with_scan ? scan : NULL;
         g_autoptr(IcUsage) usage = ic_usage_new();
         g_assert_true(ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, known, skip,
-                                                 "testhost", &error));
+                                                 "testhost", 0, &error));
         g_assert_no_error(error);
         ic_usage_index_identities(usage, known);
         g_assert_false(usage->incomplete);

@@ -68,7 +68,7 @@ static IcUsage *walk(Fixture *f)
     const char *skip[] = {"_base", NULL};
     g_autoptr(GError) error = NULL;
     g_assert_true(
-        ic_usage_add_instances_dir(usage, f->inst, f->base_dir, NULL, skip, "hosta", &error));
+        ic_usage_add_instances_dir(usage, f->inst, f->base_dir, NULL, skip, "hosta", 0, &error));
     g_assert_no_error(error);
     return usage;
 }

@@ -175,7 +175,7 @@ static void test_list_backing_images(IcTestTree *tree, gconstpointer data)
     g_autoptr(IcUsage) usage = ic_usage_new();
     const char *const skip[] = {"_base", NULL};
     g_assert_true(ic_usage_add_instances_dir(usage, tree->root, tree->base_dir, NULL, skip,
-                                             "testhost", &error));
+                                             "testhost", 0, &error));
     g_assert_no_error(error);
 
     /* inuse_images == [found] */

@@ -8,7 +8,7 @@ static IcUsage *read_witnesses(const IcConfig *config, IcLedgerCounts *ret_count
 {
     g_autoptr(GError) error = NULL;
     IcUsage *usage = NULL;
-    g_assert_true(ic_protocol_read_witnesses(config, NULL, NULL, NULL, NULL, 1700000000, &usage,
+    g_assert_true(ic_protocol_read_witnesses(config, NULL, NULL, NULL, NULL, 0, 1700000000, &usage,
                                              ret_counts, &error));
     g_assert_no_error(error);
     return usage;
