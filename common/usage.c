@@ -170,8 +170,8 @@ IcUsage *ic_usage_new(void)
         g_hash_table_new_full(ic_path_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
     usage->by_fingerprint =
         g_hash_table_new_full(ic_path_hash, g_str_equal, NULL, (GDestroyNotify)ic_users_free);
-    usage->image_ids = g_hash_table_new(g_str_hash, g_str_equal);
-    usage->fingerprints = g_hash_table_new(g_str_hash, g_str_equal);
+    usage->image_ids = g_hash_table_new(ic_path_hash, g_str_equal);
+    usage->fingerprints = g_hash_table_new(ic_path_hash, g_str_equal);
     usage->notes = g_ptr_array_new_with_free_func(g_free);
     usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
