@@ -27,6 +27,8 @@ typedef struct {
     IcScan *quarantine;         /* <base_dir>/.quarantine, NULL when absent */
     gboolean quarantine_usable; /* .quarantine is absent or a real directory */
     IcUsage *asked;             /* the external witnesses' one answer, from before the lock */
+    IcProtocolReading
+        *reading; /* the ledger, read while the base dir was scanned; NULL once used */
     IcReport *report;
     int dirfd;
 } Pass;
@@ -47,9 +49,9 @@ static gboolean gather_usage(Pass *pass, IcUsage **ret_usage, GError **error)
     pass->asked = ic_usage_new();
     if (pass->options->witnesses != NULL)
         pass->options->witnesses(pass->asked, pass->now, pass->options->witnesses_data);
-    return ic_protocol_read_witnesses(pass->config, pass->options->ledger_cache, pass->scan,
-                                      pass->given_usage, pass->asked, pass->options->walk_threads,
-                                      pass->now, ret_usage, &pass->report->ledger, error);
+    return ic_protocol_reading_finish(g_steal_pointer(&pass->reading), pass->scan, pass->asked,
+                                      pass->options->walk_threads, ret_usage, &pass->report->ledger,
+                                      error);
 }
 
 /* The row keeps its own copy of the labels: @users' strings are the usage's,
@@ -533,6 +535,48 @@ static gboolean pass_body(Pass *pass, GError **error)
     return TRUE;
 }
 
+/* The base dir scanned by a thread of its own. */
+typedef struct {
+    const char *base_dir;
+    IcScan *scan;
+    GError *error;
+} ScanThread;
+
+static gpointer scan_thread(gpointer data)
+{
+    ScanThread *st = data;
+    (void)ic_scan_base_dir(st->base_dir, &st->scan, &st->error);
+    return NULL;
+}
+
+/* The base dir is scanned while the ledger is read: neither needs the other,
+ * and one after the other each left a core idle (issue 15). The scan, not the
+ * ledger, gets the second thread: what it builds does not grow later, while
+ * the usage the ledger starts grows through the walk, and a usage spread over
+ * two threads' malloc arenas cost 22 MiB at 10x. A caller that allows one
+ * thread (walk_threads 1: the collectd plugin) does both in its own. */
+static gboolean scan_while_reading_ledger(const IcConfig *config, const IcPassOptions *options,
+                                          const IcUsage *given, gint64 now, const char *base_dir,
+                                          IcScan **ret_scan, IcProtocolReading **ret_reading,
+                                          GError **error)
+{
+    ScanThread st = {.base_dir = base_dir};
+    GThread *scanner =
+        options->walk_threads != 1 ? g_thread_new("imagecache-scan", scan_thread, &st) : NULL;
+    if (scanner == NULL)
+        scan_thread(&st);
+    *ret_reading = ic_protocol_reading_start(config, options->ledger_cache, given, now);
+    if (scanner != NULL)
+        g_thread_join(scanner);
+    if (st.scan == NULL) {
+        g_propagate_error(error, st.error);
+        g_clear_pointer(ret_reading, ic_protocol_reading_free);
+        return FALSE;
+    }
+    *ret_scan = st.scan;
+    return TRUE;
+}
+
 gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassOptions *options,
                      gint64 now, IcReport **ret_report, GError **error)
 {
@@ -544,7 +588,8 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
     report->dry_run = options->mode != IC_PASS_RUN;
     report->disk_high_watermark_percent = config->disk_high_watermark_percent;
     report->disk_low_watermark_percent = config->disk_low_watermark_percent;
-    if (!ic_scan_base_dir(base_dir, &scan, error))
+    g_autoptr(IcProtocolReading) reading = NULL;
+    if (!scan_while_reading_ledger(config, options, usage, now, base_dir, &scan, &reading, error))
         return FALSE;
     report->base_dir_exists = scan->exists;
     if (!scan->exists) {
@@ -565,11 +610,13 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
             .scan = scan,
             .report = report,
             .dirfd = -1,
+            .reading = g_steal_pointer(&reading),
         };
         gboolean ok = pass_body(&pass, error);
         if (pass.dirfd >= 0)
             close(pass.dirfd);
         g_clear_pointer(&pass.asked, ic_usage_free);
+        g_clear_pointer(&pass.reading, ic_protocol_reading_free);
         if (!ok)
             return FALSE;
     }

@@ -38,7 +38,8 @@ typedef struct {
     const char *proc_root;  /* NULL: "/proc" (for the held-open check) */
     gint64 lock_timeout_ms; /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */
     gint64 hold_limit_ms;   /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
-    guint walk_threads;     /* threads walking the instances dir; 0: one per core (up to 4) */
+    guint walk_threads;     /* threads reading the witnesses: 0 one per core (up to 4); 1 none but
+                             * the caller's (the ledger is then not read while the scan runs) */
 
     IcProtocolSeamFunc seam; /* tests only: called at each stage; NULL in production */
     gpointer seam_data;

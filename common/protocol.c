@@ -83,15 +83,39 @@ static GPtrArray *non_instance_dirs(const IcConfig *config)
     return skip;
 }
 
-gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
-                                    const IcScan *known, const IcUsage *given, const IcUsage *asked,
-                                    guint walk_threads, gint64 now, IcUsage **ret_usage,
+struct _IcProtocolReading {
+    const IcConfig *config;
+    IcUsage *usage; /* @given and the ledger */
+    IcLedgerCounts counts;
+};
+
+IcProtocolReading *ic_protocol_reading_start(const IcConfig *config, IcLedgerCache *ledger_cache,
+                                             const IcUsage *given, gint64 now)
+{
+    IcProtocolReading *reading = g_new0(IcProtocolReading, 1);
+    reading->config = config;
+    reading->usage = ic_usage_new();
+    reading->counts = (IcLedgerCounts){.known = FALSE};
+    ic_usage_merge(reading->usage, given);
+    add_ledger(config, ledger_cache, reading->usage, now, &reading->counts);
+    return reading;
+}
+
+void ic_protocol_reading_free(IcProtocolReading *reading)
+{
+    if (reading == NULL)
+        return;
+    ic_usage_free(reading->usage);
+    g_free(reading);
+}
+
+gboolean ic_protocol_reading_finish(IcProtocolReading *reading, const IcScan *known,
+                                    const IcUsage *asked, guint walk_threads, IcUsage **ret_usage,
                                     IcLedgerCounts *ret_counts, GError **error)
 {
-    g_autoptr(IcUsage) usage = ic_usage_new();
-    IcLedgerCounts counts = {.known = FALSE};
-    ic_usage_merge(usage, given);
-    add_ledger(config, ledger_cache, usage, now, &counts);
+    g_autoptr(IcProtocolReading) owned = reading;
+    const IcConfig *config = reading->config;
+    IcUsage *usage = reading->usage;
     ic_usage_merge(usage, asked);
     g_autofree char *base_dir = ic_config_base_dir(config);
     g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
@@ -101,9 +125,19 @@ gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledge
         return FALSE;
     ic_usage_index_identities(usage, known);
     if (ret_counts != NULL)
-        *ret_counts = counts;
-    *ret_usage = g_steal_pointer(&usage);
+        *ret_counts = reading->counts;
+    *ret_usage = g_steal_pointer(&reading->usage);
     return TRUE;
+}
+
+gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledger_cache,
+                                    const IcScan *known, const IcUsage *given, const IcUsage *asked,
+                                    guint walk_threads, gint64 now, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error)
+{
+    IcProtocolReading *reading = ic_protocol_reading_start(config, ledger_cache, given, now);
+    return ic_protocol_reading_finish(reading, known, asked, walk_threads, ret_usage, ret_counts,
+                                      error);
 }
 
 /* ---- the removal ---- */

@@ -129,6 +129,19 @@ gboolean ic_protocol_read_witnesses(const IcConfig *config, IcLedgerCache *ledge
                                     guint walk_threads, gint64 now, IcUsage **ret_usage,
                                     IcLedgerCounts *ret_counts, GError **error);
 
+/* ic_protocol_read_witnesses in two halves, for a pass that scans the base dir
+ * meanwhile: the start merges @given and reads the ledger; the finish adds
+ * @asked and the instances dir (told by @known) and consumes @reading. Free
+ * an unfinished reading with ic_protocol_reading_free. */
+typedef struct _IcProtocolReading IcProtocolReading;
+IcProtocolReading *ic_protocol_reading_start(const IcConfig *config, IcLedgerCache *ledger_cache,
+                                             const IcUsage *given, gint64 now);
+gboolean ic_protocol_reading_finish(IcProtocolReading *reading, const IcScan *known,
+                                    const IcUsage *asked, guint walk_threads, IcUsage **ret_usage,
+                                    IcLedgerCounts *ret_counts, GError **error);
+void ic_protocol_reading_free(IcProtocolReading *reading);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcProtocolReading, ic_protocol_reading_free)
+
 /* Re-decides @row from @usage with the pure policy (and @held_open) and sets
  * row->action to what is planned now; the pass owns how facts are assembled. */
 typedef void (*IcProtocolDecideFunc)(IcImageRow *row, const IcUsage *usage, gboolean held_open,
