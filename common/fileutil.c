@@ -312,7 +312,14 @@ guint ic_path_hash(gconstpointer path)
     return (guint)h;
 }
 
-guint ic_file_identity_hash(dev_t dev, ino_t ino)
+guint ic_file_id_hash(gconstpointer id)
 {
-    return (guint)(ino ^ (ino >> 32) ^ (dev * 2654435761u));
+    const IcFileId *f = id;
+    return (guint)(f->ino ^ (f->ino >> 32) ^ (f->dev * 2654435761u));
+}
+
+gboolean ic_file_id_equal(gconstpointer a, gconstpointer b)
+{
+    const IcFileId *x = a, *y = b;
+    return x->dev == y->dev && x->ino == y->ino;
 }

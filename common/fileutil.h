@@ -104,7 +104,14 @@ char *ic_path_join(const char *dir, const char *name);
  * 90-byte paths was a tenth of a report's instructions (issue 15). */
 guint ic_path_hash(gconstpointer path);
 
-/* A hash of a file's identity (device, inode), for tables keyed by it. */
-guint ic_file_identity_hash(dev_t dev, ino_t ino);
+/* A file's identity, as a key of hash tables: the functions below take an
+ * IcFileId* or a pointer to a struct whose first member is one. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} IcFileId;
+
+guint ic_file_id_hash(gconstpointer id);
+gboolean ic_file_id_equal(gconstpointer a, gconstpointer b);
 
 G_END_DECLS

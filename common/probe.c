@@ -672,44 +672,25 @@ void ic_disk_file_free(IcDiskFile *file)
 struct _IcProbeCache {
     GHashTable *infos;      /* ProbeKey* -> CachedProbe* */
     const IcScan *known;    /* the pass's scan of the base dir, NULL: none (borrowed) */
-    GHashTable *identities; /* the scanned files' FileIdentity*, NULL until first needed */
+    GHashTable *identities; /* the scanned files' IcFileId*, NULL until first needed */
 };
-
-typedef struct {
-    dev_t dev;
-    ino_t ino;
-} FileIdentity;
-
-static guint identity_hash(gconstpointer key)
-{
-    const FileIdentity *id = key;
-    return ic_file_identity_hash(id->dev, id->ino);
-}
-
-static gboolean identity_equal(gconstpointer a, gconstpointer b)
-{
-    const FileIdentity *x = a, *y = b;
-    return x->dev == y->dev && x->ino == y->ino;
-}
 
 /* A file read as a format (NULL: probed): what the cache keeps one answer for. */
 typedef struct {
-    dev_t dev;
-    ino_t ino;
+    IcFileId id; /* first: the hash and equality of IcFileId apply */
     char *format;
 } ProbeKey;
 
 static guint probe_key_hash(gconstpointer key)
 {
     const ProbeKey *k = key;
-    FileIdentity id = {.dev = k->dev, .ino = k->ino};
-    return identity_hash(&id) ^ (k->format ? g_str_hash(k->format) : 0);
+    return ic_file_id_hash(&k->id) ^ (k->format ? g_str_hash(k->format) : 0);
 }
 
 static gboolean probe_key_equal(gconstpointer a, gconstpointer b)
 {
     const ProbeKey *x = a, *y = b;
-    return x->dev == y->dev && x->ino == y->ino && g_strcmp0(x->format, y->format) == 0;
+    return ic_file_id_equal(&x->id, &y->id) && g_strcmp0(x->format, y->format) == 0;
 }
 
 static void probe_key_free(ProbeKey *key)
@@ -752,11 +733,11 @@ static GHashTable *known_identities(IcProbeCache *cache)
 {
     if (cache->identities != NULL)
         return cache->identities;
-    cache->identities = g_hash_table_new_full(identity_hash, identity_equal, g_free, NULL);
+    cache->identities = g_hash_table_new_full(ic_file_id_hash, ic_file_id_equal, g_free, NULL);
     for (guint i = 0; i < cache->known->files->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(cache->known->files, i);
-        FileIdentity *id = g_new(FileIdentity, 1);
-        *id = (FileIdentity){.dev = file->dev, .ino = file->ino};
+        IcFileId *id = g_new(IcFileId, 1);
+        *id = (IcFileId){.dev = file->dev, .ino = file->ino};
         g_hash_table_add(cache->identities, id);
     }
     return cache->identities;
@@ -784,7 +765,7 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
         *ret_info = *ret_owned;
         return TRUE;
     }
-    ProbeKey key = {.dev = st->st_dev, .ino = st->st_ino, .format = (char *)format};
+    ProbeKey key = {.id = {.dev = st->st_dev, .ino = st->st_ino}, .format = (char *)format};
     CachedProbe *known = g_hash_table_lookup(cache->infos, &key);
     if (known == NULL) {
         known = g_new0(CachedProbe, 1);
@@ -796,7 +777,7 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
             return FALSE;
         }
         ProbeKey *stored = g_new(ProbeKey, 1);
-        *stored = (ProbeKey){.dev = key.dev, .ino = key.ino, .format = g_strdup(format)};
+        *stored = (ProbeKey){.id = key.id, .format = g_strdup(format)};
         g_hash_table_insert(cache->infos, stored, known);
     }
     if (known->error != NULL) {
@@ -854,7 +835,7 @@ static IcBaseMatch match_scan(IcProbeCache *cache, const char *entry_name, const
         return IC_BASE_MATCH_ASK;
     if (ic_scan_classify_name(entry_name, NULL) != IC_KIND_IGNORED)
         return IC_BASE_MATCH_NONE;
-    FileIdentity id = {.dev = st->st_dev, .ino = st->st_ino};
+    IcFileId id = {.dev = st->st_dev, .ino = st->st_ino};
     return g_hash_table_contains(known_identities(cache), &id) ? IC_BASE_MATCH_ASK
                                                                : IC_BASE_MATCH_NONE;
 }

@@ -90,23 +90,10 @@ gboolean ic_note_code_not_consulted(IcNoteCode code)
 
 /* The base file paths of by_path that name one file (device, inode). */
 typedef struct {
-    dev_t dev;
-    ino_t ino;
+    IcFileId id;          /* first: the hash and equality of IcFileId apply */
     const IcUsers *first; /* the first path's users */
     GPtrArray *more;      /* const IcUsers*: further paths', or NULL */
 } SameFile;
-
-static guint same_file_hash(gconstpointer key)
-{
-    const SameFile *f = key;
-    return ic_file_identity_hash(f->dev, f->ino);
-}
-
-static gboolean same_file_equal(gconstpointer a, gconstpointer b)
-{
-    const SameFile *x = a, *y = b;
-    return x->dev == y->dev && x->ino == y->ino;
-}
 
 static void same_file_free(SameFile *same_file)
 {
@@ -175,7 +162,7 @@ IcUsage *ic_usage_new(void)
     usage->notes = g_ptr_array_new_with_free_func(g_free);
     usage->note_codes = g_array_new(FALSE, FALSE, sizeof(IcNoteCode));
     usage->last_used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    usage->by_identity = g_hash_table_new_full(same_file_hash, same_file_equal,
+    usage->by_identity = g_hash_table_new_full(ic_file_id_hash, ic_file_id_equal,
                                                (GDestroyNotify)same_file_free, NULL);
     return usage;
 }
@@ -533,7 +520,7 @@ void ic_usage_index_identities(IcUsage *usage, const IcScan *known)
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &path, &users)) {
         SameFile key = {0};
-        if (!path_identity(path, known, &key.dev, &key.ino))
+        if (!path_identity(path, known, &key.id.dev, &key.id.ino))
             continue; /* absent: matched by path, reported as absent */
         SameFile *same_file = g_hash_table_lookup(usage->by_identity, &key);
         if (same_file == NULL) {
@@ -561,7 +548,7 @@ IcUsers *ic_usage_users_of(const IcUsage *usage, const char *base_dir, const cha
     if (fingerprint != NULL)
         users_merge(users, ic_usage_lookup_fingerprint(usage, fingerprint), NULL);
     if (ino != 0) {
-        SameFile key = {.dev = dev, .ino = ino};
+        SameFile key = {.id = {.dev = dev, .ino = ino}};
         const SameFile *same_file = g_hash_table_lookup(usage->by_identity, &key);
         if (same_file != NULL) {
             users_merge(users, same_file->first, NULL);
