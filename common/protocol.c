@@ -113,9 +113,10 @@ gboolean ic_protocol_reading_finish(IcProtocolReading *reading, const IcScan *kn
                                     const IcUsage *asked, guint walk_threads, IcUsage **ret_usage,
                                     IcLedgerCounts *ret_counts, GError **error)
 {
-    g_autoptr(IcProtocolReading) owned = reading;
     const IcConfig *config = reading->config;
-    IcUsage *usage = reading->usage;
+    IcLedgerCounts counts = reading->counts;
+    g_autoptr(IcUsage) usage = g_steal_pointer(&reading->usage);
+    ic_protocol_reading_free(reading);
     ic_usage_merge(usage, asked);
     g_autofree char *base_dir = ic_config_base_dir(config);
     g_autoptr(GPtrArray) skip_dirs = non_instance_dirs(config);
@@ -125,8 +126,8 @@ gboolean ic_protocol_reading_finish(IcProtocolReading *reading, const IcScan *kn
         return FALSE;
     ic_usage_index_identities(usage, known);
     if (ret_counts != NULL)
-        *ret_counts = reading->counts;
-    *ret_usage = g_steal_pointer(&reading->usage);
+        *ret_counts = counts;
+    *ret_usage = g_steal_pointer(&usage);
     return TRUE;
 }
 

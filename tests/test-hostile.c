@@ -261,7 +261,7 @@ static guint local_users(const IcUsage *usage, const IcTestTree *tree, const IcS
 
 static void test_walk_told_by_scan(IcTestTree *tree, gconstpointer data)
 {
-    g_autofree char *a = ic_test_write_file(tree->base_dir, FP_A, "image a", -1);
+    g_free(ic_test_write_file(tree->base_dir, FP_A, "image a", -1));
     g_autofree char *b = ic_test_write_file(tree->base_dir, FP_B, "image b", -1);
     g_autofree char *c = ic_test_write_file(tree->base_dir, FP, "image c", -1);
     g_autofree char *alias = g_build_filename(tree->base_dir, "alias", NULL);
@@ -296,7 +296,7 @@ static void test_walk_told_by_scan(IcTestTree *tree, gconstpointer data)
  * users: every spelling's users keep it, not only the first one indexed. */
 static void test_identity_every_spelling(IcTestTree *tree, gconstpointer data)
 {
-    g_autofree char *a = ic_test_write_file(tree->base_dir, FP_A, "image a", -1);
+    g_free(ic_test_write_file(tree->base_dir, FP_A, "image a", -1));
     g_autoptr(IcUsage) usage = ic_usage_new();
     const char *vms[] = {"vm-one", "vm-two", "vm-three"};
     for (guint i = 0; i < G_N_ELEMENTS(vms); i++) {

@@ -78,7 +78,6 @@ static void test_values_from_pass(IcTestTree *tree, gconstpointer data)
     g_autofree char *rotten = fingerprint("rotten-image");
     g_autofree char *young_fingerprint = fingerprint("young-image");
     g_autofree char *young = g_strconcat(young_fingerprint, "_10737418240", NULL);
-    g_autoptr(GError) error = NULL;
 
     make_base(tree, used, "used contents", NULL, now - 3 * DAY);
     make_base(tree, old, "old unused contents", NULL, now - 3 * DAY);
@@ -164,7 +163,6 @@ static char *write_plain(const char *dir, const char *name, const char *contents
 static void test_cardinality(IcTestTree *tree, gconstpointer data)
 {
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
-    g_autoptr(GError) error = NULL;
     int held_fd = -1;
     for (guint i = 0; i < CACHE_FILES; i++) {
         g_autofree char *id = g_strdup_printf("image-%u", i);

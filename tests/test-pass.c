@@ -392,7 +392,7 @@ static void test_checksum_many(IcTestTree *tree, gconstpointer data)
         /* Old and unused, so removable but for the checksum; the one without a
          * sidecar young, so that the sidecar the pass writes stays to be seen. */
         gint64 mtime = files[i].sidecar == NONE ? NOW - 60 : NOW - 10 * DAY;
-        g_autofree char *path = make_base(tree, files[i].name, files[i].data, mtime);
+        g_free(make_base(tree, files[i].name, files[i].data, mtime));
         g_autofree char *sha1 = g_compute_checksum_for_string(G_CHECKSUM_SHA1, files[i].data, -1);
         g_autofree char *sha1_name = g_strconcat(files[i].name, ".sha1", NULL);
         g_autofree char *info_name = g_strconcat(files[i].name, ".info", NULL);

@@ -380,7 +380,8 @@ static void test_fifo_never_opened(Fixture *f, gconstpointer data)
     g_assert_false(notes_mention(usage, "vm6e"));
 
     g_autoptr(GPtrArray) problems = NULL;
-    g_autoptr(IcLedgerDomain) entry = collect(overlay, "qcow2", 1, f->base_dir, &problems);
+    IcLedgerDomain *entry = collect(overlay, "qcow2", 1, f->base_dir, &problems);
+    g_clear_pointer(&entry, ic_ledger_domain_free);
     g_assert_nonnull(problems);
     g_assert_false(fifo_opened(in));
     close(in);
