@@ -159,12 +159,9 @@ static void test_detection(void)
 {
 #if defined(__x86_64__) && defined(__linux__)
     /* Valgrind's virtual CPU lacks the SHA extensions /proc/cpuinfo shows
-     * (scripts/valgrind.sh): the two cannot agree there. */
+     * (scripts/valgrind.sh): there the check may only answer "no". */
     const char *preload = g_getenv("LD_PRELOAD");
-    if (preload != NULL && strstr(preload, "vgpreload") != NULL) {
-        g_test_skip("under valgrind, whose virtual CPU has no SHA extensions");
-        return;
-    }
+    gboolean virtual_cpu = preload != NULL && strstr(preload, "vgpreload") != NULL;
     g_autofree char *cpuinfo = NULL;
     if (!g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL)) {
         g_test_skip("no /proc/cpuinfo");
@@ -178,7 +175,10 @@ static void test_detection(void)
     gboolean ssse3 = g_strv_contains((const char *const *)words, "ssse3");
     gboolean sse41 = g_strv_contains((const char *const *)words, "sse4_1");
     g_test_message("cpuinfo: sha_ni %d ssse3 %d sse4_1 %d", sha, ssse3, sse41);
-    g_assert_cmpint(ic_sha256_have_sha_ni(), ==, sha && ssse3 && sse41);
+    if (virtual_cpu) /* never claims what the CPU lacks (that would be SIGILL) */
+        g_assert_true(!ic_sha256_have_sha_ni() || (sha && ssse3 && sse41));
+    else
+        g_assert_cmpint(ic_sha256_have_sha_ni(), ==, sha && ssse3 && sse41);
 #elif !defined(__x86_64__)
     g_assert_false(ic_sha256_have_sha_ni());
 #else
