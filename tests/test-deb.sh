@@ -129,6 +129,12 @@ dpkg-deb -f "$plugin_deb" Depends | grep -q "imagecache (= $version)" \
     && pass "collectd-imagecache depends on imagecache (= $version)" || fail "plugin Depends"
 dpkg-deb -f "$main_deb" Depends | grep -q libglib2.0-0 && pass "shlibs: imagecache depends on libglib2.0-0" \
     || fail "imagecache Depends lacks libglib2.0-0"
+# Issue 15: the hook embeds GLib and PCRE2; the package names their sources.
+built_using=$(dpkg-deb -f "$main_deb" Built-Using)
+case "$built_using" in
+    *"glib2.0 (= "*"pcre2 (= "*) pass "imagecache Built-Using: $built_using" ;;
+    *) fail "imagecache Built-Using lacks glib2.0 and pcre2: '$built_using'" ;;
+esac
 # Issue 15: imagecachectl and the plugin no longer link json-glib.
 dpkg-deb -f "$main_deb" Depends | grep -q libjson-glib && fail "imagecache depends on json-glib" \
     || pass "imagecache does not depend on json-glib"
