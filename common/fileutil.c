@@ -248,24 +248,12 @@ static guint32 temp_suffix(void)
     return g_random_int();
 }
 
-gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
-                                 mode_t mode, GError **error)
+/* The common end of both atomic writes: @data into @fd (the new temp file
+ * @tmp_name, always closed), synced, renamed over @name, the directory synced.
+ * The temp file is removed on failure. */
+static gboolean commit_temp(int dirfd, int fd, const char *tmp_name, const char *name,
+                            const void *data, gsize len, GError **error)
 {
-    if (name[0] == '\0' || strchr(name, '/') != NULL) {
-        g_set_error(error, IC_ERROR, IC_ERROR_FAILED, "invalid file name '%s'", name);
-        return FALSE;
-    }
-
-    g_autofree char *tmp_name = NULL;
-    int fd = -1;
-    for (int attempt = 0; fd < 0; attempt++) {
-        g_free(tmp_name);
-        tmp_name = g_strdup_printf("%s.tmp.%08" G_GINT32_MODIFIER "x", name, temp_suffix());
-        fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-        if (fd < 0 && (errno != EEXIST || attempt >= 16))
-            return ic_error_set_errno(error, errno, "creating", tmp_name);
-    }
-
     if (!write_sync_close(fd, data, len, tmp_name, error)) {
         (void)unlinkat(dirfd, tmp_name, 0);
         return FALSE;
@@ -276,6 +264,63 @@ gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, 
         return ic_error_set_errno(error, errsv, "replacing", name);
     }
     return fsync_dir(dirfd, name, error);
+}
+
+static gboolean check_plain_name(const char *name, GError **error)
+{
+    if (name[0] != '\0' && strchr(name, '/') == NULL)
+        return TRUE;
+    g_set_error(error, IC_ERROR, IC_ERROR_FAILED, "invalid file name '%s'", name);
+    return FALSE;
+}
+
+gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
+                                 mode_t mode, GError **error)
+{
+    if (!check_plain_name(name, error))
+        return FALSE;
+
+    g_autofree char *tmp_name = NULL;
+    int fd = -1;
+    for (int attempt = 0; fd < 0; attempt++) {
+        g_free(tmp_name);
+        tmp_name = g_strdup_printf("%s.tmp.%08" G_GINT32_MODIFIER "x", name, temp_suffix());
+        fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0 && (errno != EEXIST || attempt >= 16))
+            return ic_error_set_errno(error, errno, "creating", tmp_name);
+    }
+    return commit_temp(dirfd, fd, tmp_name, name, data, len, error);
+}
+
+/* How often the fixed temp name is freed and created again before giving up:
+ * a leftover needs one unlink; a name that reappears at once is someone else's
+ * writer (the caller's serialisation is broken), not a leftover. */
+#define FIXED_TEMP_ATTEMPTS 3
+
+gboolean ic_file_write_atomic_fixed_at(int dirfd, const char *name, const char *tmp_name,
+                                       const void *data, gsize len, mode_t mode, GError **error)
+{
+    if (!check_plain_name(name, error) || !check_plain_name(tmp_name, error))
+        return FALSE;
+    /* Created afresh (O_EXCL; O_NOFOLLOW for the record: O_CREAT|O_EXCL never
+     * follows): whatever a crashed writer or anyone else left under the name
+     * -- a regular file holding anything, a symlink, a hard link to a file
+     * elsewhere -- is never opened, followed or truncated, only its name
+     * unlinked. O_TRUNC instead would truncate the inode a planted hard link
+     * shares. The common case makes the random-name write's calls exactly. */
+    for (int attempt = 1;; attempt++) {
+        int fd =
+            openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd >= 0)
+            return commit_temp(dirfd, fd, tmp_name, name, data, len, error);
+        if (errno != EEXIST || attempt >= FIXED_TEMP_ATTEMPTS)
+            return ic_error_set_errno(error, errno, "creating", tmp_name);
+        /* A directory is never a leftover of ours: unlinkat fails (EISDIR) and it is kept. */
+        if (unlinkat(dirfd, tmp_name, 0) < 0 && errno != ENOENT)
+            return ic_error_set_errno(error, errno, "removing the leftover temporary file",
+                                      tmp_name);
+        g_debug("removed '%s', left by an interrupted write", tmp_name);
+    }
 }
 
 char *ic_path_join(const char *dir, const char *name)

@@ -94,6 +94,15 @@ gboolean ic_file_read_at(int dirfd, const char *name, gsize max_len, char **ret_
 gboolean ic_file_write_atomic_at(int dirfd, const char *name, const void *data, gsize len,
                                  mode_t mode, GError **error);
 
+/* The same through the fixed temporary name @tmp_name (a plain name in @dirfd),
+ * for a caller that serialises every writer of @tmp_name (a lock held across
+ * the call): no random name, so nothing to list and clean up after a crash.
+ * Whatever is found under @tmp_name (a crashed writer's leftover, a symlink, a
+ * hard link) is unlinked, never opened or followed, and the file created
+ * afresh (O_EXCL); a directory there fails the write (IC_ERROR_IO) and is kept. */
+gboolean ic_file_write_atomic_fixed_at(int dirfd, const char *name, const char *tmp_name,
+                                       const void *data, gsize len, mode_t mode, GError **error);
+
 /* g_build_filename(@dir, @name, NULL), without its generic walk over every
  * element where the common case needs none: a report joins a base dir and a
  * name for each of 100,000 rows and 200,000 disk files (issue 15). */

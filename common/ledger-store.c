@@ -69,12 +69,17 @@ static gboolean lock_file_at(int dirfd, const char *name, gint64 deadline, int *
     return ic_protocol_lock_file_at(dirfd, -1, name, -1, TRUE, deadline, NULL, NULL, ret_fd, error);
 }
 
-/* TRUE for exactly "<file_name>.tmp.<8 hex digits>", the name
- * ic_file_write_atomic_at gives its temporary file. A prefix match is not
- * enough: host "a.ledger.tmp.x" is valid, and its ledger starts with host
- * "a"'s temp prefix. No host's own file has that exact shape (each ends in
- * ".ledger" or ".lock", or is longer). */
-static gboolean is_own_temp(const char *entry, const char *prefix)
+/* The temp file of a host's ledger write: one fixed name per host,
+ * "<host>.ledger.tmp". No two hosts' names meet: every host's file ends in
+ * ".ledger", ".lock" or ".ledger.tmp", and the host names differ before it. */
+#define TEMP_SUFFIX ".tmp"
+
+/* TRUE for exactly "<file_name>.tmp.<8 hex digits>", the name an older
+ * version's write (ic_file_write_atomic_at) gave its temp file. A prefix match
+ * is not enough: host "a.ledger.tmp.x" is valid, and its ledger starts with
+ * host "a"'s temp prefix. No host's own file has that exact shape (each ends
+ * in ".ledger", ".lock" or ".ledger.tmp", or is longer). */
+static gboolean is_old_temp(const char *entry, const char *prefix)
 {
     if (!g_str_has_prefix(entry, prefix))
         return FALSE;
@@ -88,20 +93,29 @@ static gboolean is_own_temp(const char *entry, const char *prefix)
     return TRUE;
 }
 
-/* Removes "<host>.ledger.tmp.XXXXXXXX" that a writer of this host left when it
- * crashed; the caller holds the host lock, so no live writer owns one. */
-static void remove_stale_temps(int dirfd, const char *file_name)
+/* Removes the "<host>.ledger.tmp.XXXXXXXX" files a crashed writer of an older
+ * version left (it named its temp at random and listed the dir on every write
+ * to find them; this version's fixed name needs neither). Only at the repair
+ * (reconcile), never on the hook's path: it lists the whole shared dir. The
+ * caller holds the host lock, which older writers took too, so none of this
+ * host's writers owns one; the age is a second guard, for a lock the
+ * filesystem does not enforce. Only regular files of this host's prefix:
+ * another host's writer may be alive, and anything else was not ours. */
+static void remove_old_temps(int dirfd, const char *file_name, gint64 now)
 {
-    g_autofree char *prefix = g_strconcat(file_name, ".tmp.", NULL);
-    /* Best effort: a temp file left now is removed by the next write. */
+    g_autofree char *prefix = g_strconcat(file_name, TEMP_SUFFIX ".", NULL);
+    /* Best effort: a file left now is tried again at the next repair. */
     g_autoptr(DIR) dir = ic_dir_open_at(dirfd, ".", "the ledger directory", NULL);
     struct dirent *entry;
     while (dir != NULL && ic_dir_read(dir, "the ledger directory", ".", &entry, NULL) &&
            entry != NULL) {
-        if (is_own_temp(entry->d_name, prefix)) {
-            g_debug("removing '%s' left by an interrupted ledger write", entry->d_name);
-            (void)unlinkat(dirfd, entry->d_name, 0);
-        }
+        struct stat st;
+        if (!is_old_temp(entry->d_name, prefix) ||
+            fstatat(dirfd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtim.tv_sec < IC_LEDGER_OLD_TEMP_SECONDS)
+            continue;
+        g_debug("removing '%s' left by an interrupted ledger write", entry->d_name);
+        (void)unlinkat(dirfd, entry->d_name, 0);
     }
 }
 
@@ -131,7 +145,8 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
         g_prefix_error(error, "in '%s': ", ledger_dir);
         return FALSE;
     }
-    remove_stale_temps(dirfd, file_name);
+    if (replace)
+        remove_old_temps(dirfd, file_name, now);
 
     g_autofree char *machine_id = ic_ledger_machine_id();
     g_autoptr(IcLedgerHost) host = NULL;
@@ -189,7 +204,14 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
 
     gsize len = 0;
     g_autofree char *text = ic_ledger_host_serialize(host, &len);
-    if (!ic_file_write_atomic_at(dirfd, file_name, text, len, 0644, error)) {
+    /* One temp name per host, not a random one: every writer of this host
+     * holds the host lock from the read to the rename, so no two use the name
+     * at once, and a crashed writer's leftover is simply replaced by the next
+     * write (unlinked, never opened). No listing of the shared dir to find
+     * leftovers: at 1,000 hosts it is 2,000+ entries over the network on every
+     * VM start (issue 15). */
+    g_autofree char *temp_name = g_strconcat(file_name, TEMP_SUFFIX, NULL);
+    if (!ic_file_write_atomic_fixed_at(dirfd, file_name, temp_name, text, len, 0644, error)) {
         g_prefix_error(error, "writing the ledger in '%s': ", ledger_dir);
         return FALSE;
     }

@@ -43,7 +43,14 @@ gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const c
 gboolean ic_ledger_host_snapshot(const char *ledger_dir, const char *host, GBytes **ret_snapshot,
                                  GError **error);
 
-/* Replaces every domain of @host at once (reconcile). */
+/* How old an older version's random-named temp file of a host's ledger
+ * ("<host>.ledger.tmp.XXXXXXXX", left when its writer crashed) must be before
+ * the repair below removes it: a writer holds its temp for one write. */
+#define IC_LEDGER_OLD_TEMP_SECONDS (10 * 60)
+
+/* Replaces every domain of @host at once (reconcile). Under the host lock it
+ * also removes @host's temp files an older version's crashed writers left
+ * (IC_LEDGER_OLD_TEMP_SECONDS older than @now); nothing of another host's. */
 gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
                                 gint64 now, GError **error);
 

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -432,6 +433,7 @@ static void test_damaged_in_read_all(Fixture *f, gconstpointer data)
     g_free(ic_test_write_file(f->ledger_dir, "hostc.ledger", a_text, -1));
     /* Temp files and locks are not host files. */
     g_free(ic_test_write_file(f->ledger_dir, "hostd.ledger.tmp.1234", "junk", -1));
+    g_free(ic_test_write_file(f->ledger_dir, "hostd.ledger.tmp", "junk", -1));
 
     g_autoptr(IcLedger) ledger = NULL;
     g_assert_true(ic_ledger_read_all(f->ledger_dir, NOW, 3600, &ledger, &error));
@@ -601,26 +603,159 @@ static void test_bad_host(Fixture *f, gconstpointer data)
     g_assert_false(ic_test_exists(f->ledger_dir));
 }
 
+/* What a writer of host "hosta" may find under its temp name "hosta.ledger.tmp"
+ * (issue 15: one fixed name per host, no listing of the shared dir). */
+typedef enum {
+    LEFTOVER_GARBAGE,  /* a crashed writer's file, longer than the next write */
+    LEFTOVER_SYMLINK,  /* a symlink to a file elsewhere */
+    LEFTOVER_DANGLING, /* a symlink to a path elsewhere that does not exist */
+    LEFTOVER_HARDLINK, /* a hard link to a file elsewhere */
+    LEFTOVER_DIR,      /* a directory: never a writer's leftover */
+} LeftoverKind;
+
+typedef struct {
+    const char *name;
+    LeftoverKind kind;
+} LeftoverCase;
+
+static const LeftoverCase leftover_cases[] = {
+    {"garbage", LEFTOVER_GARBAGE},   {"symlink", LEFTOVER_SYMLINK},
+    {"dangling", LEFTOVER_DANGLING}, {"hard-link", LEFTOVER_HARDLINK},
+    {"directory", LEFTOVER_DIR},
+};
+
+/* A leftover under the fixed temp name never blocks, corrupts or is followed
+ * by the next write: the write's result is right, a file elsewhere that the
+ * leftover names is untouched (nothing created where a dangling link points),
+ * and no temp file is left. A directory there fails the write, is kept, and
+ * the ledger stays as it was. */
 static void test_leftover_temp(Fixture *f, gconstpointer data)
 {
+    const LeftoverCase *c = data;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "/i/_base/a");
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_no_error(error);
+
+    g_autofree char *temp = g_build_filename(f->ledger_dir, "hosta.ledger.tmp", NULL);
+    g_autofree char *garbage = g_strnfill(64 * 1024, 'x');
+    g_autofree char *victim = ic_test_write_file(f->root, "victim", "precious", -1);
+    g_autofree char *nowhere = g_build_filename(f->root, "nowhere", NULL);
+    switch (c->kind) {
+    case LEFTOVER_GARBAGE:
+        g_free(ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp", garbage, -1));
+        break;
+    case LEFTOVER_SYMLINK:
+        g_assert_cmpint(symlink(victim, temp), ==, 0);
+        break;
+    case LEFTOVER_DANGLING:
+        g_assert_cmpint(symlink(nowhere, temp), ==, 0);
+        break;
+    case LEFTOVER_HARDLINK:
+        g_assert_cmpint(link(victim, temp), ==, 0);
+        break;
+    case LEFTOVER_DIR:
+        g_assert_cmpint(g_mkdir(temp, 0755), ==, 0);
+        break;
+    }
+
+    g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "/i/_base/b");
+    gboolean ok = ic_ledger_record_domain(f->ledger_dir, "hosta", b, NOW + 1, &error);
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_nonnull(host);
+    if (c->kind == LEFTOVER_DIR) {
+        g_assert_false(ok);
+        g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+        g_assert_nonnull(strstr(error->message, "hosta.ledger.tmp"));
+        g_assert_true(g_file_test(temp, G_FILE_TEST_IS_DIR));
+        g_assert_cmpuint(host->domains->len, ==, 1);
+        g_assert_cmpint(host->refreshed, ==, NOW);
+        return;
+    }
+    g_assert_no_error(error);
+    g_assert_true(ok);
+    g_assert_cmpuint(host->domains->len, ==, 2);
+    g_assert_cmpint(host->refreshed, ==, NOW + 1);
+    g_assert_false(ic_test_exists(temp));
+
+    /* The host file is the new regular file, not the leftover's target. */
+    g_autofree char *file = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+    GStatBuf st;
+    g_assert_cmpint(g_lstat(file, &st), ==, 0);
+    g_assert_true(S_ISREG(st.st_mode));
+    g_assert_cmpuint(st.st_nlink, ==, 1);
+    g_autofree char *kept = NULL;
+    g_assert_true(g_file_get_contents(victim, &kept, NULL, NULL));
+    g_assert_cmpstr(kept, ==, "precious");
+    g_assert_false(ic_test_exists(nowhere));
+}
+
+/* Another host's temp files, of either naming, are not ours: a write, and the
+ * repair's clean-up of this host's old temps, leave them alone. */
+static void test_other_host_temps(Fixture *f, gconstpointer data)
+{
     g_assert_cmpint(g_mkdir(f->ledger_dir, 0755), ==, 0);
-    g_autofree char *mine = ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp.0badf00d", "x", -1);
-    g_autofree char *theirs =
-        ic_test_write_file(f->ledger_dir, "hostb.ledger.tmp.0badf00d", "x", -1);
+    g_autofree char *fixed = ic_test_write_file(f->ledger_dir, "hostb.ledger.tmp", "x", -1);
+    g_autofree char *old = ic_test_write_file(f->ledger_dir, "hostb.ledger.tmp.0badf00d", "x", -1);
+    ic_test_set_mtime(fixed, NOW - 86400);
+    ic_test_set_mtime(old, NOW - 86400);
     g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", NULL);
     g_autoptr(GError) error = NULL;
     g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
     g_assert_no_error(error);
-    g_assert_false(ic_test_exists(mine));
+    g_autoptr(GPtrArray) none =
+        g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_domain_free);
+    g_assert_true(ic_ledger_replace_host(f->ledger_dir, "hosta", none, NOW, &error));
+    g_assert_no_error(error);
     /* Another host's writer may be alive: its temp file is not ours to remove. */
-    g_assert_true(ic_test_exists(theirs));
+    g_assert_true(ic_test_exists(fixed));
+    g_assert_true(ic_test_exists(old));
+}
+
+/* The random-named temps an older version's crashed writers left
+ * ("<host>.ledger.tmp.<8 hex>"): the hook's write no longer lists the dir to
+ * find them; the repair (reconcile) removes this host's once they are
+ * IC_LEDGER_OLD_TEMP_SECONDS old, and keeps younger ones and anything that is
+ * not a regular file. */
+static void test_old_temps(Fixture *f, gconstpointer data)
+{
+    g_assert_cmpint(g_mkdir(f->ledger_dir, 0755), ==, 0);
+    g_autofree char *old = ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp.0badf00d", "x", -1);
+    g_autofree char *young =
+        ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp.1234abcd", "x", -1);
+    g_autofree char *odd = ic_test_write_file(f->ledger_dir, "hosta.ledger.tmp.0badf00", "x", -1);
+    g_autofree char *link = g_build_filename(f->ledger_dir, "hosta.ledger.tmp.00000000", NULL);
+    g_assert_cmpint(symlink(odd, link), ==, 0);
+    ic_test_set_mtime(old, NOW - IC_LEDGER_OLD_TEMP_SECONDS - 1);
+    ic_test_set_mtime(young, NOW - IC_LEDGER_OLD_TEMP_SECONDS + 60);
+    ic_test_set_mtime(odd, NOW - 86400);
+    const struct timespec link_times[2] = {{NOW - 86400, 0}, {NOW - 86400, 0}};
+    g_assert_cmpint(utimensat(AT_FDCWD, link, link_times, AT_SYMLINK_NOFOLLOW), ==, 0);
+
+    g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", "/i/_base/a");
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", a, NOW, &error));
+    g_assert_no_error(error);
+    g_assert_true(ic_test_exists(old)); /* not on the hook's path */
+
+    g_autoptr(GPtrArray) live =
+        g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_domain_free);
+    g_ptr_array_add(live, make_domain(UUID_A, "vm-a", "/i/_base/a"));
+    g_assert_true(ic_ledger_replace_host(f->ledger_dir, "hosta", live, NOW, &error));
+    g_assert_no_error(error);
+    g_assert_false(ic_test_exists(old));
+    g_assert_true(ic_test_exists(young));
+    g_assert_true(ic_test_exists(odd));
+    g_assert_true(ic_test_exists(link));
+    g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(host->domains->len, ==, 1);
 }
 
 /* Issue 11 item 5: a host whose name is another's plus ".ledger.tmp.<x>" is valid;
  * the other host's temp clean-up must not take its ledger for a leftover. */
 static void test_temp_prefix_host(Fixture *f, gconstpointer data)
 {
-    const char *hosts[] = {"a.ledger.tmp.x", "a.ledger.tmp.0badf00d"};
+    const char *hosts[] = {"a.ledger.tmp.x", "a.ledger.tmp.0badf00d", "a.ledger.tmp", "a.ledger"};
     g_autoptr(GError) error = NULL;
     for (gsize i = 0; i < G_N_ELEMENTS(hosts); i++) {
         g_assert_true(ic_ledger_host_name_is_valid(hosts[i]));
@@ -630,6 +765,12 @@ static void test_temp_prefix_host(Fixture *f, gconstpointer data)
     }
     g_autoptr(IcLedgerDomain) a = make_domain(UUID_A, "vm-a", NULL);
     g_assert_true(ic_ledger_record_domain(f->ledger_dir, "a", a, NOW, &error));
+    g_assert_no_error(error);
+    /* Host "a"'s repair, late enough that every file here is old to it. */
+    g_autoptr(GPtrArray) live =
+        g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_domain_free);
+    gint64 later = g_get_real_time() / G_USEC_PER_SEC + 86400;
+    g_assert_true(ic_ledger_replace_host(f->ledger_dir, "a", live, later, &error));
     g_assert_no_error(error);
     for (gsize i = 0; i < G_N_ELEMENTS(hosts); i++) {
         g_autoptr(IcLedgerHost) other = read_host(f->ledger_dir, hosts[i]);
@@ -713,7 +854,7 @@ static void test_concurrent_writers(Fixture *f, gconstpointer data)
     g_autoptr(GDir) dir = g_dir_open(f->ledger_dir, 0, NULL);
     const char *name;
     while ((name = g_dir_read_name(dir)) != NULL)
-        g_assert_null(strstr(name, ".tmp."));
+        g_assert_null(strstr(name, ".tmp"));
 }
 
 static void test_two_hosts(Fixture *f, gconstpointer data)
@@ -910,7 +1051,14 @@ int main(int argc, char **argv)
     ADD("/imagecache/ledger/many-releases", test_many_releases);
     ADD("/imagecache/ledger/record-drop", test_record_drop);
     ADD("/imagecache/ledger/bad-host", test_bad_host);
-    ADD("/imagecache/ledger/leftover-temp", test_leftover_temp);
+    for (gsize i = 0; i < G_N_ELEMENTS(leftover_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/imagecache/ledger/leftover-temp/%s", leftover_cases[i].name);
+        g_test_add(path, Fixture, &leftover_cases[i], fixture_setup, test_leftover_temp,
+                   fixture_teardown);
+    }
+    ADD("/imagecache/ledger/other-host-temps", test_other_host_temps);
+    ADD("/imagecache/ledger/old-temps", test_old_temps);
     ADD("/imagecache/ledger/temp-prefix-host", test_temp_prefix_host);
     ADD("/imagecache/ledger/replace-if-unchanged", test_replace_if_unchanged);
     ADD("/imagecache/ledger/unwritable", test_unwritable);
