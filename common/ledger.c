@@ -224,37 +224,46 @@ IcLedgerHost *ic_ledger_host_copy(const IcLedgerHost *src)
 static void append_escaped(GString *out, const char *value, gboolean in_list)
 {
     gboolean leading = TRUE;
+    const char *run = value; /* plain bytes not yet appended, copied at once */
     for (const char *p = value; *p != '\0'; p++) {
+        const char *escape = NULL;
         switch (*p) {
         case ' ':
-            g_string_append(out, leading ? "\\s" : " ");
+            escape = leading ? "\\s" : NULL;
             break;
         case '\t':
-            g_string_append(out, leading ? "\\t" : "\t");
+            escape = leading ? "\\t" : NULL;
             break;
         case '\n':
-            g_string_append(out, "\\n");
+            escape = "\\n";
             break;
         case '\r':
-            g_string_append(out, "\\r");
+            escape = "\\r";
             break;
         case '\\':
-            g_string_append(out, "\\\\");
-            leading = FALSE;
+            escape = "\\\\";
             break;
         case ';':
-            if (in_list) {
-                g_string_append(out, "\\;");
-                leading = TRUE;
-                break;
-            }
-            G_GNUC_FALLTHROUGH;
+            if (in_list)
+                escape = "\\;";
+            else
+                leading = FALSE;
+            break;
         default:
-            g_string_append_c(out, *p);
             leading = FALSE;
             break;
         }
+        if (escape == NULL)
+            continue;
+        g_string_append_len(out, run, p - run);
+        g_string_append_len(out, escape, 2);
+        run = p + 1;
+        if (*p == '\\')
+            leading = FALSE;
+        else if (*p == ';')
+            leading = TRUE;
     }
+    g_string_append_len(out, run, (gssize)strlen(run));
 }
 
 static void append_string(GString *out, const char *key, const char *value)
@@ -265,9 +274,27 @@ static void append_string(GString *out, const char *key, const char *value)
     g_string_append_c(out, '\n');
 }
 
+/* What "%" G_GINT64_FORMAT prints, without printf (a call per domain). */
+static void append_number(GString *out, gint64 value)
+{
+    char digits[24];
+    char *p = digits + sizeof(digits);
+    guint64 magnitude = value < 0 ? (guint64)(-(value + 1)) + 1 : (guint64)value;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (value < 0)
+        *--p = '-';
+    g_string_append_len(out, p, digits + sizeof(digits) - p);
+}
+
 static void append_int(GString *out, const char *key, gint64 value)
 {
-    g_string_append_printf(out, "%s=%" G_GINT64_FORMAT "\n", key, value);
+    g_string_append(out, key);
+    g_string_append_c(out, '=');
+    append_number(out, value);
+    g_string_append_c(out, '\n');
 }
 
 /* Each item followed by the separator, as g_key_file_set_string_list() does. */
@@ -326,7 +353,8 @@ static void append_last_used(GString *out, GHashTable *last_used)
     g_string_append(out, "times=");
     for (guint i = 0; i < paths->len; i++) {
         const gint64 *time = g_hash_table_lookup(last_used, paths->pdata[i]);
-        g_string_append_printf(out, "%" G_GINT64_FORMAT ";", *time);
+        append_number(out, *time);
+        g_string_append_c(out, ';');
     }
     g_string_append_c(out, '\n');
 }
@@ -346,7 +374,7 @@ char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
     if (host->machine_id != NULL)
         append_string(out, "machine_id", host->machine_id);
     append_int(out, "refreshed", host->refreshed);
-    g_string_append_printf(out, "domains=%u\n", domains->len);
+    append_int(out, "domains", domains->len);
 
     IcLedgerDomain *const *sorted = (IcLedgerDomain *const *)domains->pdata;
     for (guint i = 0, n = 1; i < domains->len; i += n) {
@@ -673,13 +701,15 @@ static gboolean take_line(Cursor *c, const char **ret_line, gsize *ret_len)
  * UTF-8: a canonical body holds no raw control byte but '\n' and '\t'. */
 static gboolean body_is_plain(const char *data, gsize len)
 {
-    guchar any = 0;
+    /* Without a branch per byte, so the compiler can check 16 or 32 at a time. */
+    guchar any = 0, control = 0;
     for (gsize i = 0; i < len; i++) {
         guchar b = (guchar)data[i];
-        if (b < 0x20 && b != '\n' && b != '\t')
-            return FALSE;
+        control |= (guchar)((b < 0x20) & (b != '\n') & (b != '\t'));
         any |= b;
     }
+    if (control)
+        return FALSE;
     /* ASCII is UTF-8: only a body with other bytes needs the validator, which
      * would read it all again (4 % of a hook prepare's instructions). */
     return (any & 0x80) == 0 || g_utf8_validate_len(data, len, NULL);
@@ -693,48 +723,52 @@ static gboolean decode_value(const char *raw, gsize len, gboolean in_list, GStri
 {
     gboolean leading = TRUE;
     g_string_truncate(out, 0);
-    for (gsize i = 0; i < len; i++) {
-        char ch = raw[i];
-        if (ch == '\\') {
-            if (++i == len)
-                return FALSE;
-            switch (raw[i]) {
-            case 's':
-            case 't':
-                if (!leading)
-                    return FALSE;
-                g_string_append_c(out, raw[i] == 's' ? ' ' : '\t');
-                break;
-            case 'n':
-                g_string_append_c(out, '\n');
-                break;
-            case 'r':
-                g_string_append_c(out, '\r');
-                break;
-            case '\\':
-                g_string_append_c(out, '\\');
+    gsize i = 0;
+    while (i < len) {
+        /* A run of plain bytes, appended at once: most values hold no escape. */
+        gsize run = i;
+        for (; i < len && raw[i] != '\\' && !(raw[i] == ';' && in_list); i++) {
+            if (raw[i] != ' ' && raw[i] != '\t')
                 leading = FALSE;
-                break;
-            case ';':
-                if (!in_list)
-                    return FALSE;
-                g_string_append_c(out, ';');
-                leading = TRUE;
-                break;
-            default:
+            else if (leading)
                 return FALSE;
-            }
-            continue;
         }
-        if ((ch == ' ' || ch == '\t') && leading)
-            return FALSE;
-        if (ch == ';' && in_list) {
+        g_string_append_len(out, raw + run, (gssize)(i - run));
+        if (i == len)
+            break;
+        if (raw[i] == ';') {
             *ret_consumed = i + 1;
             return TRUE;
         }
-        g_string_append_c(out, ch);
-        if (ch != ' ' && ch != '\t')
+        if (++i == len)
+            return FALSE;
+        switch (raw[i]) {
+        case 's':
+        case 't':
+            if (!leading)
+                return FALSE;
+            g_string_append_c(out, raw[i] == 's' ? ' ' : '\t');
+            break;
+        case 'n':
+            g_string_append_c(out, '\n');
+            break;
+        case 'r':
+            g_string_append_c(out, '\r');
+            break;
+        case '\\':
+            g_string_append_c(out, '\\');
             leading = FALSE;
+            break;
+        case ';':
+            if (!in_list)
+                return FALSE;
+            g_string_append_c(out, ';');
+            leading = TRUE;
+            break;
+        default:
+            return FALSE;
+        }
+        i++;
     }
     /* A list item ends with its ';'. */
     *ret_consumed = len;
@@ -795,6 +829,21 @@ static gboolean take_list(Cursor *c, const char *key_eq, gint64 entries_format, 
     return TRUE;
 }
 
+/* What g_uuid_string_is_valid() accepts, in lower case only (as the writer
+ * writes a uuid): 8-4-4-4-12 hex digits. */
+static gboolean is_lower_uuid(const char *text, gsize len)
+{
+    if (len != 36)
+        return FALSE;
+    for (gsize i = 0; i < len; i++) {
+        gboolean dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char ch = text[i];
+        if (dash ? ch != '-' : !(g_ascii_isdigit(ch) || (ch >= 'a' && ch <= 'f')))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 static gboolean take_domain(Cursor *c, const char *previous_uuid, GString *buf,
                             IcLedgerDomain **ret_domain)
 {
@@ -802,11 +851,11 @@ static gboolean take_domain(Cursor *c, const char *previous_uuid, GString *buf,
     gsize len = 0;
     if (!take_line(c, &line, &len) || len == 0 || line[len - 1] != ']')
         return FALSE;
+    if (!is_lower_uuid(line, len - 1))
+        return FALSE;
     g_autofree char *uuid = g_strndup(line, len - 1);
-    g_autofree char *lower = g_ascii_strdown(uuid, -1);
     /* Sorted and distinct: GKeyFile merges a repeated group. */
-    if (!g_uuid_string_is_valid(uuid) || strcmp(lower, uuid) != 0 ||
-        (previous_uuid != NULL && strcmp(previous_uuid, uuid) >= 0))
+    if (previous_uuid != NULL && strcmp(previous_uuid, uuid) >= 0)
         return FALSE;
     if (!take_string(c, "name=", buf) || buf->len == 0 || buf->len > NAME_MAX_LEN)
         return FALSE;
