@@ -323,6 +323,20 @@ gboolean ic_file_write_atomic_fixed_at(int dirfd, const char *name, const char *
     }
 }
 
+const char *ic_int64_text(gint64 value, char buf[IC_INT64_TEXT_SIZE], gsize *ret_len)
+{
+    char *p = buf + IC_INT64_TEXT_SIZE;
+    guint64 magnitude = value < 0 ? -(guint64)value : (guint64)value;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    if (value < 0)
+        *--p = '-';
+    *ret_len = (gsize)(buf + IC_INT64_TEXT_SIZE - p);
+    return p;
+}
+
 char *ic_path_join(const char *dir, const char *name)
 {
     gsize dir_len = strlen(dir);

@@ -108,6 +108,13 @@ gboolean ic_file_write_atomic_fixed_at(int dirfd, const char *name, const char *
  * name for each of 100,000 rows and 200,000 disk files (issue 15). */
 char *ic_path_join(const char *dir, const char *name);
 
+/* @value in decimal, as printf's "%" G_GINT64_FORMAT writes it, without
+ * printf's machinery (a third of the JSON writer's cost, most of a ledger
+ * row's): the digits end at the end of @buf; returns where they start and
+ * their count in @ret_len. */
+#define IC_INT64_TEXT_SIZE 20 /* "-9223372036854775808", no NUL */
+const char *ic_int64_text(gint64 value, char buf[IC_INT64_TEXT_SIZE], gsize *ret_len);
+
 /* A GHashFunc for paths and names, as keys of the large tables (base files
  * by name, users by path): g_str_hash takes a byte at a time, and hashing
  * 90-byte paths was a tenth of a report's instructions (issue 15). */

@@ -1,5 +1,7 @@
 #include "jsonout.h"
 
+#include "fileutil.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -253,17 +255,10 @@ void ic_json_value_string(IcJsonWriter *w, const char *value)
 void ic_json_value_int(IcJsonWriter *w, gint64 value)
 {
     begin_element(w);
-    /* Digits from the end: printf's machinery was a third of the JSON's cost. */
-    char text[24];
-    char *p = text + sizeof text;
-    guint64 magnitude = value < 0 ? -(guint64)value : (guint64)value;
-    do {
-        *--p = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    if (value < 0)
-        *--p = '-';
-    emit_len(w, p, (gsize)(text + sizeof text - p));
+    char buf[IC_INT64_TEXT_SIZE];
+    gsize len = 0;
+    const char *text = ic_int64_text(value, buf, &len);
+    emit_len(w, text, len);
 }
 
 void ic_json_value_bool(IcJsonWriter *w, gboolean value)

@@ -43,6 +43,7 @@
 #include "ledger.h"
 
 #include "error.h"
+#include "fileutil.h"
 #include "sha256.h"
 
 #include <string.h>
@@ -274,19 +275,12 @@ static void append_string(GString *out, const char *key, const char *value)
     g_string_append_c(out, '\n');
 }
 
-/* What "%" G_GINT64_FORMAT prints, without printf (a call per domain). */
 static void append_number(GString *out, gint64 value)
 {
-    char digits[24];
-    char *p = digits + sizeof(digits);
-    guint64 magnitude = value < 0 ? (guint64)(-(value + 1)) + 1 : (guint64)value;
-    do {
-        *--p = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude > 0);
-    if (value < 0)
-        *--p = '-';
-    g_string_append_len(out, p, digits + sizeof(digits) - p);
+    char buf[IC_INT64_TEXT_SIZE];
+    gsize len = 0;
+    const char *text = ic_int64_text(value, buf, &len);
+    g_string_append_len(out, text, (gssize)len);
 }
 
 static void append_int(GString *out, const char *key, gint64 value)

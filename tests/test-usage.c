@@ -192,6 +192,34 @@ static void test_note_codes_documented(void)
     }
 }
 
+/* ic_int64_text writes what printf's "%" G_GINT64_FORMAT writes (the JSON
+ * writer and the ledger depend on it), at both ends of the range too. */
+static void test_int64_text(void)
+{
+    const gint64 values[] = {0,
+                             1,
+                             -1,
+                             9,
+                             10,
+                             -10,
+                             99,
+                             100,
+                             1700000000,
+                             G_MAXINT32,
+                             (gint64)G_MAXINT32 + 1,
+                             G_MININT64,
+                             G_MININT64 + 1,
+                             G_MAXINT64};
+    for (guint i = 0; i < G_N_ELEMENTS(values); i++) {
+        char buf[IC_INT64_TEXT_SIZE];
+        gsize len = 0;
+        const char *text = ic_int64_text(values[i], buf, &len);
+        g_autofree char *got = g_strndup(text, len);
+        g_autofree char *want = g_strdup_printf("%" G_GINT64_FORMAT, values[i]);
+        g_assert_cmpstr(got, ==, want);
+    }
+}
+
 /* The paths usage and the pass key users by are g_build_filename's, byte
  * for byte, whatever the spelling of the base dir (ic_path_join's fast path). */
 static void test_path_join(void)
@@ -223,5 +251,6 @@ int main(int argc, char **argv)
                test_pass_counts_one_vm_once, ic_test_tree_teardown);
     g_test_add_func("/imagecache/usage/note_codes_documented", test_note_codes_documented);
     g_test_add_func("/imagecache/usage/path_join", test_path_join);
+    g_test_add_func("/imagecache/usage/int64_text", test_int64_text);
     return g_test_run();
 }
