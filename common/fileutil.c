@@ -371,10 +371,23 @@ guint ic_path_hash(gconstpointer path)
     return (guint)h;
 }
 
+/* Every bit of the identity mixed into every bit of the hash (murmur3's
+ * finaliser): GHashTable takes a bucket as (hash * 11) modulo a prime just
+ * below a power of two (131071 = 2^17 - 1 at 100,000 keys), and ext4 hands
+ * out inodes in runs spaced by powers of two, so the plain inode number put
+ * the runs on the same buckets. At 100,000 base files 60 % of them shared a
+ * bucket, and the tables keyed by identity probed 20 to 40 times more per
+ * file than at 10,000 (issue 15). */
 guint ic_file_id_hash(gconstpointer id)
 {
     const IcFileId *f = id;
-    return (guint)(f->ino ^ (f->ino >> 32) ^ (f->dev * 2654435761u));
+    guint64 h = (guint64)f->ino ^ ((guint64)f->dev * 0x9e3779b97f4a7c15ull);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return (guint)h;
 }
 
 gboolean ic_file_id_equal(gconstpointer a, gconstpointer b)
