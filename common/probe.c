@@ -670,9 +670,8 @@ void ic_disk_file_free(IcDiskFile *file)
  * differently) is read once. Only the names in the header are kept; they are
  * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *infos;      /* ProbeKey* -> CachedProbe* */
-    const IcScan *known;    /* the pass's scan of the base dir, NULL: none (borrowed) */
-    GHashTable *identities; /* the scanned files' IcFileId*, NULL until first needed */
+    GHashTable *infos;   /* ProbeKey* -> CachedProbe* */
+    const IcScan *known; /* the pass's scan of the base dir, NULL: none (borrowed) */
 };
 
 /* A file read as a format (NULL: probed): what the cache keeps one answer for. */
@@ -726,29 +725,11 @@ IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
     return cache;
 }
 
-/* The scanned files' identities, indexed on first use: only a chain member
- * whose name is outside the grammar needs them, and a walk of 200,000 disks
- * spent 4 % of its time building them for every thread (issue 15). */
-static GHashTable *known_identities(IcProbeCache *cache)
-{
-    if (cache->identities != NULL)
-        return cache->identities;
-    cache->identities = g_hash_table_new_full(ic_file_id_hash, ic_file_id_equal, g_free, NULL);
-    for (guint i = 0; i < cache->known->files->len; i++) {
-        const IcBaseFile *file = g_ptr_array_index(cache->known->files, i);
-        IcFileId *id = g_new(IcFileId, 1);
-        *id = (IcFileId){.dev = file->dev, .ino = file->ino};
-        g_hash_table_add(cache->identities, id);
-    }
-    return cache->identities;
-}
-
 void ic_probe_cache_free(IcProbeCache *cache)
 {
     if (cache == NULL)
         return;
     g_hash_table_unref(cache->infos);
-    g_clear_pointer(&cache->identities, g_hash_table_unref);
     g_free(cache);
 }
 
@@ -835,9 +816,9 @@ static IcBaseMatch match_scan(IcProbeCache *cache, const char *entry_name, const
         return IC_BASE_MATCH_ASK;
     if (ic_scan_classify_name(entry_name, NULL) != IC_KIND_IGNORED)
         return IC_BASE_MATCH_NONE;
-    IcFileId id = {.dev = st->st_dev, .ino = st->st_ino};
-    return g_hash_table_contains(known_identities(cache), &id) ? IC_BASE_MATCH_ASK
-                                                               : IC_BASE_MATCH_NONE;
+    return ic_scan_lookup_identity(cache->known, st->st_dev, st->st_ino) != NULL
+               ? IC_BASE_MATCH_ASK
+               : IC_BASE_MATCH_NONE;
 }
 
 /* For a name that resolves to nothing: the kernel's path of the directory

@@ -162,6 +162,7 @@ void ic_scan_free(IcScan *scan)
     g_clear_pointer(&scan->variants, g_hash_table_unref);
     g_clear_pointer(&scan->temps, g_ptr_array_unref);
     g_clear_pointer(&scan->by_name, g_hash_table_unref);
+    g_clear_pointer(&scan->by_identity, g_hash_table_unref);
     g_free(scan);
 }
 
@@ -275,6 +276,29 @@ static void index_names(IcScan *scan)
     }
 }
 
+static guint base_file_id_hash(gconstpointer key)
+{
+    const IcBaseFile *file = key;
+    return ic_file_id_hash(&(IcFileId){.dev = file->dev, .ino = file->ino});
+}
+
+static gboolean base_file_id_equal(gconstpointer a, gconstpointer b)
+{
+    const IcBaseFile *x = a, *y = b;
+    return x->dev == y->dev && x->ino == y->ino;
+}
+
+/* The walk asks of every overlay (a name outside the grammar) whether its
+ * inode is a scanned file's. Indexed here, once, in the thread that scans
+ * beside the ledger read, and shared by the walk's threads: each of them
+ * built its own index of 100,000 identities, a key allocated apiece (issue 15). */
+static void index_identities(IcScan *scan)
+{
+    scan->by_identity = g_hash_table_new(base_file_id_hash, base_file_id_equal);
+    for (guint i = 0; i < scan->files->len; i++)
+        g_hash_table_add(scan->by_identity, g_ptr_array_index(scan->files, i));
+}
+
 static void scan_temp(IcScan *scan, int dirfd, const char *name)
 {
     struct stat st;
@@ -340,6 +364,7 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
     g_ptr_array_sort(scan->skipped, compare_skipped);
     index_variants(scan);
     index_names(scan);
+    index_identities(scan);
     *ret_scan = g_steal_pointer(&scan);
     return TRUE;
 }
@@ -356,6 +381,14 @@ const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name)
     IcBaseFile **found =
         bsearch(&key_ptr, scan->files->pdata, scan->files->len, sizeof(gpointer), compare_files);
     return found ? *found : NULL;
+}
+
+const IcBaseFile *ic_scan_lookup_identity(const IcScan *scan, dev_t dev, ino_t ino)
+{
+    if (scan->by_identity == NULL)
+        return NULL; /* no base dir: no file */
+    IcBaseFile key = {.dev = dev, .ino = ino};
+    return g_hash_table_lookup(scan->by_identity, &key);
 }
 
 const GPtrArray *ic_scan_find_variants(const IcScan *scan, const char *fingerprint)

@@ -60,13 +60,14 @@ typedef struct {
 
 typedef struct {
     char *base_dir;
-    gboolean exists;      /* FALSE: the base dir is absent and the pass has nothing to do */
-    GPtrArray *files;     /* IcBaseFile*, sorted by name */
-    GPtrArray *skipped;   /* IcSkippedEntry*, sorted by name */
-    guint ignored;        /* entries with names outside the grammar */
-    GHashTable *variants; /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
-    GPtrArray *temps;     /* IcBaseFile*: sidecar temp files an interrupted writer left */
-    GHashTable *by_name;  /* private: name -> IcBaseFile* of @files (ic_scan_lookup) */
+    gboolean exists;         /* FALSE: the base dir is absent and the pass has nothing to do */
+    GPtrArray *files;        /* IcBaseFile*, sorted by name */
+    GPtrArray *skipped;      /* IcSkippedEntry*, sorted by name */
+    guint ignored;           /* entries with names outside the grammar */
+    GHashTable *variants;    /* fingerprint -> GPtrArray of IcBaseFile* (original, _sm, _<N>…) */
+    GPtrArray *temps;        /* IcBaseFile*: sidecar temp files an interrupted writer left */
+    GHashTable *by_name;     /* private: name -> IcBaseFile* of @files (ic_scan_lookup) */
+    GHashTable *by_identity; /* private: the IcBaseFile* of @files by (device, inode) */
 } IcScan;
 
 void ic_scan_free(IcScan *scan);
@@ -78,6 +79,10 @@ gboolean ic_scan_base_dir(const char *base_dir, IcScan **ret_scan, GError **erro
 
 /* The file named @name, or NULL. */
 const IcBaseFile *ic_scan_lookup(const IcScan *scan, const char *name);
+
+/* A scanned file whose identity is @dev/@ino (one of them when hard links
+ * give several names in the grammar one inode), or NULL. */
+const IcBaseFile *ic_scan_lookup_identity(const IcScan *scan, dev_t dev, ino_t ino);
 
 /* Every base file of image @fingerprint (the reference's _find_base_file):
  * the original first, then _sm, then the resized ones by name; NULL if none. */

@@ -192,6 +192,48 @@ static void test_dir_read(IcTestTree *tree, gconstpointer data)
     /* closedir then fails with EBADF: nothing else was opened since. */
 }
 
+/* Identities: every scanned file is found by its (device, inode), whatever
+ * its name; a file outside the grammar (the walk asks about each overlay) and
+ * a symlink's target are not scanned files. */
+static void test_lookup_identity(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcScan) scan = NULL;
+    g_autofree char *original = ic_test_write_file(tree->base_dir, FP, "data", -1);
+    g_autofree char *resized = ic_test_write_file(tree->base_dir, FP "_10", "bigger", -1);
+    g_autofree char *outside = ic_test_write_file(tree->base_dir, "disk", "overlay", -1);
+    g_autofree char *target = ic_test_write_file(tree->root, "target", "x", -1);
+    g_autofree char *link_path = g_build_filename(tree->base_dir, FP "_sm", NULL);
+    g_assert_cmpint(symlink(target, link_path), ==, 0);
+
+    g_assert_true(ic_scan_base_dir(tree->base_dir, &scan, &error));
+    g_assert_no_error(error);
+    const char *scanned[] = {original, resized};
+    for (gsize i = 0; i < G_N_ELEMENTS(scanned); i++) {
+        struct stat st;
+        g_assert_cmpint(stat(scanned[i], &st), ==, 0);
+        const IcBaseFile *file = ic_scan_lookup_identity(scan, st.st_dev, st.st_ino);
+        g_assert_nonnull(file);
+        g_assert_true(file == ic_scan_lookup(scan, strrchr(scanned[i], '/') + 1));
+        g_assert_null(ic_scan_lookup_identity(scan, st.st_dev + 1, st.st_ino));
+    }
+    const char *not_scanned[] = {outside, target};
+    for (gsize i = 0; i < G_N_ELEMENTS(not_scanned); i++) {
+        struct stat st;
+        g_assert_cmpint(stat(not_scanned[i], &st), ==, 0);
+        g_assert_null(ic_scan_lookup_identity(scan, st.st_dev, st.st_ino));
+    }
+
+    /* No base dir: no file. */
+    g_autoptr(IcScan) none = NULL;
+    g_autofree char *missing = g_build_filename(tree->root, "no-such-dir", NULL);
+    g_assert_true(ic_scan_base_dir(missing, &none, &error));
+    g_assert_no_error(error);
+    struct stat st;
+    g_assert_cmpint(stat(original, &st), ==, 0);
+    g_assert_null(ic_scan_lookup_identity(none, st.st_dev, st.st_ino));
+}
+
 /* The inode runs of a base dir of 100,000 files written on ext4 (the bench's
  * 10x tree: flex_bg groups of 8,192 inodes, spaced by powers of two). */
 static const struct {
@@ -243,6 +285,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/scan/fingerprint_of_image_id", test_fingerprint_of_image_id);
     g_test_add_func("/imagecache/scan/sidecar_temp_names", test_sidecar_temp_names);
     g_test_add_func("/imagecache/scan/file_id_hash_spreads", test_file_id_hash_spreads);
+    g_test_add("/imagecache/scan/lookup_identity", IcTestTree, NULL, ic_test_tree_setup,
+               test_lookup_identity, ic_test_tree_teardown);
     g_test_add("/imagecache/scan/odd_entries", IcTestTree, NULL, ic_test_tree_setup,
                test_odd_entries, ic_test_tree_teardown);
     g_test_add("/imagecache/scan/base_dir_symlink_refused", IcTestTree, NULL, ic_test_tree_setup,
