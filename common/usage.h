@@ -96,6 +96,7 @@ typedef struct {
     GStringChunk *strings;      /* private: the table keys and every user's strings, each
                                  * user's once (issue 15: a domain's UUID, name and label
                                  * copied into every file's set were most of the memory) */
+    GHashTable *interned;       /* private: the strings of @strings that are kept once */
     const char *recent[4];      /* private: the strings @strings gave last (usage_intern) */
     guint recent_next;          /* private: the slot of @recent to replace next */
 } IcUsage;
