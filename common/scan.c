@@ -138,10 +138,23 @@ char *ic_fingerprint_of_image_id(const char *image_id)
     return g_compute_checksum_for_string(G_CHECKSUM_SHA1, image_id, -1);
 }
 
+/* A file with its name and fingerprint (NULL: none) in the same allocation:
+ * one malloc and one free per file instead of three, and a lookup by name
+ * finds the struct beside the name it compared. At 100,000 files, freeing the
+ * scan at the end of a pass missed the cache on every piece (issue 15). */
+static IcBaseFile *base_file_new(const char *name, const char *fingerprint)
+{
+    gsize name_size = strlen(name) + 1;
+    gsize fingerprint_size = fingerprint != NULL ? strlen(fingerprint) + 1 : 0;
+    IcBaseFile *file = g_malloc0(sizeof(IcBaseFile) + name_size + fingerprint_size);
+    file->name = memcpy((char *)(file + 1), name, name_size);
+    if (fingerprint != NULL)
+        file->fingerprint = memcpy(file->name + name_size, fingerprint, fingerprint_size);
+    return file;
+}
+
 static void base_file_free(IcBaseFile *file)
 {
-    g_free(file->name);
-    g_free(file->fingerprint);
     g_free(file);
 }
 
@@ -221,10 +234,9 @@ static void scan_entry(IcScan *scan, int dirfd, const char *name, IcImageKind ki
         return;
     }
 
-    IcBaseFile *file = g_new0(IcBaseFile, 1);
-    file->name = g_strdup(name);
+    IcBaseFile *file = base_file_new(name, fingerprint);
+    g_free(fingerprint);
     file->kind = kind;
-    file->fingerprint = fingerprint;
     file->size = st.st_size;
     file->disk_bytes = (gint64)st.st_blocks * 512;
     file->mtime = st.st_mtim.tv_sec;
@@ -304,8 +316,7 @@ static void scan_temp(IcScan *scan, int dirfd, const char *name)
     struct stat st;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
         return;
-    IcBaseFile *file = g_new0(IcBaseFile, 1);
-    file->name = g_strdup(name);
+    IcBaseFile *file = base_file_new(name, NULL);
     file->size = st.st_size;
     file->mtime = st.st_mtim.tv_sec;
     file->dev = st.st_dev;
