@@ -354,6 +354,9 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
     GHashTableIter iter;
     gpointer key, value;
 
+    /* The rows added here by path, for the fingerprint pass below: searching
+     * the report's rows for each was quadratic when many base files are gone. */
+    g_autoptr(GHashTable) added = g_hash_table_new(g_str_hash, g_str_equal);
     gsize dir_len = strlen(pass->base_dir);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
@@ -375,7 +378,7 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
         IcImageKind kind = ic_scan_classify_name(name, &fingerprint);
         if (kind == IC_KIND_IGNORED)
             continue;
-        add_absent_row(pass, name, kind, fingerprint, usage);
+        g_hash_table_add(added, add_absent_row(pass, name, kind, fingerprint, usage)->name);
     }
 
     g_hash_table_iter_init(&iter, usage->by_fingerprint);
@@ -383,7 +386,8 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
         const IcUsers *users = value;
         if (users->local == 0 || ic_scan_find_variants(pass->scan, key) != NULL)
             continue;
-        if (ic_report_lookup(pass->report, key) != NULL)
+        /* Present files were skipped above: only an absent row can have the name. */
+        if (g_hash_table_contains(added, key))
             continue; /* already reported through its path */
         add_absent_row(pass, key, IC_KIND_ORIGINAL, key, usage);
     }

@@ -446,6 +446,29 @@ static void test_handle_base_image_used_missing(IcTestTree *tree, gconstpointer 
     g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_ABSENT);
 }
 
+/* An absent base file named both by its path and by its image's fingerprint
+ * is one row, not two: the fingerprint pass skips what the path pass added. */
+static void test_handle_base_image_missing_once(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(IcConfig) config = tree_config(tree);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    g_autofree char *missing = g_build_filename(tree->base_dir, IMG_FP, NULL);
+    ic_usage_add_path_user(usage, missing, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+    ic_usage_add_image_user(usage, IMG_ID, NULL, "banana-42", "testhost", TRUE, IC_WITNESS_STATIC);
+
+    g_autoptr(IcReport) report = run_pass(config, usage, IC_PASS_REPORT, NOW);
+    guint rows = 0;
+    for (guint i = 0; i < report->rows->len; i++) {
+        const IcImageRow *row = g_ptr_array_index(report->rows, i);
+        if (g_str_equal(row->name, IMG_FP)) {
+            rows++;
+            g_assert_false(row->present);
+            g_assert_cmpint(row->decision.verdict, ==, IC_VERDICT_ABSENT);
+        }
+    }
+    g_assert_cmpuint(rows, ==, 1);
+}
+
 /* A witness may spell the base dir oddly ("//", as libvirt XML can): the
  * absent file is still this base dir's, and still reported. */
 static void test_handle_base_image_missing_odd_spelling(IcTestTree *tree, gconstpointer data)
@@ -597,6 +620,8 @@ int main(int argc, char **argv)
     ADD_TREE_TEST("/imagecache/handle_base_image_used_remotely",
                   test_handle_base_image_used_remotely, NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_absent", test_handle_base_image_absent, NULL);
+    ADD_TREE_TEST("/imagecache/handle_base_image_missing_once", test_handle_base_image_missing_once,
+                  NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_missing_odd_spelling",
                   test_handle_base_image_missing_odd_spelling, NULL);
     ADD_TREE_TEST("/imagecache/handle_base_image_used_missing", test_handle_base_image_used_missing,
