@@ -1,5 +1,7 @@
 #include "alerts.h"
 
+#include <string.h>
+
 const char *ic_notify_severity_to_string(IcNotifySeverity severity)
 {
     switch (severity) {
@@ -122,15 +124,26 @@ static void notify_cleared(GPtrArray *out, const char *name, const IcImageRow *r
                     : g_strdup_printf("base file '%s' is no longer due for removal", name));
 }
 
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report)
 {
     GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)ic_notification_free);
     g_autoptr(GHashTable) next = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    /* The rows that had a condition (names borrowed from the report): what is
+     * left of state->conditions then is gone, found without a search of every
+     * row for each condition (a base dir emptied: 100,000 absent files). */
+    g_autoptr(GHashTable) mentioned = g_hash_table_new(g_str_hash, g_str_equal);
 
     /* Rows are sorted by name, so notifications come in file order. */
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
         guint before = GPOINTER_TO_UINT(g_hash_table_lookup(state->conditions, row->name));
+        if (before != 0)
+            g_hash_table_add(mentioned, row->name);
         guint after = row_conditions(row, before);
         notify_raised(out, row->name, row, after & ~before);
         notify_cleared(out, row->name, row, before & ~after);
@@ -138,17 +151,21 @@ GPtrArray *ic_alert_state_update(IcAlertState *state, const IcReport *report)
             g_hash_table_insert(next, g_strdup(row->name), GUINT_TO_POINTER(after));
     }
 
-    /* Files with a condition that the report no longer mentions are gone. */
-    g_autoptr(GList) vanished = NULL;
+    /* Files with a condition that the report no longer mentions are gone; told
+     * in file order too. */
+    g_autoptr(GPtrArray) vanished = g_ptr_array_new();
     GHashTableIter iter;
     gpointer key, value;
     g_hash_table_iter_init(&iter, state->conditions);
     while (g_hash_table_iter_next(&iter, &key, &value))
-        if (ic_report_lookup(report, key) == NULL)
-            vanished = g_list_insert_sorted(vanished, key, (GCompareFunc)strcmp);
-    for (GList *l = vanished; l != NULL; l = l->next)
-        notify_cleared(out, l->data, NULL,
-                       GPOINTER_TO_UINT(g_hash_table_lookup(state->conditions, l->data)));
+        if (!g_hash_table_contains(mentioned, key))
+            g_ptr_array_add(vanished, key);
+    g_ptr_array_sort(vanished, compare_names);
+    for (guint i = 0; i < vanished->len; i++) {
+        const char *name = g_ptr_array_index(vanished, i);
+        notify_cleared(out, name, NULL,
+                       GPOINTER_TO_UINT(g_hash_table_lookup(state->conditions, name)));
+    }
 
     g_hash_table_unref(state->conditions);
     state->conditions = g_steal_pointer(&next);

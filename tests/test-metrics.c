@@ -427,7 +427,8 @@ static void test_alerts_several_files(void)
 {
     g_autoptr(IcAlertState) state = ic_alert_state_new();
     g_autoptr(IcReport) first = ic_report_new("/x/_base", "h", 1);
-    const char *names[] = {"cccc", "aaaa", "bbbb"};
+    const char *names[] = {"hhhh", "cccc", "aaaa", "gggg", "bbbb", "eeee", "dddd", "ffff"};
+    const char *sorted[] = {"aaaa", "bbbb", "cccc", "dddd", "eeee", "ffff", "gggg", "hhhh"};
     for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
         IcImageRow *row = ic_report_add_row(first, names[i]);
         row->present = TRUE;
@@ -435,17 +436,34 @@ static void test_alerts_several_files(void)
     }
     ic_report_finish(first);
     g_autoptr(GPtrArray) raised = ic_alert_state_update(state, first);
-    g_assert_cmpuint(raised->len, ==, 3);
-    g_assert_cmpstr(((IcNotification *)raised->pdata[0])->file, ==, "aaaa");
-    g_assert_cmpstr(((IcNotification *)raised->pdata[2])->file, ==, "cccc");
+    g_assert_cmpuint(raised->len, ==, G_N_ELEMENTS(names));
+    for (guint i = 0; i < raised->len; i++)
+        g_assert_cmpstr(((IcNotification *)raised->pdata[i])->file, ==, sorted[i]);
 
-    g_autoptr(IcReport) empty = ic_report_new("/x/_base", "h", 2);
-    ic_report_finish(empty);
-    g_autoptr(GPtrArray) cleared = ic_alert_state_update(state, empty);
-    g_assert_cmpuint(cleared->len, ==, 3);
+    /* "bbbb" is still there, healed; the others are gone from the report: each
+     * is cleared once, the gone ones in file order too. */
+    g_autoptr(IcReport) second = ic_report_new("/x/_base", "h", 2);
+    IcImageRow *healed = ic_report_add_row(second, "bbbb");
+    healed->present = TRUE;
+    healed->checksum.state = IC_CHECKSUM_OK;
+    ic_report_finish(second);
+    g_autoptr(GPtrArray) cleared = ic_alert_state_update(state, second);
+    g_assert_cmpuint(cleared->len, ==, G_N_ELEMENTS(names));
     for (guint i = 0; i < cleared->len; i++)
         g_assert_cmpint(((IcNotification *)cleared->pdata[i])->severity, ==, IC_NOTIFY_OKAY);
-    g_assert_cmpstr(((IcNotification *)cleared->pdata[1])->file, ==, "bbbb");
+    g_assert_cmpstr(((IcNotification *)cleared->pdata[0])->file, ==, "bbbb");
+    g_assert_null(strstr(((IcNotification *)cleared->pdata[0])->message, "gone"));
+    const char *gone[] = {"aaaa", "cccc", "dddd", "eeee", "ffff", "gggg", "hhhh"};
+    for (guint i = 0; i < G_N_ELEMENTS(gone); i++) {
+        const IcNotification *n = cleared->pdata[i + 1];
+        g_assert_cmpstr(n->file, ==, gone[i]);
+        g_assert_nonnull(strstr(n->message, "gone"));
+    }
+
+    g_autoptr(IcReport) empty = ic_report_new("/x/_base", "h", 3);
+    ic_report_finish(empty);
+    g_autoptr(GPtrArray) quiet = ic_alert_state_update(state, empty);
+    g_assert_cmpuint(quiet->len, ==, 0);
 }
 
 /* ---- the <Plugin imagecache> options ---- */
