@@ -611,6 +611,7 @@ typedef enum {
     LEFTOVER_DANGLING, /* a symlink to a path elsewhere that does not exist */
     LEFTOVER_HARDLINK, /* a hard link to a file elsewhere */
     LEFTOVER_DIR,      /* a directory: never a writer's leftover */
+    LEFTOVER_FIFO,     /* a FIFO: opening it for writing would block until a reader comes */
 } LeftoverKind;
 
 typedef struct {
@@ -621,7 +622,7 @@ typedef struct {
 static const LeftoverCase leftover_cases[] = {
     {"garbage", LEFTOVER_GARBAGE},   {"symlink", LEFTOVER_SYMLINK},
     {"dangling", LEFTOVER_DANGLING}, {"hard-link", LEFTOVER_HARDLINK},
-    {"directory", LEFTOVER_DIR},
+    {"directory", LEFTOVER_DIR},     {"fifo", LEFTOVER_FIFO},
 };
 
 /* A leftover under the fixed temp name never blocks, corrupts or is followed
@@ -657,10 +658,18 @@ static void test_leftover_temp(Fixture *f, gconstpointer data)
     case LEFTOVER_DIR:
         g_assert_cmpint(g_mkdir(temp, 0755), ==, 0);
         break;
+    case LEFTOVER_FIFO:
+        g_assert_cmpint(mkfifo(temp, 0600), ==, 0);
+        break;
     }
+
+    /* A write that opened the FIFO would hang there (and with it the VM start
+     * whose hook writes): end the test instead of waiting for meson's timeout. */
+    alarm(30);
 
     g_autoptr(IcLedgerDomain) b = make_domain(UUID_B, "vm-b", "/i/_base/b");
     gboolean ok = ic_ledger_record_domain(f->ledger_dir, "hosta", b, NOW + 1, &error);
+    alarm(0);
     g_autoptr(IcLedgerHost) host = read_host(f->ledger_dir, "hosta");
     g_assert_nonnull(host);
     if (c->kind == LEFTOVER_DIR) {
