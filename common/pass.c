@@ -434,7 +434,6 @@ static void remove_phase(Pass *pass)
         .dirfd = pass->dirfd,
         .given = pass->given_usage,
         .asked = pass->asked,
-        .ledger_cache = pass->options->ledger_cache,
         .known = pass->scan,
         .walk_threads = pass->options->walk_threads,
         .now = pass->now,

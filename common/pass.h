@@ -33,7 +33,9 @@ typedef struct {
     const char *checksum_only;   /* hash only this base file (explaining one file); NULL: all */
     IcCancel *cancel;            /* stops hashing, the lock wait and removal */
     IcWitnessFunc witnesses;     /* NULL: only the ledger, the given usage and the instances dir */
-    IcLedgerCache *ledger_cache; /* a long-running caller's: re-read only changed ledgers; NULL */
+    /* A long-running caller's: the first read parses only the host files that
+     * changed; the removal's re-read under the lock reads them all. NULL: none. */
+    IcLedgerCache *ledger_cache;
     gpointer witnesses_data;
     const char *proc_root;  /* NULL: "/proc" (for the held-open check) */
     gint64 lock_timeout_ms; /* 0: IC_PROTOCOL_REMOVAL_WAIT_MS */

@@ -306,11 +306,15 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
 
     /* Only the filesystem witnesses: libvirt is never asked under this lock
      * (libvirtd runs the prepare hook holding the domain's lock); a domain that
-     * started after its answer is in the ledger by its own prepare record. */
+     * started after its answer is in the ledger by its own prepare record.
+     * Every host file is read again, never through a change cache: a cache
+     * knows a file by its inode, size and times, and on a filesystem with
+     * one-second times a host's file rewritten in place within the second
+     * would look unchanged, and its new domain would be missed here. */
     g_autoptr(IcUsage) usage = NULL;
-    if (!ic_protocol_read_witnesses(removal->config, removal->ledger_cache, removal->known,
-                                    removal->given, removal->asked, removal->walk_threads,
-                                    removal->now, &usage, NULL, &local_error)) {
+    if (!ic_protocol_read_witnesses(removal->config, NULL, removal->known, removal->given,
+                                    removal->asked, removal->walk_threads, removal->now, &usage,
+                                    NULL, &local_error)) {
         g_autofree char *why =
             g_strdup_printf("the witnesses could not be read again: %s", local_error->message);
         defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);

@@ -160,9 +160,8 @@ typedef struct {
     int dirfd;            /* the base dir */
     const IcUsage *given; /* may be NULL */
     const IcUsage *asked; /* the external witnesses' answer from before the lock; may be NULL */
-    IcLedgerCache *ledger_cache; /* re-read only the ledgers that changed; may be NULL */
-    const IcScan *known;         /* the scan the plans came from; may be NULL */
-    guint walk_threads;          /* threads walking the instances dir; 0: one per core */
+    const IcScan *known;  /* the scan the plans came from; may be NULL */
+    guint walk_threads;   /* threads walking the instances dir; 0: one per core */
     gint64 now;
     IcCancel *cancel;       /* may be NULL */
     const char *proc_root;  /* NULL: "/proc" */

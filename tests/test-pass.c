@@ -278,6 +278,39 @@ static void test_last_used_from_ledger(IcTestTree *tree, gconstpointer data)
     g_assert_true(ic_test_exists(a));
 }
 
+/* A long-running caller's change cache spares the first read's parsing, never
+ * the removal's re-read under the lock: a cache knows a file by inode, size
+ * and times, which a rewrite within a coarse filesystem's second can keep. The
+ * cache's counters are the first read's after a pass that removed a file: a
+ * re-read through it would have found nothing changed and counted 0. */
+static void test_removal_rereads_every_host(IcTestTree *tree, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autofree char *unused = make_base(tree, FP_A, "a", NOW - 365 * DAY);
+    g_autofree char *used = make_base(tree, FP_B, "b", NOW - 365 * DAY);
+    const char *hosts[] = {"h1", "h2", "h3"};
+    for (guint i = 0; i < G_N_ELEMENTS(hosts); i++) {
+        g_autofree char *uuid = g_strdup_printf("11111111-2222-3333-4444-55555555555%u", i);
+        g_autoptr(IcLedgerDomain) domain = ic_ledger_domain_new(uuid, "vm");
+        g_ptr_array_add(domain->base_files, g_strdup(used));
+        g_assert_true(
+            ic_ledger_record_domain(config->ledger_dir, hosts[i], domain, NOW - HOUR, &error));
+        g_assert_no_error(error);
+    }
+    g_autoptr(IcLedgerCache) cache = ic_ledger_cache_new();
+    IcPassOptions options = {.mode = IC_PASS_RUN, .ledger_cache = cache};
+    g_autoptr(IcReport) report = NULL;
+    g_assert_true(ic_pass_run(config, NULL, &options, NOW, &report, &error));
+    g_assert_no_error(error);
+    g_assert_false(ic_test_exists(unused)); /* the removal ran, so the re-read did */
+    g_assert_true(ic_test_exists(used));
+    guint files = 0;
+    guint64 bytes = 0;
+    ic_ledger_cache_last_read(cache, &files, &bytes);
+    g_assert_cmpuint(files, ==, G_N_ELEMENTS(hosts));
+}
+
 /* Enough instances that the walk is shared between threads: every user is
  * counted once, whichever thread read its disk; one thread finds the same. */
 static void test_many_instances(IcTestTree *tree, gconstpointer data)
@@ -606,6 +639,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/quarantine_only_when_sure", test_quarantine_only_when_sure);
     ADD("/imagecache/pass/swap_and_ephemeral", test_swap_and_ephemeral);
     ADD("/imagecache/pass/last_used_from_ledger", test_last_used_from_ledger);
+    ADD("/imagecache/pass/removal_rereads_every_host", test_removal_rereads_every_host);
     ADD("/imagecache/pass/stale_sidecar_temps", test_stale_sidecar_temps);
     ADD("/imagecache/pass/many_instances", test_many_instances);
     ADD("/imagecache/pass/disk_pressure_tmpfs", test_disk_pressure_tmpfs);
