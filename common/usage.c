@@ -430,21 +430,21 @@ const IcUsers *ic_usage_lookup_image(const IcUsage *usage, const char *image_id)
     return ic_usage_lookup_fingerprint(usage, fingerprint);
 }
 
-/* Adds @from's users to @into. @strings: NULL when both sets are one usage's
- * (its strings are shared as they are), else @into's usage, where @from's
- * strings are copied. */
-static void users_merge(IcUsers *into, const IcUsers *from, IcUsage *strings)
+/* Adds @from's users to @into. @owner: NULL when both sets are one usage's
+ * (its strings are shared as they are), else @into's usage, into whose
+ * strings @from's are interned. */
+static void users_merge(IcUsers *into, const IcUsers *from, IcUsage *owner)
 {
     if (from == NULL)
         return;
     into->witnesses |= from->witnesses;
     for (guint i = 0; i < from->len; i++) {
         const IcUser *user = &from->users[i];
-        if (strings == NULL)
+        if (owner == NULL)
             users_add(into, user->uuid, user->name, user->host, 0);
         else
-            users_add(into, intern(strings, user->uuid), intern(strings, user->name),
-                      intern(strings, user->host), 0);
+            users_add(into, intern(owner, user->uuid), intern(owner, user->name),
+                      intern(owner, user->host), 0);
     }
 }
 
