@@ -178,6 +178,16 @@ static const IcLedgerDomain *find_domain(const IcLedger *ledger, const char *hos
     return NULL;
 }
 
+/* The domain, which the test needs present (the release build's
+ * -Wnull-dereference sees that g_assert_nonnull may return). */
+static const IcLedgerDomain *get_domain(const IcLedger *ledger, const char *host, const char *uuid)
+{
+    const IcLedgerDomain *d = find_domain(ledger, host, uuid);
+    if (d == NULL)
+        g_error("domain %s of host %s is not in the ledger", uuid, host);
+    return d;
+}
+
 static guint count_domains(const char *ledger_dir)
 {
     g_autoptr(IcLedger) ledger = read_ledger(ledger_dir);
@@ -213,8 +223,7 @@ static void test_prepare(Fixture *f, gconstpointer data)
     /* No <backingStore> at prepare: the chain came from the image headers. The
      * CD-ROM and the rbd disk are not users. */
     g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
-    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_PREP);
-    g_assert_nonnull(d);
+    const IcLedgerDomain *d = get_domain(ledger, "hosta", UUID_PREP);
     g_assert_cmpstr(d->name, ==, "ic-vm-prepare");
     g_assert_cmpuint(d->base_files->len, ==, 1);
     /* Named in the base dir, so a host mounting it elsewhere resolves it. */
@@ -237,8 +246,7 @@ static void test_started(Fixture *f, gconstpointer data)
     assert_ok_silent(&run);
 
     g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
-    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_START);
-    g_assert_nonnull(d);
+    const IcLedgerDomain *d = get_domain(ledger, "hosta", UUID_START);
     g_assert_cmpuint(d->base_files->len, ==, 2);
     g_assert_cmpstr(d->base_files->pdata[0], ==, BASE_FP);
     g_assert_cmpstr(d->base_files->pdata[1], ==, "mid.qcow2");
@@ -309,8 +317,7 @@ static void test_nova(Fixture *f, gconstpointer data)
     run_hook(f, f->config, in, "prepare", "begin", &run);
     assert_ok_silent(&run);
     g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
-    const IcLedgerDomain *d = find_domain(ledger, "hosta", UUID_NOVA);
-    g_assert_nonnull(d);
+    const IcLedgerDomain *d = get_domain(ledger, "hosta", UUID_NOVA);
     g_assert_cmpuint(d->base_files->len, ==, 1);
     g_assert_cmpuint(d->image_ids->len, ==, 2);
     g_assert_cmpstr(d->image_ids->pdata[0], ==, "155d900f-4e14-4e4c-a73d-069cbf4541e6");
@@ -396,8 +403,7 @@ static void test_many_disks(Fixture *f, gconstpointer data)
     g_assert_cmpuint(count_lines(run.err), ==, 1);
     g_assert_nonnull(strstr(run.err, "past the limit"));
     g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
-    const IcLedgerDomain *d = find_domain(ledger, "hosta", "3f2504e0-4f89-41d3-9a0c-0305e82c33ff");
-    g_assert_nonnull(d);
+    const IcLedgerDomain *d = get_domain(ledger, "hosta", "3f2504e0-4f89-41d3-9a0c-0305e82c33ff");
     g_assert_cmpuint(d->base_files->len, ==, 1);
     g_assert_cmpstr(d->base_files->pdata[0], ==, BASE_FP);
 
