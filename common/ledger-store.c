@@ -121,6 +121,8 @@ static void remove_old_temps(int dirfd, const char *file_name, gint64 now)
 
 typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
 
+static gboolean edit_record(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
+
 /* The read-modify-write of one host file, under its exclusive lock. A damaged
  * existing file stops the edit (its users must not be lost) unless @replace.
  * @expect (may be NULL): the file's bytes the caller decided from (empty: no
@@ -153,8 +155,14 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
     g_autofree char *old = NULL;
     gsize old_len = 0;
     g_autoptr(GError) read_error = NULL;
+    /* Recording a domain changes one group: the others are checked as every reader checks
+     * them, and written back as their text, not decoded and encoded again (the parse's
+     * docs). @old outlives @host's use: both are freed on return. Other edits read the
+     * domains they release: those decode all. */
+    gboolean (*parse)(const char *, gsize, IcLedgerHost **, GError **) =
+        edit == edit_record ? ic_ledger_host_parse_for_update : ic_ledger_host_parse;
     if (ic_file_read_at(dirfd, file_name, IC_LEDGER_MAX_BYTES, &old, &old_len, &read_error)) {
-        if (!ic_ledger_host_parse(old, old_len, &host, &read_error) && !replace) {
+        if (!parse(old, old_len, &host, &read_error) && !replace) {
             g_propagate_prefixed_error(
                 error, g_steal_pointer(&read_error),
                 "ledger file '%s/%s' is damaged, not changing it: ", ledger_dir, file_name);
@@ -218,14 +226,10 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
     return TRUE;
 }
 
+/* A host as read is sorted by uuid (the parser sorts or checks the order). */
 static gint find_domain(const IcLedgerHost *host, const char *uuid)
 {
-    for (guint i = 0; i < host->domains->len; i++) {
-        const IcLedgerDomain *domain = g_ptr_array_index(host->domains, i);
-        if (strcmp(domain->uuid, uuid) == 0)
-            return (gint)i;
-    }
-    return -1;
+    return ic_ledger_host_find_domain(host, uuid, NULL);
 }
 
 typedef struct {
@@ -301,12 +305,8 @@ static gboolean edit_record(IcLedgerHost *host, gpointer data, gint64 now, GErro
                     host->host, IC_LEDGER_MAX_DOMAINS);
         return FALSE;
     }
-    gint index = -1;
-    IcLedgerDomain *copy = copy_keeping_start(host, domain, &index);
-    if (index >= 0)
-        g_ptr_array_remove_index(host->domains, (guint)index);
-    g_ptr_array_add(host->domains, copy);
-    g_ptr_array_sort(host->domains, ic_ledger_domain_compare);
+    /* At its place, replacing its old entry: the domains stay sorted, not sorted again. */
+    ic_ledger_host_put_domain(host, copy_keeping_start(host, domain, NULL));
     return TRUE;
 }
 

@@ -183,6 +183,8 @@ static gint compare_strings(gconstpointer a, gconstpointer b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static IcLedgerDomain *decode_text(const IcLedgerDomain *domain);
+
 IcLedgerHost *ic_ledger_host_copy(const IcLedgerHost *src)
 {
     IcLedgerHost *host = ic_ledger_host_new(src->host);
@@ -190,6 +192,10 @@ IcLedgerHost *ic_ledger_host_copy(const IcLedgerHost *src)
     host->machine_id = g_strdup(src->machine_id);
     for (guint i = 0; i < src->domains->len; i++) {
         const IcLedgerDomain *d = g_ptr_array_index(src->domains, i);
+        if (d->text != NULL) {
+            g_ptr_array_add(host->domains, decode_text(d));
+            continue;
+        }
         IcLedgerDomain *copy = ic_ledger_domain_new(d->uuid, d->name);
         for (guint j = 0; j < d->base_files->len; j++)
             g_ptr_array_add(copy->base_files, g_strdup(g_ptr_array_index(d->base_files, j)));
@@ -205,6 +211,38 @@ IcLedgerHost *ic_ledger_host_copy(const IcLedgerHost *src)
     while (g_hash_table_iter_next(&iter, &key, &value))
         g_hash_table_insert(host->last_used, g_strdup(key), g_memdup2(value, sizeof(gint64)));
     return host;
+}
+
+gint ic_ledger_host_find_domain(const IcLedgerHost *host, const char *uuid, guint *ret_place)
+{
+    IcLedgerDomain *const *domains = (IcLedgerDomain *const *)host->domains->pdata;
+    guint low = 0, high = host->domains->len;
+    gint found = -1;
+    while (low < high && found < 0) {
+        guint mid = low + (high - low) / 2;
+        int cmp = strcmp(domains[mid]->uuid, uuid);
+        if (cmp == 0)
+            found = (gint)(low = mid);
+        else if (cmp < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    if (ret_place != NULL)
+        *ret_place = low;
+    return found;
+}
+
+void ic_ledger_host_put_domain(IcLedgerHost *host, IcLedgerDomain *domain)
+{
+    guint place = 0;
+    gint index = ic_ledger_host_find_domain(host, domain->uuid, &place);
+    if (index >= 0) {
+        ic_ledger_domain_free(host->domains->pdata[index]);
+        host->domains->pdata[index] = domain;
+    } else {
+        g_ptr_array_insert(host->domains, (gint)place, domain);
+    }
 }
 
 /* ---- serialising ----
@@ -316,11 +354,31 @@ static char *end_trailer(guint domains, const char *body, gsize body_len)
  * is refused on reading (its counts disagree), but written as before. */
 static void append_domain(GString *out, IcLedgerDomain *const *run, guint n)
 {
+    /* A domain kept as its text (ic_ledger_host_parse_for_update) is written back as it is:
+     * the parser took it only if it is exactly what the lines below write for it. */
+    if (n == 1 && run[0]->text != NULL) {
+        g_string_append_len(out, run[0]->text, (gssize)run[0]->text_len);
+        return;
+    }
+    g_autoptr(GPtrArray) decoded = NULL;
+    for (guint i = 0; i < n && decoded == NULL; i++) {
+        if (run[i]->text != NULL)
+            decoded = g_ptr_array_new_with_free_func((GDestroyNotify)ic_ledger_domain_free);
+    }
+    if (decoded != NULL) {
+        for (guint i = 0; i < n; i++)
+            g_ptr_array_add(decoded, run[i]->text != NULL ? decode_text(run[i]) : NULL);
+    }
     const IcLedgerDomain *last = run[n - 1];
+    if (decoded != NULL && decoded->pdata[n - 1] != NULL)
+        last = decoded->pdata[n - 1];
     const char *unknown = NULL;
     for (guint i = 0; i < n; i++) {
-        if (run[i]->unknown != NULL)
-            unknown = run[i]->unknown;
+        const IcLedgerDomain *d = run[i];
+        if (decoded != NULL && decoded->pdata[i] != NULL)
+            d = decoded->pdata[i];
+        if (d->unknown != NULL)
+            unknown = d->unknown;
     }
     g_string_append(out, "\n[" DOMAIN_GROUP_PREFIX);
     g_string_append(out, last->uuid);
@@ -353,15 +411,43 @@ static void append_last_used(GString *out, GHashTable *last_used)
     g_string_append_c(out, '\n');
 }
 
+/* Whether @domains are sorted by uuid and distinct: as parsed and edited, they are. */
+static gboolean is_sorted(const GPtrArray *domains)
+{
+    for (guint i = 1; i < domains->len; i++) {
+        if (ic_ledger_domain_compare(&domains->pdata[i - 1], &domains->pdata[i]) >= 0)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* About the text's length, so that the buffer grows seldom: a domain's text where it is
+ * kept, some 200 bytes for any other. */
+static gsize size_hint(const IcLedgerHost *host)
+{
+    gsize size = 512 + 64 * (host->last_used != NULL ? g_hash_table_size(host->last_used) : 0);
+    for (guint i = 0; i < host->domains->len; i++) {
+        const IcLedgerDomain *domain = host->domains->pdata[i];
+        size += domain->text != NULL ? domain->text_len : 256;
+    }
+    return MIN(size, (gsize)IC_LEDGER_MAX_BYTES);
+}
+
 char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len)
 {
-    /* A borrowed view: g_ptr_array_copy() would inherit the free function. */
-    g_autoptr(GPtrArray) domains = g_ptr_array_sized_new(host->domains->len);
-    for (guint i = 0; i < host->domains->len; i++)
-        g_ptr_array_add(domains, host->domains->pdata[i]);
-    g_ptr_array_sort(domains, ic_ledger_domain_compare);
+    /* Sorted already when parsed and edited (checked in O(n)); else a borrowed view,
+     * sorted: g_ptr_array_copy() would inherit the free function. */
+    g_autoptr(GPtrArray) view = NULL;
+    const GPtrArray *domains = host->domains;
+    if (!is_sorted(domains)) {
+        view = g_ptr_array_sized_new(host->domains->len);
+        for (guint i = 0; i < host->domains->len; i++)
+            g_ptr_array_add(view, host->domains->pdata[i]);
+        g_ptr_array_sort(view, ic_ledger_domain_compare);
+        domains = view;
+    }
 
-    GString *out = g_string_sized_new(4096);
+    GString *out = g_string_sized_new(size_hint(host));
     g_string_append(out, LEDGER_COMMENT "[ledger]\n");
     append_int(out, "format", LEDGER_FORMAT);
     append_string(out, "host", host->host);
@@ -781,17 +867,18 @@ static gboolean take_string(Cursor *c, const char *key_eq, GString *buf)
 /* A number as the serialiser prints it and get_int reads it. */
 static gboolean parse_number(const char *text, gsize len, gint64 max, gint64 *ret)
 {
-    char digits[24];
+    /* Digits accumulated here, not by g_ascii_string_to_unsigned (strtoull and a copy to
+     * terminate the text: 3 % of a hook prepare's instructions outside SHA-256); @max is
+     * non-negative, so no value over it can wrap below it. */
     guint64 value = 0;
-    if (len == 0 || len >= sizeof(digits) || (text[0] == '0' && len > 1))
+    if (len == 0 || len > 19 || (text[0] == '0' && len > 1))
         return FALSE;
     for (gsize i = 0; i < len; i++) {
         if (!g_ascii_isdigit(text[i]))
             return FALSE;
+        value = value * 10 + (guint64)(text[i] - '0');
     }
-    memcpy(digits, text, len);
-    digits[len] = '\0';
-    if (!g_ascii_string_to_unsigned(digits, 10, 0, (guint64)max, &value, NULL))
+    if (value > (guint64)max)
         return FALSE;
     *ret = (gint64)value;
     return TRUE;
@@ -805,7 +892,8 @@ static gboolean take_number(Cursor *c, const char *key_eq, gint64 max, gint64 *r
            parse_number(line, len, max, ret);
 }
 
-/* "key=<item>;<item>;\n" with get_list's rules (@entries_format as there). */
+/* "key=<item>;<item>;\n" with get_list's rules (@entries_format as there); @into: NULL
+ * to check the items without keeping them (a domain kept as its text). */
 static gboolean take_list(Cursor *c, const char *key_eq, gint64 entries_format, GString *buf,
                           GPtrArray *into)
 {
@@ -813,12 +901,14 @@ static gboolean take_list(Cursor *c, const char *key_eq, gint64 entries_format, 
     gsize len = 0;
     if (!take_literal(c, key_eq, strlen(key_eq)) || !take_line(c, &line, &len))
         return FALSE;
-    for (gsize at = 0, used = 0; at < len; at += used) {
+    guint n = 0;
+    for (gsize at = 0, used = 0; at < len; at += used, n++) {
         if (!decode_value(line + at, len - at, TRUE, buf, &used) || buf->len == 0 ||
-            into->len >= IC_LEDGER_MAX_LIST_ENTRIES ||
+            n >= IC_LEDGER_MAX_LIST_ENTRIES ||
             (entries_format != 0 && !entry_is_valid(buf->str, entries_format)))
             return FALSE;
-        g_ptr_array_add(into, g_strndup(buf->str, buf->len));
+        if (into != NULL)
+            g_ptr_array_add(into, g_strndup(buf->str, buf->len));
     }
     return TRUE;
 }
@@ -838,22 +928,34 @@ static gboolean is_lower_uuid(const char *text, gsize len)
     return TRUE;
 }
 
-static gboolean take_domain(Cursor *c, const char *previous_uuid, GString *buf,
+#define DOMAIN_GROUP_START "\n[" DOMAIN_GROUP_PREFIX
+
+/* One domain group, the cursor at its "\n[domain " line. @keep_text: every check made,
+ * but only the uuid and started decoded, the rest kept as the group's text (see
+ * ic_ledger_host_parse_for_update). */
+static gboolean take_domain(Cursor *c, const char *previous_uuid, gboolean keep_text, GString *buf,
                             IcLedgerDomain **ret_domain)
 {
+    const char *start = c->p;
     const char *line = NULL;
     gsize len = 0;
-    if (!take_line(c, &line, &len) || len == 0 || line[len - 1] != ']')
+    if (!TAKE(c, DOMAIN_GROUP_START) || !take_line(c, &line, &len) || len == 0 ||
+        line[len - 1] != ']')
         return FALSE;
     if (!is_lower_uuid(line, len - 1))
         return FALSE;
-    g_autofree char *uuid = g_strndup(line, len - 1);
     /* Sorted and distinct: GKeyFile merges a repeated group. */
-    if (previous_uuid != NULL && strcmp(previous_uuid, uuid) >= 0)
+    if (previous_uuid != NULL && memcmp(previous_uuid, line, len - 1) >= 0)
         return FALSE;
     if (!take_string(c, "name=", buf) || buf->len == 0 || buf->len > NAME_MAX_LEN)
         return FALSE;
-    g_autoptr(IcLedgerDomain) domain = ic_ledger_domain_new(uuid, buf->str);
+    g_autoptr(IcLedgerDomain) domain = g_new0(IcLedgerDomain, 1);
+    domain->uuid = g_strndup(line, len - 1);
+    if (!keep_text) {
+        domain->name = g_strndup(buf->str, buf->len);
+        domain->base_files = g_ptr_array_new_with_free_func(g_free);
+        domain->image_ids = g_ptr_array_new_with_free_func(g_free);
+    }
     if (!take_number(c, "started=", G_MAXINT64, &domain->started) ||
         !take_list(c, "base_files=", LEDGER_FORMAT, buf, domain->base_files) ||
         !take_list(c, "image_ids=", 0, buf, domain->image_ids))
@@ -861,10 +963,28 @@ static gboolean take_domain(Cursor *c, const char *previous_uuid, GString *buf,
     if (starts_with(c, "unknown=")) {
         if (!take_string(c, "unknown=", buf) || buf->len == 0)
             return FALSE;
-        domain->unknown = g_strndup(buf->str, buf->len);
+        if (!keep_text)
+            domain->unknown = g_strndup(buf->str, buf->len);
+    }
+    if (keep_text) {
+        domain->text = start;
+        domain->text_len = (gsize)(c->p - start);
     }
     *ret_domain = g_steal_pointer(&domain);
     return TRUE;
+}
+
+/* The domain kept as @domain->text, decoded: the parser checked the text, so this cannot
+ * fail. */
+static IcLedgerDomain *decode_text(const IcLedgerDomain *domain)
+{
+    Cursor c = {domain->text, domain->text + domain->text_len};
+    g_autoptr(GString) buf = g_string_sized_new(256);
+    IcLedgerDomain *decoded = NULL;
+    if (!take_domain(&c, NULL, FALSE, buf, &decoded) || c.p != c.end)
+        g_error("a domain's text changed after it was parsed: %.*s", (int)domain->text_len,
+                domain->text);
+    return decoded;
 }
 
 static gboolean take_last_used(Cursor *c, GString *buf, IcLedgerHost *host)
@@ -890,7 +1010,7 @@ static gboolean take_last_used(Cursor *c, GString *buf, IcLedgerHost *host)
 /* @body: the file up to its [end] group. FALSE: not canonical, or refused by a
  * check; the GKeyFile reader decides. */
 static gboolean parse_canonical(const char *body, gsize body_len, guint64 end_domains,
-                                IcLedgerHost **ret_host)
+                                gboolean keep_text, IcLedgerHost **ret_host)
 {
     if (!body_is_plain(body, body_len))
         return FALSE;
@@ -909,11 +1029,15 @@ static gboolean parse_canonical(const char *body, gsize body_len, guint64 end_do
     if (!take_number(&c, "refreshed=", G_MAXINT64, &host->refreshed) ||
         !take_number(&c, "domains=", IC_LEDGER_MAX_DOMAINS, &domains))
         return FALSE;
-    while (TAKE(&c, "\n[" DOMAIN_GROUP_PREFIX)) {
+    if (domains > 0 && (guint64)domains == end_domains) {
+        g_ptr_array_unref(host->domains);
+        host->domains = g_ptr_array_new_full((guint)domains, (GDestroyNotify)ic_ledger_domain_free);
+    }
+    while (starts_with(&c, DOMAIN_GROUP_START)) {
         const IcLedgerDomain *previous =
             host->domains->len > 0 ? host->domains->pdata[host->domains->len - 1] : NULL;
         IcLedgerDomain *domain = NULL;
-        if (!take_domain(&c, previous != NULL ? previous->uuid : NULL, buf, &domain))
+        if (!take_domain(&c, previous != NULL ? previous->uuid : NULL, keep_text, buf, &domain))
             return FALSE;
         g_ptr_array_add(host->domains, domain);
     }
@@ -926,7 +1050,8 @@ static gboolean parse_canonical(const char *body, gsize body_len, guint64 end_do
     return TRUE;
 }
 
-gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_host, GError **error)
+static gboolean parse_host(const char *data, gsize len, gboolean keep_text, IcLedgerHost **ret_host,
+                           GError **error)
 {
     if (len > IC_LEDGER_MAX_BYTES)
         return format_error(error, "larger than %d bytes", IC_LEDGER_MAX_BYTES);
@@ -937,7 +1062,7 @@ gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_ho
     gsize body_len = 0;
     if (!check_trailer(data, len, &end_domains, &body_len, error))
         return FALSE;
-    if (parse_canonical(data, body_len, end_domains, ret_host))
+    if (parse_canonical(data, body_len, end_domains, keep_text, ret_host))
         return TRUE;
 
     g_autoptr(GKeyFile) kf = g_key_file_new();
@@ -945,6 +1070,19 @@ gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_ho
     if (!g_key_file_load_from_data(kf, data, len, G_KEY_FILE_NONE, &kf_error))
         return format_error(error, "%s", kf_error->message);
     return parse_groups(kf, end_domains, ret_host, error);
+}
+
+gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_host, GError **error)
+{
+    return parse_host(data, len, FALSE, ret_host, error);
+}
+
+gboolean ic_ledger_host_parse_for_update(const char *data, gsize len, IcLedgerHost **ret_host,
+                                         GError **error)
+{
+    /* A file that is not canonical is decoded in full by the GKeyFile reader: its domains
+     * are written anew by the serialiser, as the full path writes them. */
+    return parse_host(data, len, TRUE, ret_host, error);
 }
 
 gboolean ic_ledger_domain_check(const IcLedgerDomain *domain, GError **error)

@@ -24,6 +24,12 @@ typedef struct {
     char *unknown; /* NULL, or why its base files are not all known (a disk that could not be
                     * followed): every pass then treats usage as unknown until the domain is
                     * released or recorded in full */
+    /* Set only by ic_ledger_host_parse_for_update: the domain's group as the file holds it,
+     * checked by the parser but not decoded, within the parsed data; only uuid and started
+     * are set then (name, base_files, image_ids and unknown are NULL), and the serialiser
+     * writes the text back as it is (it is what the serialiser writes for the domain). */
+    const char *text;
+    gsize text_len;
 } IcLedgerDomain;
 
 typedef struct {
@@ -84,6 +90,24 @@ gboolean ic_ledger_machine_id_is_valid(const char *id);
  * truncated file fails with IC_ERROR_FORMAT, never reads as "no users". */
 char *ic_ledger_host_serialize(const IcLedgerHost *host, gsize *ret_len);
 gboolean ic_ledger_host_parse(const char *data, gsize len, IcLedgerHost **ret_host, GError **error);
+
+/* As ic_ledger_host_parse, for a read-modify-write that changes few domains (recording one at
+ * VM start): the file is checked exactly as there and refused for the same reasons, but the
+ * domains of a canonical file (one this program wrote) are kept as their text (see
+ * IcLedgerDomain.text), pointing into @data, which must outlive the host. Serialised after
+ * an edit, such a host is byte for byte what the fully decoded one is: decoding and writing
+ * again the other domains was most of a hook prepare's CPU. Never hand such a host to a
+ * reader: its domains' base files are not decoded (ic_ledger_host_copy decodes them). */
+gboolean ic_ledger_host_parse_for_update(const char *data, gsize len, IcLedgerHost **ret_host,
+                                         GError **error);
+
+/* The index of the domain @uuid among @host's domains (sorted by uuid, as parsed), or -1;
+ * @ret_place (may be NULL): where it is or would be inserted. */
+gint ic_ledger_host_find_domain(const IcLedgerHost *host, const char *uuid, guint *ret_place);
+
+/* Puts @domain (taken) at its place among @host's sorted domains, replacing the one with its
+ * uuid, if any: the domains stay sorted without sorting them again. */
+void ic_ledger_host_put_domain(IcLedgerHost *host, IcLedgerDomain *domain);
 
 /* How the ledger file names base file @path: its name in the base dir (every
  * path the chains give lies directly in it); a name is kept as it is. */

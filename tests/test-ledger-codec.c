@@ -596,22 +596,43 @@ typedef struct {
     guint refused;
 } Verdicts;
 
+typedef struct {
+    guint accepted;
+    guint refused;
+    guint kept_as_text; /* domains the update path kept as their text */
+} UpdateCounts;
+
+static void assert_update_same(const char *data, gsize len, UpdateCounts *counts);
+
+/* Two readers of @data agree: both accept, or both refuse with the same error. */
+static void assert_verdicts_agree(const char *what, gboolean ok, const GError *error,
+                                  gboolean other_ok, const GError *other_error, const char *data,
+                                  gsize len)
+{
+    if (ok != other_ok)
+        g_test_message("verdicts differ (%d, %s %d: %s) on:\n%.*s", ok, what, other_ok,
+                       other_error ? other_error->message : "", (int)len, data);
+    g_assert_cmpint(ok, ==, other_ok);
+    if (!ok) {
+        g_assert_nonnull(error);
+        g_assert_error(error, other_error->domain, other_error->code);
+        g_assert_cmpstr(error->message, ==, other_error->message);
+    }
+}
+
 /* Both readers give the same verdict, the same message when they refuse, and
- * the same host when they accept. */
+ * the same host when they accept; the update path too (every file a parse test
+ * builds is checked with it). */
 static void assert_same_verdict(const char *data, gsize len, Verdicts *verdicts)
 {
+    UpdateCounts counts = {0, 0, 0};
+    assert_update_same(data, len, &counts);
     g_autoptr(IcLedgerHost) host = NULL, ref_host = NULL;
     g_autoptr(GError) error = NULL, ref_error = NULL;
     gboolean ok = ic_ledger_host_parse(data, len, &host, &error);
     gboolean ref_ok = ref_parse(data, len, &ref_host, &ref_error);
-    if (ok != ref_ok)
-        g_test_message("verdicts differ (%d, reference %d: %s) on:\n%.*s", ok, ref_ok,
-                       ref_error ? ref_error->message : "", (int)len, data);
-    g_assert_cmpint(ok, ==, ref_ok);
+    assert_verdicts_agree("reference", ok, error, ref_ok, ref_error, data, len);
     if (!ok) {
-        g_assert_nonnull(error);
-        g_assert_error(error, ref_error->domain, ref_error->code);
-        g_assert_cmpstr(error->message, ==, ref_error->message);
         g_assert_null(host);
         verdicts->refused++;
         return;
@@ -894,6 +915,116 @@ static void test_parse_generated(void)
     g_assert_cmpuint(v.refused, >, 1000);
 }
 
+/* ---- the read-modify-write that keeps other domains as their text ----
+ *
+ * The oracle is the full path as it was: every domain decoded, the edit as the store made
+ * it (the old entry removed, the new one appended, the array sorted), serialised. The
+ * update path (ic_ledger_host_parse_for_update, ic_ledger_host_put_domain) must give the
+ * same verdict on every file and write the same bytes after the same edit. */
+
+/* The store's edit before issue 15's session 6, on a fully decoded host. */
+static void oracle_put(IcLedgerHost *host, IcLedgerDomain *domain)
+{
+    for (guint i = 0; i < host->domains->len; i++) {
+        if (strcmp(((IcLedgerDomain *)host->domains->pdata[i])->uuid, domain->uuid) == 0) {
+            g_ptr_array_remove_index(host->domains, i);
+            break;
+        }
+    }
+    g_ptr_array_add(host->domains, domain);
+    g_ptr_array_sort(host->domains, ic_ledger_domain_compare);
+}
+
+static IcLedgerDomain *copy_domain(const IcLedgerDomain *src)
+{
+    IcLedgerDomain *domain = ic_ledger_domain_new(src->uuid, src->name);
+    for (guint i = 0; i < src->base_files->len; i++)
+        g_ptr_array_add(domain->base_files, g_strdup(src->base_files->pdata[i]));
+    for (guint i = 0; i < src->image_ids->len; i++)
+        g_ptr_array_add(domain->image_ids, g_strdup(src->image_ids->pdata[i]));
+    domain->started = src->started;
+    domain->unknown = g_strdup(src->unknown);
+    return domain;
+}
+
+static IcLedgerDomain *random_recorded(const char *uuid, gint64 started)
+{
+    g_autofree char *name = random_entry();
+    IcLedgerDomain *domain = ic_ledger_domain_new(uuid, *name ? name : "vm");
+    domain->started = started;
+    guint files = (guint)g_test_rand_int_range(0, 4);
+    for (guint k = 0; k < files; k++) {
+        g_autofree char *entry = random_entry();
+        if (*entry != '\0')
+            g_ptr_array_add(domain->base_files, g_steal_pointer(&entry));
+    }
+    if (g_test_rand_int_range(0, 4) == 0)
+        domain->unknown = g_strdup("a disk could not be followed");
+    return domain;
+}
+
+static void assert_update_same(const char *data, gsize len, UpdateCounts *counts)
+{
+    g_autoptr(IcLedgerHost) full = NULL, kept = NULL;
+    g_autoptr(GError) error = NULL, kept_error = NULL;
+    gboolean ok = ic_ledger_host_parse(data, len, &full, &error);
+    gboolean kept_ok = ic_ledger_host_parse_for_update(data, len, &kept, &kept_error);
+    assert_verdicts_agree("update path", kept_ok, kept_error, ok, error, data, len);
+    if (!ok) {
+        g_assert_null(kept);
+        counts->refused++;
+        return;
+    }
+    counts->accepted++;
+    for (guint i = 0; i < kept->domains->len; i++) {
+        const IcLedgerDomain *domain = kept->domains->pdata[i];
+        if (domain->text != NULL) {
+            g_assert_null(domain->base_files);
+            counts->kept_as_text++;
+        }
+    }
+    /* What the text holds is what the full parse decoded. */
+    g_autoptr(IcLedgerHost) decoded = ic_ledger_host_copy(kept);
+    assert_hosts_equal(decoded, full);
+
+    /* The same edit on both: none, a new domain, or one of the file's recorded again, its
+     * start kept (as the store keeps it). */
+    g_autoptr(IcLedgerDomain) recorded = NULL;
+    switch (full->domains->len > 0 ? g_test_rand_int_range(0, 3) : g_test_rand_int_range(0, 2)) {
+    case 0:
+        break;
+    case 1: {
+        g_autofree char *uuid = random_uuid();
+        recorded = random_recorded(uuid, 1800000000);
+        break;
+    }
+    default: {
+        guint at = (guint)g_test_rand_int_range(0, (gint32)full->domains->len);
+        const IcLedgerDomain *old = full->domains->pdata[at];
+        /* Found in the kept host as the store finds it, with its start decoded. */
+        gint index = ic_ledger_host_find_domain(kept, old->uuid, NULL);
+        g_assert_cmpint(index, ==, (gint)at);
+        const IcLedgerDomain *kept_old = kept->domains->pdata[index];
+        g_assert_cmpint(kept_old->started, ==, old->started);
+        recorded = random_recorded(old->uuid, old->started > 0 ? old->started : 1800000000);
+        break;
+    }
+    }
+    if (recorded != NULL) {
+        oracle_put(full, copy_domain(recorded));
+        ic_ledger_host_put_domain(kept, g_steal_pointer(&recorded));
+    }
+    full->refreshed = kept->refreshed = 1800000001;
+    g_free(full->machine_id);
+    g_free(kept->machine_id);
+    full->machine_id = g_strdup("0123456789abcdef0123456789abcdef");
+    kept->machine_id = g_strdup("0123456789abcdef0123456789abcdef");
+    gsize full_len = 0, kept_len = 0;
+    g_autofree char *full_text = ic_ledger_host_serialize(full, &full_len);
+    g_autofree char *kept_text = ic_ledger_host_serialize(kept, &kept_len);
+    g_assert_cmpmem(kept_text, kept_len, full_text, full_len);
+}
+
 /* The fuzz corpus as it is, and each file with its [end] group written anew. */
 static void test_parse_corpus(void)
 {
@@ -923,6 +1054,48 @@ static void test_parse_corpus(void)
     g_assert_cmpuint(files, >, 0);
 }
 
+static void test_update_generated(void)
+{
+    tolerate_gerror_overwrite();
+    UpdateCounts counts = {0, 0, 0};
+    for (guint i = 0; i < 2000; i++) {
+        guint max = g_test_rand_int_range(0, 10) == 0 ? 40 : 6;
+        g_autoptr(IcLedgerHost) host =
+            g_test_rand_int_range(0, 4) == 0 ? random_host(max) : random_readable_host(max);
+        gsize len = 0;
+        g_autofree char *text = ic_ledger_host_serialize(host, &len);
+        assert_update_same(text, len, &counts);
+        for (guint m = 0; m < 4; m++) {
+            g_autoptr(GString) mutated = mutate(text, len);
+            assert_update_same(mutated->str, mutated->len, &counts);
+        }
+    }
+    g_autofree char *dir = g_test_build_filename(G_TEST_DIST, "fuzz", "corpus", "ledger", NULL);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    g_assert_nonnull(d);
+    const char *name;
+    while ((name = g_dir_read_name(d)) != NULL) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        g_autofree char *data = NULL;
+        gsize len = 0;
+        g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+        assert_update_same(data, len, &counts);
+        if (g_strrstr_len(data, (gssize)len, "\n[end]\n") == NULL ||
+            memchr(data, '\0', len) != NULL)
+            continue;
+        for (guint m = 0; m < 50; m++) {
+            g_autoptr(GString) mutated = mutate(data, len);
+            assert_update_same(mutated->str, mutated->len, &counts);
+        }
+    }
+    g_test_message("update: %u accepted, %u refused, %u domains kept as text", counts.accepted,
+                   counts.refused, counts.kept_as_text);
+    /* Both verdicts, and the text path itself, were exercised. */
+    g_assert_cmpuint(counts.accepted, >, 1000);
+    g_assert_cmpuint(counts.refused, >, 1000);
+    g_assert_cmpuint(counts.kept_as_text, >, 1000);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -931,5 +1104,6 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/ledger-codec/parse/named", test_parse_named);
     g_test_add_func("/imagecache/ledger-codec/parse/generated", test_parse_generated);
     g_test_add_func("/imagecache/ledger-codec/parse/corpus", test_parse_corpus);
+    g_test_add_func("/imagecache/ledger-codec/update/generated", test_update_generated);
     return g_test_run();
 }
