@@ -805,14 +805,15 @@ static gboolean decode_value(const char *raw, gsize len, gboolean in_list, GStri
     g_string_truncate(out, 0);
     gsize i = 0;
     while (i < len) {
-        /* A run of plain bytes, appended at once: most values hold no escape. */
+        /* A run of plain bytes, appended at once: most values hold no escape. Only its
+         * first byte can be leading white space: any other byte ends the leading part. */
         gsize run = i;
-        for (; i < len && raw[i] != '\\' && !(raw[i] == ';' && in_list); i++) {
-            if (raw[i] != ' ' && raw[i] != '\t')
-                leading = FALSE;
-            else if (leading)
-                return FALSE;
-        }
+        if (leading && i < len && (raw[i] == ' ' || raw[i] == '\t'))
+            return FALSE;
+        for (; i < len && raw[i] != '\\' && !(raw[i] == ';' && in_list); i++)
+            ;
+        if (i > run)
+            leading = FALSE;
         g_string_append_len(out, raw + run, (gssize)(i - run));
         if (i == len)
             break;
