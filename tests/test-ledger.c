@@ -541,6 +541,102 @@ static void test_missing_dir(Fixture *f, gconstpointer data)
 
 /* ---- writing ---- */
 
+/* @body (a host file up to its [end] group) with its [end] group written anew for
+ * @domains, so that a damage in the body reaches the domain checks. */
+static char *with_end(const char *body, guint domains)
+{
+    g_autofree char *digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, body, -1);
+    return g_strdup_printf("%s[end]\ndomains=%u\nsha256=%s\n", body, domains, digest);
+}
+
+/* Recording a domain keeps the host's other domains as their text (issue 15): every
+ * check a reader makes on them must still refuse a damaged file before anything is
+ * written, and leave the file as it was (its users must not be lost). Each file here is
+ * what the serialiser writes but for one damage in the other domain, its digest written
+ * anew, so that only the domain checks can see it. */
+static void test_record_keeps_damaged(Fixture *f, gconstpointer data)
+{
+    g_autoptr(IcLedgerHost) host = ic_ledger_host_new("hosta");
+    host->refreshed = NOW;
+    IcLedgerDomain *a = make_domain(UUID_A, "vm-a", "a");
+    g_ptr_array_add(a->base_files, g_strdup("b"));
+    IcLedgerDomain *b = make_domain(UUID_B, "vm-b", "c");
+    g_ptr_array_add(b->image_ids, g_strdup("img"));
+    g_ptr_array_add(host->domains, a);
+    g_ptr_array_add(host->domains, b);
+    gsize len = 0;
+    g_autofree char *text = ic_ledger_host_serialize(host, &len);
+    g_autofree char *body = g_strndup(text, strstr(text, "\n[end]\n") + 1 - text);
+    g_autofree char *long_name = g_strnfill(1025, 'n');
+    g_autofree char *long_name_line = g_strdup_printf("name=%s\n", long_name);
+    g_autoptr(GString) long_list = g_string_new("base_files=");
+    for (guint i = 0; i <= IC_LEDGER_MAX_LIST_ENTRIES; i++)
+        g_string_append_printf(long_list, "f%u;", i);
+    g_string_append_c(long_list, '\n');
+    const struct {
+        const char *from, *to;
+    } damages[] = {
+        {"base_files=c;\n", "base_files=x/c;\n"},
+        {"base_files=c;\n", "base_files=..;\n"},
+        {"base_files=c;\n", long_list->str},
+        {"image_ids=img;\n", "image_ids=img;\nunknown=\n"},
+        {"image_ids=img;\n", "image_ids=img;;\n"},
+        {"name=vm-b\n", long_name_line},
+        {"name=vm-b\n", "name=\n"},
+        {"started=1699999900\n[domain " UUID_B, "started=-1\n"},
+        {"9b1deb4d", "9B1DEB4D"},
+        {"[domain " UUID_B, "[domain " UUID_A},
+        {"domains=2\n", "domains=3\n"},
+    };
+    g_autofree char *path = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(f->ledger_dir, 0755), ==, 0);
+    g_autoptr(IcLedgerDomain) recorded =
+        make_domain("0a0a0a0a-1111-2222-3333-444444444444", "vm-new", "new");
+    for (guint i = 0; i < G_N_ELEMENTS(damages); i++) {
+        g_autoptr(GString) damaged = g_string_new(body);
+        if (g_str_has_prefix(damages[i].from, "started=")) {
+            /* B's start, not A's: the second "started=" line. */
+            const char *second = strstr(strstr(damaged->str, "started=") + 1, "started=");
+            gsize at = (gsize)(second - damaged->str);
+            g_string_erase(damaged, (gssize)at, (gssize)strlen("started=1699999900\n"));
+            g_string_insert(damaged, (gssize)at, damages[i].to);
+        } else {
+            g_assert_cmpuint(g_string_replace(damaged, damages[i].from, damages[i].to, 1), ==, 1);
+        }
+        g_autofree char *file = with_end(damaged->str, 2);
+        g_assert_true(g_file_set_contents(path, file, -1, NULL));
+        g_autoptr(GError) error = NULL;
+        g_test_message("damage %u: %s -> %.40s", i, damages[i].from, damages[i].to);
+        g_assert_false(ic_ledger_record_domain(f->ledger_dir, "hosta", recorded, NOW, &error));
+        g_assert_error(error, IC_ERROR, IC_ERROR_FORMAT);
+        g_autofree char *after = NULL;
+        g_assert_true(g_file_get_contents(path, &after, NULL, NULL));
+        g_assert_cmpstr(after, ==, file);
+    }
+
+    /* Undamaged, the record goes through and the other domains' groups are written back
+     * as they were; they read as they were. */
+    g_assert_true(g_file_set_contents(path, text, (gssize)len, NULL));
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_ledger_record_domain(f->ledger_dir, "hosta", recorded, NOW + 5, &error));
+    g_assert_no_error(error);
+    g_autofree char *after = NULL;
+    g_assert_true(g_file_get_contents(path, &after, NULL, NULL));
+    const char *group_a = strstr(text, "\n[domain " UUID_A "]");
+    const char *group_b = strstr(text, "\n[domain " UUID_B "]");
+    g_autofree char *text_a = g_strndup(group_a, group_b - group_a);
+    g_autofree char *text_b = g_strndup(group_b, strstr(text, "\n\n[end]") + 1 - group_b);
+    g_assert_nonnull(strstr(after, text_a));
+    g_assert_nonnull(strstr(after, text_b));
+    g_autoptr(IcLedgerHost) read = read_host(f->ledger_dir, "hosta");
+    g_assert_cmpuint(read->domains->len, ==, 3);
+    const IcLedgerDomain *read_b = read->domains->pdata[2];
+    g_assert_cmpstr(read_b->uuid, ==, UUID_B);
+    g_assert_cmpstr(read_b->name, ==, "vm-b");
+    g_assert_cmpuint(read_b->base_files->len, ==, 1);
+    g_assert_cmpstr(read_b->base_files->pdata[0], ==, "c");
+}
+
 static void test_record_drop(Fixture *f, gconstpointer data)
 {
     g_autoptr(GError) error = NULL;
@@ -1059,6 +1155,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/ledger/read-each", test_read_each);
     ADD("/imagecache/ledger/many-releases", test_many_releases);
     ADD("/imagecache/ledger/record-drop", test_record_drop);
+    ADD("/imagecache/ledger/record-keeps-damaged", test_record_keeps_damaged);
     ADD("/imagecache/ledger/bad-host", test_bad_host);
     for (gsize i = 0; i < G_N_ELEMENTS(leftover_cases); i++) {
         g_autofree char *path =
