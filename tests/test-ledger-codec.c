@@ -874,22 +874,29 @@ static void test_parse_named(void)
             assert_same_verdict(tiny[i], strlen(tiny[i]), &v);
     }
 
-    /* The limits, at and one past: list entries, name length. */
-    for (guint extra = 0; extra <= 1; extra++) {
+    /* The limits, at and one past, each alone (one past another limit would hide it):
+     * the name's length, a domain's lists, the [last_used] lists. */
+    for (guint past = 0; past <= 4; past++) {
         g_autoptr(IcLedgerHost) big = ic_ledger_host_new("compute-1");
-        g_autofree char *name = g_strnfill(1024 + extra, 'n');
+        g_autofree char *name = g_strnfill(1024 + (past == 1), 'n');
         IcLedgerDomain *domain = ic_ledger_domain_new(uuid_a, name);
-        for (guint i = 0; i < IC_LEDGER_MAX_LIST_ENTRIES + extra; i++)
+        for (guint i = 0; i < IC_LEDGER_MAX_LIST_ENTRIES + (past == 2); i++)
             g_ptr_array_add(domain->base_files, g_strdup_printf("f%u", i));
+        for (guint i = 0; i < IC_LEDGER_MAX_LIST_ENTRIES + (past == 3); i++)
+            g_ptr_array_add(domain->image_ids, g_strdup_printf("i%u", i));
         g_ptr_array_add(big->domains, domain);
-        for (guint i = 0; i < IC_LEDGER_MAX_LIST_ENTRIES + extra; i++) {
+        IcLedgerDomain *other = ic_ledger_domain_new(uuid_b, "vm b");
+        g_ptr_array_add(big->domains, other);
+        for (guint i = 0; i < IC_LEDGER_MAX_LIST_ENTRIES + (past == 4); i++) {
             gint64 *when = g_new(gint64, 1);
             *when = i;
             g_hash_table_replace(big->last_used, g_strdup_printf("u%u", i), when);
         }
         gsize big_len = 0;
         g_autofree char *big_text = ic_ledger_host_serialize(big, &big_len);
+        guint refused = v.refused;
         assert_same_verdict(big_text, big_len, &v);
+        g_assert_cmpuint(v.refused - refused, ==, past > 0);
     }
     g_test_message("named: %u accepted, %u refused", v.accepted, v.refused);
 }
