@@ -221,12 +221,14 @@ gint ic_ledger_host_find_domain(const IcLedgerHost *host, const char *uuid, guin
     while (low < high && found < 0) {
         guint mid = low + (high - low) / 2;
         int cmp = strcmp(domains[mid]->uuid, uuid);
-        if (cmp == 0)
-            found = (gint)(low = mid);
-        else if (cmp < 0)
+        if (cmp == 0) {
+            found = (gint)mid;
+            low = mid;
+        } else if (cmp < 0) {
             low = mid + 1;
-        else
+        } else {
             high = mid;
+        }
     }
     if (ret_place != NULL)
         *ret_place = low;
@@ -422,7 +424,7 @@ static gboolean is_sorted(const GPtrArray *domains)
 }
 
 /* About the text's length, so that the buffer grows seldom: a domain's text where it is
- * kept, some 200 bytes for any other. */
+ * kept, 256 bytes for any other. */
 static gsize size_hint(const IcLedgerHost *host)
 {
     gsize size = 512 + 64 * (host->last_used != NULL ? g_hash_table_size(host->last_used) : 0);
