@@ -119,17 +119,22 @@ static void remove_old_temps(int dirfd, const char *file_name, gint64 now)
     }
 }
 
-typedef gboolean (*LedgerEdit)(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
-
-static gboolean edit_record(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
+/* One change to a host file: @apply edits the host as read. @keeps_others: it
+ * changes one domain and leaves the others as read, so those are checked but
+ * kept as their text (ic_ledger_host_parse_for_update); an edit that reads the
+ * domains it changes (a release remembers their base files) decodes them all. */
+typedef struct {
+    gboolean (*apply)(IcLedgerHost *host, gpointer data, gint64 now, GError **error);
+    gboolean keeps_others;
+} LedgerEdit;
 
 /* The read-modify-write of one host file, under its exclusive lock. A damaged
  * existing file stops the edit (its users must not be lost) unless @replace.
  * @expect (may be NULL): the file's bytes the caller decided from (empty: no
  * file); anything else under the lock fails with IC_ERROR_CHANGED. */
 static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *host_name,
-                              gboolean replace, GBytes *expect, LedgerEdit edit, gpointer data,
-                              gint64 now, gint64 deadline, GError **error)
+                              gboolean replace, GBytes *expect, const LedgerEdit *edit,
+                              gpointer data, gint64 now, gint64 deadline, GError **error)
 {
     if (!check_host_name(host_name, error))
         return FALSE;
@@ -155,12 +160,11 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
     g_autofree char *old = NULL;
     gsize old_len = 0;
     g_autoptr(GError) read_error = NULL;
-    /* Recording a domain changes one group: the others are checked as every reader checks
-     * them, and written back as their text, not decoded and encoded again (the parse's
-     * docs). @old outlives @host's use: both are freed on return. Other edits read the
-     * domains they release: those decode all. */
+    /* Recording a domain at VM start changes one group: the others are not decoded
+     * and encoded again (LedgerEdit). @old outlives @host's use: both are freed on
+     * return. */
     gboolean (*parse)(const char *, gsize, IcLedgerHost **, GError **) =
-        edit == edit_record ? ic_ledger_host_parse_for_update : ic_ledger_host_parse;
+        edit->keeps_others ? ic_ledger_host_parse_for_update : ic_ledger_host_parse;
     if (ic_file_read_at(dirfd, file_name, IC_LEDGER_MAX_BYTES, &old, &old_len, &read_error)) {
         if (!parse(old, old_len, &host, &read_error) && !replace) {
             g_propagate_prefixed_error(
@@ -204,7 +208,7 @@ static gboolean ledger_update(int dirfd, const char *ledger_dir, const char *hos
         host = ic_ledger_host_new(host_name);
     }
 
-    if (!edit(host, data, now, error))
+    if (!edit->apply(host, data, now, error))
         return FALSE;
     host->refreshed = now;
     g_free(host->machine_id);
@@ -309,6 +313,7 @@ static gboolean edit_record(IcLedgerHost *host, gpointer data, gint64 now, GErro
     ic_ledger_host_put_domain(host, copy_keeping_start(host, domain, NULL));
     return TRUE;
 }
+static const LedgerEdit record_edit = {edit_record, TRUE};
 
 gboolean ic_ledger_record_domain_at(int dirfd, const char *ledger_dir, const char *host,
                                     const IcLedgerDomain *domain, gint64 now, gint64 deadline_us,
@@ -316,7 +321,7 @@ gboolean ic_ledger_record_domain_at(int dirfd, const char *ledger_dir, const cha
 {
     if (!ic_ledger_domain_check(domain, error))
         return FALSE;
-    return ledger_update(dirfd, ledger_dir, host, FALSE, NULL, edit_record, (gpointer)domain, now,
+    return ledger_update(dirfd, ledger_dir, host, FALSE, NULL, &record_edit, (gpointer)domain, now,
                          deadline_us, error);
 }
 
@@ -343,12 +348,13 @@ static gboolean edit_drop(IcLedgerHost *host, gpointer data, gint64 now, GError 
     g_ptr_array_remove_index(host->domains, (guint)index);
     return TRUE;
 }
+static const LedgerEdit drop_edit = {edit_drop, FALSE};
 
 gboolean ic_ledger_drop_domain(const char *ledger_dir, const char *host, const char *uuid,
                                gint64 now, GError **error)
 {
     g_autofree char *lower = g_ascii_strdown(uuid, -1);
-    return ledger_update(-1, ledger_dir, host, FALSE, NULL, edit_drop, lower, now, 0, error);
+    return ledger_update(-1, ledger_dir, host, FALSE, NULL, &drop_edit, lower, now, 0, error);
 }
 
 static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GError **error)
@@ -372,6 +378,7 @@ static gboolean edit_replace(IcLedgerHost *host, gpointer data, gint64 now, GErr
     host->domains = g_steal_pointer(&fresh);
     return TRUE;
 }
+static const LedgerEdit replace_edit = {edit_replace, FALSE};
 
 gboolean ic_ledger_host_snapshot(const char *ledger_dir, const char *host, GBytes **ret_snapshot,
                                  GError **error)
@@ -408,7 +415,7 @@ gboolean ic_ledger_replace_host_if_unchanged(const char *ledger_dir, const char 
             return FALSE;
     }
     /* The repair: a damaged file is replaced rather than kept. */
-    return ledger_update(-1, ledger_dir, host, TRUE, expect, edit_replace, domains, now, 0, error);
+    return ledger_update(-1, ledger_dir, host, TRUE, expect, &replace_edit, domains, now, 0, error);
 }
 
 gboolean ic_ledger_replace_host(const char *ledger_dir, const char *host, GPtrArray *domains,
