@@ -871,8 +871,9 @@ static gboolean take_string(Cursor *c, const char *key_eq, GString *buf)
 static gboolean parse_number(const char *text, gsize len, gint64 max, gint64 *ret)
 {
     /* Digits accumulated here, not by g_ascii_string_to_unsigned (strtoull and a copy to
-     * terminate the text: 3 % of a hook prepare's instructions outside SHA-256); @max is
-     * non-negative, so no value over it can wrap below it. */
+     * terminate the text: 3 % of a hook prepare's instructions outside SHA-256). At most 19
+     * digits: below 10^19 < 2^64 the sum cannot wrap, so a 20-digit value (every valid
+     * one is above G_MAXINT64) is never read as a small number. */
     guint64 value = 0;
     if (len == 0 || len > 19 || (text[0] == '0' && len > 1))
         return FALSE;

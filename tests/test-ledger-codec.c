@@ -825,6 +825,12 @@ static void test_parse_named(void)
         {"times=1690000000;\n", "times=1690000000;1;\n"},
         {"times=1690000000;\n", "times=1690000000\n"},
         {"3f2504e0", "3F2504E0"},
+        /* 20 digits: 2^64 + 1 and 2^64 + 2 wrap to 1 and 2 in a 64-bit accumulator
+         * (redteam6: the fast path's length bound alone keeps them out). */
+        {"started=1700000000\n", "started=18446744073709551617\n"},
+        {"refreshed=1700000000\n", "refreshed=18446744073709551616\n"},
+        {"domains=2\n", "domains=18446744073709551618\n"},
+        {"times=1690000000;\n", "times=18446744073709551617;\n"},
     };
     for (guint i = 0; i < G_N_ELEMENTS(edits); i++) {
         g_autoptr(GString) edited = g_string_new_len(body->str, (gssize)body->len);
