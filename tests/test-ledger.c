@@ -285,6 +285,34 @@ static void test_claim_pass(Fixture *f, gconstpointer data)
 
 /* ---- format ---- */
 
+/* ic_ledger_host_put_domain keeps the domains sorted and distinct by itself:
+ * ic_ledger_host_find_domain's binary search relies on it within an edit (the
+ * serialiser would hide a misplaced insert by sorting). */
+static void test_put_domain_keeps_order(void)
+{
+    g_autoptr(IcLedgerHost) host = ic_ledger_host_new("hosta");
+    static const guint order[] = {7, 2, 9, 0, 5, 2, 11, 1, 9, 6, 3, 0, 10, 4, 8};
+    for (guint i = 0; i < G_N_ELEMENTS(order); i++) {
+        g_autofree char *uuid =
+            g_strdup_printf("%08x-0000-4000-8000-%012x", order[i] * 0x11111u, order[i]);
+        ic_ledger_host_put_domain(host, ic_ledger_domain_new(uuid, "vm"));
+        for (guint j = 1; j < host->domains->len; j++) {
+            const IcLedgerDomain *before = host->domains->pdata[j - 1];
+            const IcLedgerDomain *after = host->domains->pdata[j];
+            g_assert_cmpstr(before->uuid, <, after->uuid);
+        }
+        guint place = G_MAXUINT;
+        gint index = ic_ledger_host_find_domain(host, uuid, &place);
+        g_assert_cmpint(index, >=, 0);
+        g_assert_cmpuint(place, ==, (guint)index);
+    }
+    g_assert_cmpuint(host->domains->len, ==, 12); /* 0 to 11, repeats replaced */
+    guint place = G_MAXUINT;
+    g_assert_cmpint(
+        ic_ledger_host_find_domain(host, "00000000-0000-4000-8000-000000000001", &place), ==, -1);
+    g_assert_cmpuint(place, ==, 1);
+}
+
 static void test_round_trip(void)
 {
     g_autoptr(IcLedgerHost) host = g_new0(IcLedgerHost, 1);
@@ -1132,6 +1160,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 
     g_test_add_func("/imagecache/ledger/round-trip", test_round_trip);
+    g_test_add_func("/imagecache/ledger/put-domain-keeps-order", test_put_domain_keeps_order);
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
     g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
                test_format1_upgrade, fixture_teardown);
