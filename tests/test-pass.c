@@ -564,6 +564,82 @@ static void test_checksum_parallel(IcTestTree *tree, gconstpointer data)
     g_assert_true(g_subprocess_get_successful(child));
 }
 
+/* A report as JSON, without what differs between two passes over the same
+ * tree: the time the pass took and how full the filesystem is now. */
+static char *report_json_without_timing(IcReport *report)
+{
+    report->duration_seconds = 0;
+    report->disk_used_bytes = 0;
+    report->disk_total_bytes = 0;
+    return ic_report_to_json(report);
+}
+
+/* Issue 15: a large report's rows are decided by several threads (one per core,
+ * each a share of the rows), the collectd plugin's (walk_threads 1) by one. The
+ * reports are the same to the byte: every row's users, verdict, image id, pin
+ * and checksum, the events in row order, the notes. 1,100 files with users
+ * local, remote, by fingerprint and by image, pinned, corrupt, unverifiable,
+ * young and old, and users of files that are gone. */
+static void test_decide_threads(IcTestTree *tree, gconstpointer data)
+{
+    const guint n_files = 1100;
+    g_autoptr(IcConfig) config = tree_config(
+        tree,
+        "checksum_base_images=true\npinned_images=image-7*\nremove_unused_base_images=true\n");
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    for (guint i = 0; i < n_files; i++) {
+        g_autofree char *image_id = g_strdup_printf("image-%u", i);
+        g_autofree char *name = ic_fingerprint_of_image_id(image_id);
+        g_autofree char *path =
+            make_base(tree, name, image_id, i % 5 ? NOW - 10 * DAY : NOW - HOUR);
+        g_autofree char *sidecar = g_strconcat(name, ".sha1", NULL);
+        if (i % 17 == 0) /* corrupt */
+            g_free(ic_test_write_file(tree->base_dir, sidecar, FP_B, -1));
+        else if (i % 19 == 0) /* unverifiable */
+            g_free(ic_test_write_file(tree->base_dir, sidecar, "one\ntwo", -1));
+        g_autofree char *vm = g_strdup_printf("vm%u", i % 40);
+        if (i % 3 == 0)
+            ic_usage_add_path_user(usage, path, NULL, vm, "testhost", TRUE, IC_WITNESS_STATIC);
+        if (i % 7 == 0)
+            ic_usage_add_path_user(usage, path, NULL, vm, "other", FALSE, IC_WITNESS_STATIC);
+        if (i % 11 == 0)
+            ic_usage_add_fingerprint_user(usage, name, NULL, "fp-vm", "testhost", TRUE,
+                                          IC_WITNESS_STATIC);
+        if (i % 13 == 0)
+            ic_usage_add_image_user(usage, image_id, NULL, "image-vm", "testhost", TRUE,
+                                    IC_WITNESS_STATIC);
+        if (i % 29 == 0) {
+            g_autofree char *gone = g_strdup_printf("%s/%040u", tree->base_dir, i);
+            ic_usage_add_path_user(usage, gone, NULL, vm, "testhost", TRUE, IC_WITNESS_STATIC);
+        }
+    }
+
+    g_autofree char *expected = NULL;
+    for (guint threads = 1; threads <= 3; threads++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(IcReport) report = NULL;
+        /* 1: the plugin's one thread; 2: up to two; 3: one per core */
+        IcPassOptions options = {.mode = IC_PASS_DRY_RUN, .walk_threads = threads % 3};
+        g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+        g_assert_no_error(error);
+        g_autofree char *json = report_json_without_timing(report);
+        if (expected == NULL) {
+            /* The tree has all it should: otherwise two empty reports agree. */
+            g_assert_cmpuint(report->rows->len, ==, n_files + n_files / 29 + 1);
+            g_assert_cmpuint(report->totals.active, >, 0);
+            g_assert_cmpuint(report->totals.removable, >, 0);
+            g_assert_cmpuint(report->totals.too_young, >, 0);
+            g_assert_cmpuint(report->totals.corrupt, >, 0);
+            g_assert_cmpuint(report->totals.pinned, >, 0);
+            g_assert_cmpuint(report->totals.absent, >, 0);
+            g_assert_cmpuint(report->events->len, >, n_files / 17);
+            expected = g_steal_pointer(&json);
+            continue;
+        }
+        g_assert_cmpstr(json, ==, expected);
+    }
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -647,6 +723,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/checksum_many", test_checksum_many);
     ADD("/imagecache/pass/checksum_parallel", test_checksum_parallel);
     ADD("/imagecache/pass/checksum_rate_is_total", test_checksum_rate_is_total);
+    ADD("/imagecache/pass/decide_threads", test_decide_threads);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/symlink", IcTestTree, "symlink",
