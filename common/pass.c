@@ -498,7 +498,10 @@ static void remove_phase(Pass *pass)
         if (row->action != IC_ACTION_WOULD_REMOVE && row->action != IC_ACTION_WOULD_QUARANTINE)
             continue;
         IcProtocolPlan *plan = g_new0(IcProtocolPlan, 1);
-        const IcBaseFile *file = row_file(pass, row);
+        /* The identity a removal re-checks before it unlinks; a preview (report,
+         * dry run) only defers or keeps rows, and at 100,000 files the lookups
+         * of 20,000 planned rows took 20 ms (issue 15). */
+        const IcBaseFile *file = pass->options->mode == IC_PASS_RUN ? row_file(pass, row) : NULL;
         plan->row = row;
         plan->scanned = file != NULL;
         plan->dev = file ? file->dev : 0;
