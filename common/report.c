@@ -140,6 +140,39 @@ static int compare_rows(gconstpointer a, gconstpointer b)
     return strcmp(ra->name, rb->name);
 }
 
+static gint compare_rows_data(gconstpointer a, gconstpointer b, gpointer data)
+{
+    return compare_rows(a, b);
+}
+
+/* Sorts @rows by name. The base dir's rows arrive sorted (in the scan's
+ * order), the quarantined and absent ones after them: only the unsorted tail
+ * is sorted, then merged in from the back, so 100,000 rows cost about one
+ * comparison each instead of a merge sort's 17 (28-37 ms at 10x, issue 15).
+ * Stable, as g_ptr_array_sort: of two rows with the same name the first
+ * stays first. */
+static void sort_rows(GPtrArray *rows)
+{
+    gpointer *pdata = rows->pdata;
+    guint sorted = 1;
+    while (sorted < rows->len && compare_rows(&pdata[sorted - 1], &pdata[sorted]) <= 0)
+        sorted++;
+    if (sorted >= rows->len)
+        return;
+    guint n_tail = rows->len - sorted;
+    g_autofree gpointer *tail = g_memdup2(&pdata[sorted], n_tail * sizeof(gpointer));
+    g_qsort_with_data(tail, (gint)n_tail, sizeof(gpointer), compare_rows_data, NULL);
+    /* From the back: a row of the sorted part goes after the tail's rows
+     * that sort before it, and before those with its name. */
+    guint i = sorted, k = rows->len;
+    for (guint j = n_tail; j > 0;) {
+        if (i > 0 && compare_rows(&pdata[i - 1], &tail[j - 1]) > 0)
+            pdata[--k] = pdata[--i];
+        else
+            pdata[--k] = tail[--j];
+    }
+}
+
 /* ---- totals ---- */
 
 #define VERDICT(v)   (1u << (v))
@@ -212,7 +245,7 @@ static gboolean total_counts_row(const IcTotalInfo *info, const IcImageRow *row)
 void ic_report_finish(IcReport *report)
 {
     memset(&report->totals, 0, sizeof(report->totals));
-    g_ptr_array_sort(report->rows, compare_rows);
+    sort_rows(report->rows);
     for (guint i = 0; i < report->rows->len; i++) {
         const IcImageRow *row = g_ptr_array_index(report->rows, i);
         guint64 size = row->present ? (guint64)MAX(row->size, 0) : 0;

@@ -159,6 +159,57 @@ static void test_has_problems(void)
     }
 }
 
+static gint compare_row_names(gconstpointer a, gconstpointer b)
+{
+    return strcmp((*(IcImageRow *const *)a)->name, (*(IcImageRow *const *)b)->name);
+}
+
+/* The rows end sorted by name as a stable sort leaves them (of two rows with
+ * one name the first stays first), whatever part of them arrives sorted: the
+ * pass adds the base dir's rows in order and the quarantined and absent ones
+ * after them, and ic_report_finish sorts only that tail and merges it in. */
+static void test_rows_sorted(void)
+{
+    static const char *const cases[][8] = {
+        {NULL},
+        {"x", NULL},
+        {"a", "b", "c", NULL},
+        {"c", "a", NULL},
+        {"b", "d", "f", "a", "e", "c", NULL},
+        {"b", "b", "a", "b", NULL},
+        {"a", "c", "c", "b", "c", "a", NULL},
+        {"m", "n", "o", "z", "y", "x", "a", NULL},
+    };
+    for (gsize c = 0; c < G_N_ELEMENTS(cases) + 20; c++) {
+        g_autoptr(IcReport) report = ic_report_new("/base", "host", NOW);
+        if (c < G_N_ELEMENTS(cases)) {
+            for (gsize i = 0; cases[c][i] != NULL; i++)
+                ic_report_add_row(report, cases[c][i]);
+        } else {
+            /* A sorted run of names from a small alphabet, then any. */
+            GRand *rand = g_rand_new_with_seed((guint32)c);
+            g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+            guint n_sorted = (guint)g_rand_int_range(rand, 0, 60);
+            for (guint i = 0; i < n_sorted; i++)
+                g_ptr_array_add(names, g_strdup_printf("%c", 'a' + g_rand_int_range(rand, 0, 8)));
+            g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
+            for (guint i = 0, n = (guint)g_rand_int_range(rand, 0, 20); i < n; i++)
+                g_ptr_array_add(names, g_strdup_printf("%c", 'a' + g_rand_int_range(rand, 0, 8)));
+            for (guint i = 0; i < names->len; i++)
+                ic_report_add_row(report, g_ptr_array_index(names, i));
+            g_rand_free(rand);
+        }
+        g_autoptr(GPtrArray) expected = g_ptr_array_new();
+        for (guint i = 0; i < report->rows->len; i++)
+            g_ptr_array_add(expected, g_ptr_array_index(report->rows, i));
+        g_ptr_array_sort(expected, compare_row_names); /* stable since GLib 2.32 */
+        ic_report_finish(report);
+        g_assert_cmpuint(report->rows->len, ==, expected->len);
+        for (guint i = 0; i < expected->len; i++)
+            g_assert_true(g_ptr_array_index(report->rows, i) == g_ptr_array_index(expected, i));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -168,5 +219,6 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/explain/report_json", test_report_json);
     g_test_add_func("/imagecache/explain/has_problems", test_has_problems);
     g_test_add_func("/imagecache/explain/every_witness", test_every_witness_listed);
+    g_test_add_func("/imagecache/explain/rows_sorted", test_rows_sorted);
     return g_test_run();
 }
