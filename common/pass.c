@@ -596,8 +596,8 @@ static gpointer free_usage(gpointer usage)
 /* Frees @usage, the first read's, once every row is decided: on a thread of
  * its own, joined when the report is finished, unless the caller allows one
  * thread (walk_threads 1: the collectd plugin). At 100,000 files freeing it
- * took 80 ms, one cache miss per allocation, where the removal's preview, the
- * scan's free and the rows' sort need the other core for 50 (issue 15). A
+ * took 70-100 ms, one cache miss per allocation, serial at the end of the pass;
+ * the plans, the scan's free and the rows' sort now go on meanwhile (issue 15). A
  * removal re-reads the witnesses into a usage of its own: this one is not
  * needed there, and is no longer held beside it. */
 static void free_usage_aside(Pass *pass, IcUsage *usage)
