@@ -5,17 +5,6 @@
 #include "ledger-store.h"
 #include "pass.h"
 
-/* The pass's report, kept until the process exits instead of freed just
- * before it (issue 15): freeing 100,000 rows after the JSON was written took
- * 60-90 ms at 10x, 26x the 1x, one cache miss per allocation, where exit
- * drops the pages at once. Reachable from here, it is no leak to valgrind's
- * definite-leak check or to LeakSanitizer, which still check what the CLI
- * frees; ic_report_free itself is exercised by every test that runs a pass
- * (test-pass, test-explain, test-rules, ...) under both, and by the collectd
- * plugin, which frees a report each pass. One pass per process: run_pass
- * frees an earlier one. */
-static IcReport *report_kept_until_exit;
-
 static void collect_usage(IcUsage *usage, gint64 now, gpointer cli)
 {
     ic_cli_collect_usage(cli, usage, now);
@@ -76,7 +65,7 @@ typedef struct {
 static int run_pass(IcCli *cli, const RunRequest *request)
 {
     g_autoptr(GError) error = NULL;
-    IcReport *report = NULL; /* kept: report_kept_until_exit */
+    IcReport *report = NULL; /* kept in @cli until the exit (IcCli.report) */
     g_autofree char *explained_name =
         request->explain_file ? g_path_get_basename(request->explain_file) : NULL;
     /* Where hosts share the cache, one of them removes per interval. */
@@ -104,8 +93,8 @@ static int run_pass(IcCli *cli, const RunRequest *request)
         }
         return IC_EXIT_FAILED;
     }
-    g_clear_pointer(&report_kept_until_exit, ic_report_free);
-    report_kept_until_exit = report;
+    g_clear_pointer(&cli->report, ic_report_free);
+    cli->report = report;
     if (request->explain_file != NULL)
         return explain(report, request->explain_file, request->json);
     if (request->check) {
