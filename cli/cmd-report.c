@@ -105,8 +105,9 @@ static int run_pass(IcCli *cli, const RunRequest *request)
     }
     ic_report_log_events(report);
     if (request->json) {
-        /* Streamed: a report of 100,000 files is tens of MiB of JSON. */
-        if (!ic_report_write_json(report, stdout, &error)) {
+        /* Streamed: a report of 100,000 files is tens of MiB of JSON; its rows
+         * formatted on as many threads as the pass used. */
+        if (!ic_report_write_json(report, stdout, options.walk_threads, &error)) {
             ic_cli_print_error(error);
             return IC_EXIT_FAILED;
         }

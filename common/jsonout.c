@@ -15,7 +15,8 @@
 
 struct IcJsonWriter {
     FILE *out;
-    gsize used; /* bytes of @buffer not yet written to @out */
+    GByteArray *memory; /* instead of @out: a share of elements formatted aside */
+    gsize used;         /* bytes of @buffer not yet written to @out */
     char buffer[OUT_BUFFER_BYTES];
     guint depth;
     /* Per open container: has it had an element yet (the separator and whether
@@ -39,7 +40,9 @@ void ic_json_writer_free(IcJsonWriter *w)
 
 static void flush(IcJsonWriter *w)
 {
-    if (w->used > 0)
+    if (w->used > 0 && w->memory != NULL)
+        g_byte_array_append(w->memory, (const guint8 *)w->buffer, (guint)w->used);
+    else if (w->used > 0)
         fwrite(w->buffer, 1, w->used, w->out);
     w->used = 0;
 }
@@ -48,6 +51,10 @@ static void emit_len(IcJsonWriter *w, const char *s, gsize len)
 {
     if (len > OUT_BUFFER_BYTES - w->used) {
         flush(w);
+        if (len >= OUT_BUFFER_BYTES && w->memory != NULL) {
+            g_byte_array_append(w->memory, (const guint8 *)s, (guint)len);
+            return;
+        }
         if (len >= OUT_BUFFER_BYTES) {
             fwrite(s, 1, len, w->out);
             return;
@@ -86,15 +93,14 @@ gboolean ic_json_writer_finish(IcJsonWriter *w, GError **error)
     return TRUE;
 }
 
+/* A separator, a newline and the deepest indent: each element's start is one
+ * copy of a part of it (a report writes hundreds of thousands; issue 15). */
+static const char separator_indent[] = ",\n                                ";
+G_STATIC_ASSERT(sizeof separator_indent - 1 == 2 + 2 * MAX_DEPTH);
+
 static void indent(IcJsonWriter *w)
 {
-    static const char spaces[] = "                                ";
-    guint n = 2 * w->depth;
-    while (n > 0) {
-        guint chunk = MIN(n, sizeof spaces - 1);
-        emit_len(w, spaces, chunk);
-        n -= chunk;
-    }
+    emit_len(w, separator_indent + 2, 2 * w->depth);
 }
 
 /* Before any value or member name: the separator and indent of a new element,
@@ -107,15 +113,62 @@ static void begin_element(IcJsonWriter *w)
     }
     if (w->depth == 0)
         return;
-    emit(w, w->has_elements[w->depth - 1] ? ",\n" : "\n");
+    gboolean separated = w->has_elements[w->depth - 1];
     w->has_elements[w->depth - 1] = TRUE;
-    indent(w);
+    /* ",\n" + indent after an element, "\n" + indent before the first. */
+    emit_len(w, separator_indent + !separated, 1 + separated + 2 * w->depth);
 }
 
 /* A byte copied as it is: printable ASCII other than the two JSON quotes. */
 static inline gboolean plain_byte(unsigned char c)
 {
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* Bit 7 of each byte of @v set where that byte is zero; only whether any is
+ * set is exact (a borrow may mark a byte above a zero one too). */
+static inline guint64 zero_bytes(guint64 v)
+{
+    return (v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL;
+}
+
+/* Bit 7 set somewhere when a byte of @v is not a plain_byte(): below 0x20, 0x7f
+ * or above, '"' or '\\'. */
+static inline guint64 odd_bytes(guint64 v)
+{
+    const guint64 ones = 0x0101010101010101ULL;
+    guint64 control = (v - 0x20 * ones) & ~v; /* below 0x20 (or 0x80 and above) */
+    guint64 high = (v + ones) | v;            /* 0x7f and above: bytes below 0x80 do not carry */
+    return (control | high | zero_bytes(v ^ ('"' * ones)) | zero_bytes(v ^ ('\\' * ones))) &
+           (0x80 * ones);
+}
+
+/* Copies the @len bytes at @s to @out, eight at a time, and says whether they
+ * were all plain_byte()s. Nearly every string of a report (names, fingerprints,
+ * users, member names) is, and checking and copying them byte by byte was two
+ * thirds of the JSON's instructions (issue 15). */
+static gboolean copy_plain(char *out, const char *s, gsize len)
+{
+    guint64 odd = 0;
+    if (len < 8) {
+        for (gsize i = 0; i < len; i++) {
+            odd |= !plain_byte((unsigned char)s[i]);
+            out[i] = s[i];
+        }
+        return odd == 0;
+    }
+    guint64 v;
+    gsize i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&v, s + i, 8);
+        odd |= odd_bytes(v);
+        memcpy(out + i, &v, 8);
+    }
+    /* The last eight bytes, overlapping the words above: no byte-sized tail. */
+    memcpy(&v, s + len - 8, 8);
+    odd |= odd_bytes(v);
+    memcpy(out + len - 8, &v, 8);
+    return odd == 0;
 }
 
 static void write_escape(IcJsonWriter *w, unsigned char c)
@@ -159,6 +212,19 @@ static void write_escape(IcJsonWriter *w, unsigned char c)
  * bytes (\xNN). */
 static void write_escaped(IcJsonWriter *w, const char *s)
 {
+    gsize len = strlen(s);
+    if (len + 2 > OUT_BUFFER_BYTES - w->used)
+        flush(w);
+    if (len + 2 <= OUT_BUFFER_BYTES - w->used) {
+        char *out = w->buffer + w->used;
+        out[0] = '"';
+        if (copy_plain(out + 1, s, len)) {
+            out[len + 1] = '"';
+            w->used += len + 2;
+            return;
+        }
+        /* Not plain: what was copied past @used is written over below. */
+    }
     const char *end = NULL; /* the terminating NUL, once a non-ASCII byte needs it */
     emit_char(w, '"');
     for (const char *p = s;;) {
@@ -311,6 +377,156 @@ void ic_json_member_strings(IcJsonWriter *w, const char *name, const GPtrArray *
     for (guint i = 0; i < strings->len; i++)
         ic_json_value_string(w, g_ptr_array_index(strings, i));
     ic_json_end_array(w);
+}
+
+/* Elements to a chunk: each chunk is formatted by one thread into a buffer of
+ * its own (about 230 KB for a report's rows) and written in order. */
+#define ELEMENTS_PER_CHUNK  256
+#define MAX_ELEMENT_THREADS 4
+/* Per helper thread: one buffer written out while it formats the next. */
+#define CHUNK_BUFFERS 2
+
+typedef struct ParallelElements ParallelElements;
+
+typedef struct {
+    GByteArray *bytes;
+    gboolean broken; /* the chunk's elements left their writer unbalanced */
+    gint formatted;  /* atomic: 1 from formatted until written, 0 free */
+} ChunkBuffer;
+
+typedef struct {
+    ParallelElements *job;
+    guint index; /* 1..: the chunks index, index + threads, ... are its */
+    IcJsonWriter *writer;
+    ChunkBuffer buffers[CHUNK_BUFFERS];
+    GThread *thread;
+} ElementHelper;
+
+struct ParallelElements {
+    /* The main writer's containers when the elements began. */
+    guint depth;
+    gboolean has_elements[MAX_DEPTH];
+    IcJsonElementFunc write;
+    gconstpointer data;
+    guint n;
+    guint n_chunks;
+    guint threads;
+    /* Handing a buffer over: @formatted, set and read atomically, says whose
+     * it is (the atomics are what ThreadSanitizer sees ordering the bytes);
+     * the lock and condition only put the waiting side to sleep. */
+    GMutex lock;
+    GCond changed;
+    ElementHelper helpers[MAX_ELEMENT_THREADS - 1];
+};
+
+static void write_chunk(const ParallelElements *job, IcJsonWriter *w, guint chunk)
+{
+    guint end = MIN((chunk + 1) * ELEMENTS_PER_CHUNK, job->n);
+    for (guint i = chunk * ELEMENTS_PER_CHUNK; i < end; i++)
+        job->write(w, job->data, i);
+}
+
+static void wait_for(ParallelElements *job, gint *formatted, gint value)
+{
+    if (g_atomic_int_get(formatted) == value)
+        return;
+    g_mutex_lock(&job->lock);
+    while (g_atomic_int_get(formatted) != value)
+        g_cond_wait(&job->changed, &job->lock);
+    g_mutex_unlock(&job->lock);
+}
+
+static void set_and_wake(ParallelElements *job, gint *formatted, gint value)
+{
+    g_mutex_lock(&job->lock);
+    g_atomic_int_set(formatted, value);
+    g_cond_broadcast(&job->changed);
+    g_mutex_unlock(&job->lock);
+}
+
+/* A helper thread: its chunks, each into the next of its buffers once the
+ * main thread has written what that buffer held. */
+static gpointer format_chunks(gpointer data)
+{
+    ElementHelper *helper = data;
+    ParallelElements *job = helper->job;
+    IcJsonWriter *w = helper->writer;
+    guint d = job->depth;
+    for (guint k = 0, chunk = helper->index; chunk < job->n_chunks; k++, chunk += job->threads) {
+        ChunkBuffer *buffer = &helper->buffers[k % CHUNK_BUFFERS];
+        wait_for(job, &buffer->formatted, 0);
+        /* The writer's state as the main thread's will be at this chunk: the
+         * same containers, the array already holding the chunks before it. */
+        memcpy(w->has_elements, job->has_elements, sizeof w->has_elements);
+        w->depth = d;
+        w->has_elements[d - 1] = TRUE;
+        w->after_name = FALSE;
+        w->broken = FALSE;
+        w->memory = buffer->bytes;
+        g_byte_array_set_size(w->memory, 0);
+        write_chunk(job, w, chunk);
+        flush(w);
+        buffer->broken = w->broken || w->depth != d || w->after_name;
+        set_and_wake(job, &buffer->formatted, 1);
+    }
+    return NULL;
+}
+
+void ic_json_write_elements(IcJsonWriter *w, guint n, IcJsonElementFunc write, gconstpointer data,
+                            guint threads)
+{
+    guint n_chunks = (n + ELEMENTS_PER_CHUNK - 1) / ELEMENTS_PER_CHUNK;
+    threads = MIN(MIN(threads, MAX_ELEMENT_THREADS), n_chunks);
+    /* Outside an array (or after a member name) the elements' separators
+     * would not be a chunk's own: no helpers there. */
+    if (threads <= 1 || w->depth == 0 || w->after_name) {
+        for (guint i = 0; i < n; i++)
+            write(w, data, i);
+        return;
+    }
+    ParallelElements job = {
+        .depth = w->depth,
+        .write = write,
+        .data = data,
+        .n = n,
+        .n_chunks = n_chunks,
+        .threads = threads,
+    };
+    g_mutex_init(&job.lock);
+    g_cond_init(&job.changed);
+    memcpy(job.has_elements, w->has_elements, sizeof job.has_elements);
+    for (guint t = 1; t < threads; t++) {
+        ElementHelper *helper = &job.helpers[t - 1];
+        helper->job = &job;
+        helper->index = t;
+        helper->writer = g_new0(IcJsonWriter, 1);
+        for (guint b = 0; b < CHUNK_BUFFERS; b++)
+            helper->buffers[b].bytes = g_byte_array_new();
+        helper->thread = g_thread_new("imagecache-json", format_chunks, helper);
+    }
+    for (guint chunk = 0; chunk < n_chunks; chunk++) {
+        guint t = chunk % threads;
+        if (t == 0) {
+            write_chunk(&job, w, chunk);
+            continue;
+        }
+        ElementHelper *helper = &job.helpers[t - 1];
+        ChunkBuffer *buffer = &helper->buffers[(chunk / threads) % CHUNK_BUFFERS];
+        wait_for(&job, &buffer->formatted, 1);
+        emit_len(w, (const char *)buffer->bytes->data, buffer->bytes->len);
+        w->has_elements[w->depth - 1] = TRUE;
+        w->broken |= buffer->broken;
+        set_and_wake(&job, &buffer->formatted, 0);
+    }
+    for (guint t = 1; t < threads; t++) {
+        ElementHelper *helper = &job.helpers[t - 1];
+        g_thread_join(helper->thread);
+        for (guint b = 0; b < CHUNK_BUFFERS; b++)
+            g_byte_array_unref(helper->buffers[b].bytes);
+        ic_json_writer_free(helper->writer);
+    }
+    g_cond_clear(&job.changed);
+    g_mutex_clear(&job.lock);
 }
 
 char *ic_json_to_string(IcJsonWriteFunc write, gconstpointer data)

@@ -44,6 +44,15 @@ void ic_json_member_bool(IcJsonWriter *w, const char *name, gboolean value);
 void ic_json_member_double(IcJsonWriter *w, const char *name, double value);
 void ic_json_member_strings(IcJsonWriter *w, const char *name, const GPtrArray *strings);
 
+/* Writes @n elements of the current array, element @i by @write(@w, @data, @i),
+ * each call one element: the same bytes as calling @write for each in turn.
+ * With @threads > 1, up to that many threads (this one included) format
+ * contiguous chunks of them into buffers, written in order: @write must then
+ * read only what no thread writes meanwhile, and write only to its writer. */
+typedef void (*IcJsonElementFunc)(IcJsonWriter *w, gconstpointer data, guint i);
+void ic_json_write_elements(IcJsonWriter *w, guint n, IcJsonElementFunc write, gconstpointer data,
+                            guint threads);
+
 /* For callers that want the document as a string (tests, explain): runs @write
  * on a writer over a memory stream and returns what it wrote; caller frees. */
 typedef void (*IcJsonWriteFunc)(IcJsonWriter *w, gconstpointer data);

@@ -829,9 +829,15 @@ char *ic_report_explain_to_json(const IcReport *report, const IcImageRow *row)
     return ic_json_to_string(write_explain, &explained);
 }
 
-static void write_report(IcJsonWriter *b, gconstpointer data)
+static void write_row_element(IcJsonWriter *w, gconstpointer data, guint i)
 {
     const IcReport *report = data;
+    json_add_row(w, g_ptr_array_index(report->rows, i));
+}
+
+/* The report's document, its rows formatted on up to @threads threads. */
+static void write_report_rows_aside(IcJsonWriter *b, const IcReport *report, guint threads)
+{
     ic_json_begin_object(b);
     json_add_header(b, report);
     ic_json_member_bool(b, "dry_run", report->dry_run);
@@ -840,8 +846,7 @@ static void write_report(IcJsonWriter *b, gconstpointer data)
 
     ic_json_member_name(b, "images");
     ic_json_begin_array(b);
-    for (guint i = 0; i < report->rows->len; i++)
-        json_add_row(b, g_ptr_array_index(report->rows, i));
+    ic_json_write_elements(b, report->rows->len, write_row_element, report, threads);
     ic_json_end_array(b);
     json_add_totals(b, &report->totals);
 
@@ -872,14 +877,26 @@ static void write_report(IcJsonWriter *b, gconstpointer data)
     ic_json_end_object(b);
 }
 
+static void write_report(IcJsonWriter *b, gconstpointer data)
+{
+    write_report_rows_aside(b, data, 1);
+}
+
 char *ic_report_to_json(const IcReport *report)
 {
     return ic_json_to_string(write_report, report);
 }
 
-gboolean ic_report_write_json(const IcReport *report, FILE *out, GError **error)
+/* Row formatters beside the writing thread: at 100,000 rows the JSON took
+ * 97 ms on one core while the other idled, its time more than ten times the
+ * 10,000 rows' (the rows no longer fit the cache; issue 15). */
+#define MAX_JSON_THREADS 4
+
+gboolean ic_report_write_json(const IcReport *report, FILE *out, guint threads, GError **error)
 {
+    if (threads == 0)
+        threads = MIN(g_get_num_processors(), MAX_JSON_THREADS);
     IcJsonWriter *w = ic_json_writer_new(out);
-    write_report(w, report);
+    write_report_rows_aside(w, report, threads);
     return ic_json_writer_finish(w, error);
 }

@@ -218,8 +218,10 @@ char *ic_report_to_table(const IcReport *report);
  * docs/report.schema.json is its schema. */
 char *ic_report_to_json(const IcReport *report);
 
-/* The same document streamed to @out as it is written (no copy of it in
- * memory); FALSE with @error set when writing failed. */
-gboolean ic_report_write_json(const IcReport *report, FILE *out, GError **error);
+/* The same document streamed to @out as it is written (no whole copy of it in
+ * memory); FALSE with @error set when writing failed. The rows are formatted
+ * on up to @threads threads, this one included (0: one per core, up to 4),
+ * chunk by chunk, and written in order: the same bytes. */
+gboolean ic_report_write_json(const IcReport *report, FILE *out, guint threads, GError **error);
 
 G_END_DECLS

@@ -574,6 +574,23 @@ static char *report_json_without_timing(IcReport *report)
     return ic_report_to_json(report);
 }
 
+/* The report streamed as `report --json` writes it, its rows formatted on
+ * @threads threads. */
+static char *report_json_threads(const IcReport *report, guint threads)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    g_assert_nonnull(out);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(ic_report_write_json(report, out, threads, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(fclose(out), ==, 0);
+    char *copy = g_strndup(text, len);
+    free(text);
+    return copy;
+}
+
 /* Issue 15: a large report's rows are decided by several threads (one per core,
  * each a share of the rows), the collectd plugin's (walk_threads 1) by one. The
  * reports are the same to the byte: every row's users, verdict, image id, pin
@@ -615,6 +632,7 @@ static void test_decide_threads(IcTestTree *tree, gconstpointer data)
     }
 
     g_autofree char *expected = NULL;
+    g_autoptr(IcReport) last = NULL;
     for (guint threads = 1; threads <= 3; threads++) {
         g_autoptr(GError) error = NULL;
         g_autoptr(IcReport) report = NULL;
@@ -623,19 +641,27 @@ static void test_decide_threads(IcTestTree *tree, gconstpointer data)
         g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
         g_assert_no_error(error);
         g_autofree char *json = report_json_without_timing(report);
+        g_clear_pointer(&last, ic_report_free);
+        last = g_steal_pointer(&report);
         if (expected == NULL) {
             /* The tree has all it should: otherwise two empty reports agree. */
-            g_assert_cmpuint(report->rows->len, ==, n_files + n_files / 29 + 1);
-            g_assert_cmpuint(report->totals.active, >, 0);
-            g_assert_cmpuint(report->totals.removable, >, 0);
-            g_assert_cmpuint(report->totals.too_young, >, 0);
-            g_assert_cmpuint(report->totals.corrupt, >, 0);
-            g_assert_cmpuint(report->totals.pinned, >, 0);
-            g_assert_cmpuint(report->totals.absent, >, 0);
-            g_assert_cmpuint(report->events->len, >, n_files / 17);
+            g_assert_cmpuint(last->rows->len, ==, n_files + n_files / 29 + 1);
+            g_assert_cmpuint(last->totals.active, >, 0);
+            g_assert_cmpuint(last->totals.removable, >, 0);
+            g_assert_cmpuint(last->totals.too_young, >, 0);
+            g_assert_cmpuint(last->totals.corrupt, >, 0);
+            g_assert_cmpuint(last->totals.pinned, >, 0);
+            g_assert_cmpuint(last->totals.absent, >, 0);
+            g_assert_cmpuint(last->events->len, >, n_files / 17);
             expected = g_steal_pointer(&json);
             continue;
         }
+        g_assert_cmpstr(json, ==, expected);
+    }
+    /* Its rows formatted on several threads (`report --json` at walk_threads
+     * other than 1), chunk by chunk: the same bytes as on one. */
+    for (guint threads = 0; threads <= 4; threads++) {
+        g_autofree char *json = report_json_threads(last, threads);
         g_assert_cmpstr(json, ==, expected);
     }
 }
