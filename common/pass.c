@@ -211,17 +211,13 @@ static gboolean verify_checksums(Pass *pass, Checksums *ret_checksums, GError **
     return TRUE;
 }
 
-/* @file's result from @checksums (taken), NOT_CHECKED when none was due: rows
- * are made in scan order, the jobs were too. */
-static IcChecksumResult take_checksum(Checksums *checksums, const IcBaseFile *file)
+/* The index in @checksums of @file's job, G_MAXUINT when none was due: the
+ * rows' files are taken in scan order, the jobs were made in it too. */
+static guint checksum_job_of(Checksums *checksums, const IcBaseFile *file)
 {
-    IcChecksumResult result = {.state = IC_CHECKSUM_NOT_CHECKED};
-    if (checksums->next < checksums->n_jobs &&
-        checksums->jobs[checksums->next].name == file->name) {
-        result = checksums->jobs[checksums->next].result;
-        checksums->jobs[checksums->next++].result = (IcChecksumResult){0};
-    }
-    return result;
+    if (checksums->next < checksums->n_jobs && checksums->jobs[checksums->next].name == file->name)
+        return checksums->next++;
+    return G_MAXUINT;
 }
 
 /* Reports what the operator must hear of @row's checksum: a corrupt file
@@ -270,12 +266,15 @@ static void fill_file_row(IcImageRow *row, const IcBaseFile *file, const IcUsage
 #define ROWS_PER_DECIDE_THREAD 256
 #define MAX_DECIDE_THREADS     4
 
-/* The base dir's rows, made in scan order; @files[i] is the scanned file of
- * the report's row @first + i. */
+/* The base dir's rows, in scan order: @files[i] is the scanned file of the
+ * report's row @first + i, and @jobs[i] (when @jobs is not NULL) its job in
+ * @checksums or G_MAXUINT. */
 typedef struct {
     Pass *pass;
     const IcUsage *usage;
     const IcBaseFile **files;
+    Checksums *checksums;
+    const guint *jobs;
     guint first;
 } FileRows;
 
@@ -292,21 +291,30 @@ static gpointer decide_share(gpointer data)
     const DecideShare *share = data;
     const FileRows *rows = share->rows;
     for (guint i = share->begin; i < share->end; i++) {
-        IcImageRow *row = g_ptr_array_index(rows->pass->report->rows, rows->first + i);
+        IcImageRow *row = ic_image_row_new(rows->files[i]->name);
+        guint job = rows->jobs != NULL ? rows->jobs[i] : G_MAXUINT;
+        if (job != G_MAXUINT) {
+            /* Taken: each job is one row's, in one thread's share. */
+            row->checksum = rows->checksums->jobs[job].result;
+            rows->checksums->jobs[job].result = (IcChecksumResult){0};
+        }
         fill_file_row(row, rows->files[i], rows->usage);
         decide(rows->pass, row, rows->usage, FALSE);
+        g_ptr_array_index(rows->pass->report->rows, rows->first + i) = row;
     }
     return NULL;
 }
 
-/* Fills and decides @n rows. At 100,000 files, deciding (about ten random
+/* Makes, fills and decides @n rows, each into its slot of the report's row
+ * array (sized by the caller). At 100,000 files, deciding (about ten random
  * lookups a row into tables that no longer fit the cache) was the largest
- * serial step after the walk (issue 15), so a large report is decided by one
- * thread per core, each a contiguous share of the rows. What they read is not
- * written while they run (the usage, the scan, the config, the report's row
- * array); what they write is their own rows' only. Events and I/O stay with
- * the caller, in row order. A caller that allows one thread (walk_threads 1:
- * the collectd plugin) decides in its own. */
+ * serial step after the walk, and making the rows (three allocations each)
+ * the next (37 ms; issue 15), so a large report's rows are made and decided by
+ * one thread per core, each a contiguous share of them. What they read is not
+ * written while they run (the usage, the scan, the config); what they write
+ * is their own rows, their rows' slots and their rows' checksum jobs only.
+ * Events and I/O stay with the caller, in row order. A caller that allows one thread (walk_threads
+ * 1: the collectd plugin) decides in its own. */
 static void decide_rows(const FileRows *rows, guint n)
 {
     guint walk_threads = rows->pass->options->walk_threads;
@@ -329,24 +337,31 @@ static void decide_rows(const FileRows *rows, guint n)
         g_thread_join(workers[t]);
 }
 
-/* The rows of the base dir's files: made in scan order with their checksum
+/* The rows of the base dir's files, in scan order: made with their checksum
  * results, filled and decided (decide_rows), then, in the same order, their
  * checksum events, mtime refreshes and plans. */
 static void process_files(Pass *pass, Checksums *checksums, const IcUsage *usage)
 {
     GPtrArray *scanned = pass->scan->files;
     g_autofree const IcBaseFile **files = g_new(const IcBaseFile *, MAX(scanned->len, 1));
-    FileRows rows = {
-        .pass = pass, .usage = usage, .files = files, .first = pass->report->rows->len};
+    /* Only when files were hashed (the 10x bench hashes none). */
+    g_autofree guint *jobs = checksums->n_jobs > 0 ? g_new(guint, MAX(scanned->len, 1)) : NULL;
+    FileRows rows = {.pass = pass,
+                     .usage = usage,
+                     .files = files,
+                     .checksums = checksums,
+                     .jobs = jobs,
+                     .first = pass->report->rows->len};
     guint n = 0;
     for (guint i = 0; i < scanned->len; i++) {
         const IcBaseFile *file = g_ptr_array_index(scanned, i);
         if (!wanted(pass, file))
             continue;
-        IcImageRow *row = ic_report_add_row(pass->report, file->name);
-        row->checksum = take_checksum(checksums, file);
+        if (jobs != NULL)
+            jobs[n] = checksum_job_of(checksums, file);
         files[n++] = file;
     }
+    g_ptr_array_set_size(pass->report->rows, rows.first + n);
     decide_rows(&rows, n);
     for (guint i = 0; i < n; i++) {
         IcImageRow *row = g_ptr_array_index(pass->report->rows, rows.first + i);

@@ -73,12 +73,18 @@ void ic_report_free(IcReport *report)
     g_free(report);
 }
 
-IcImageRow *ic_report_add_row(IcReport *report, const char *name)
+IcImageRow *ic_image_row_new(const char *name)
 {
     IcImageRow *row = g_new0(IcImageRow, 1);
     row->name = g_strdup(name);
     /* NULL-terminated, so the list reads as a strv too (g_strjoinv). */
     row->users = g_ptr_array_new_null_terminated(0, g_free, TRUE);
+    return row;
+}
+
+IcImageRow *ic_report_add_row(IcReport *report, const char *name)
+{
+    IcImageRow *row = ic_image_row_new(name);
     g_ptr_array_add(report->rows, row);
     return row;
 }

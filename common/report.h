@@ -155,6 +155,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcReport, ic_report_free)
 
 IcImageRow *ic_report_add_row(IcReport *report, const char *name);
 
+/* A row for @name, in no report yet: for a caller that places it in
+ * report->rows itself (the pass's decide threads, each in its own slots). */
+IcImageRow *ic_image_row_new(const char *name);
+
 /* Epoch seconds as ISO 8601 in UTC ("2026-11-29T17:11:54Z"; "@<epoch>" out of
  * range), as every human output prints times; caller frees. */
 char *ic_format_time(gint64 epoch);
