@@ -66,6 +66,7 @@ static int run_pass(IcCli *cli, const RunRequest *request)
 {
     g_autoptr(GError) error = NULL;
     IcReport *report = NULL; /* kept in @cli until the exit (IcCli.report) */
+    IcPassKept *kept = NULL; /* likewise (IcCli.kept) */
     g_autofree char *explained_name =
         request->explain_file ? g_path_get_basename(request->explain_file) : NULL;
     /* Where hosts share the cache, one of them removes per interval. */
@@ -83,6 +84,7 @@ static int run_pass(IcCli *cli, const RunRequest *request)
         .checksum_only = explained_name,
         .witnesses = collect_usage,
         .witnesses_data = cli,
+        .keep = &kept,
     };
 
     if (!ic_pass_run(cli->config, NULL, &options, ic_cli_now(), &report, &error)) {
@@ -95,6 +97,8 @@ static int run_pass(IcCli *cli, const RunRequest *request)
     }
     g_clear_pointer(&cli->report, ic_report_free);
     cli->report = report;
+    g_clear_pointer(&cli->kept, ic_pass_kept_free);
+    cli->kept = kept;
     if (request->explain_file != NULL)
         return explain(report, request->explain_file, request->json);
     if (request->check) {

@@ -190,8 +190,8 @@ int main(int argc, char **argv)
         int status = commands[i].run(&cli, argc - 1, argv + 1);
         g_free((char *)cli.config_path);
         ic_config_free(cli.config);
-        /* cli.report is left to the exit (IcCli). exit() from here, not a return:
-         * @cli stays on the stack, so the report is still reachable to valgrind's
+        /* cli.report and cli.kept are left to the exit (IcCli). exit() from here, not a return:
+         * @cli stays on the stack, so they are still reachable to valgrind's
          * and LeakSanitizer's leak checks, which keep checking all the rest. */
         exit(status);
     }

@@ -32,7 +32,28 @@ typedef struct {
     IcReport *report;
     int dirfd;
     GThread *freeing; /* freeing the first read's usage (free_usage_aside), NULL when none */
+    IcUsage *kept;    /* the first read's usage, for IcPassOptions.keep */
 } Pass;
+
+struct IcPassKept {
+    IcUsage *usage;
+    IcScan *scan;
+};
+
+void ic_pass_kept_free(IcPassKept *kept)
+{
+    if (kept == NULL)
+        return;
+    ic_usage_free(kept->usage);
+    ic_scan_free(kept->scan);
+    g_free(kept);
+}
+
+/* Whether the caller takes what the pass would free at its end. */
+static gboolean keeping(const IcPassOptions *options)
+{
+    return options->keep != NULL && options->mode != IC_PASS_RUN;
+}
 
 /* The scanned file behind a row, in the base dir or in quarantine. */
 static const IcBaseFile *row_file(const Pass *pass, const IcImageRow *row)
@@ -617,7 +638,9 @@ static gpointer free_usage(gpointer usage)
  * needed there, and is no longer held beside it. */
 static void free_usage_aside(Pass *pass, IcUsage *usage)
 {
-    if (pass->options->walk_threads != 1)
+    if (keeping(pass->options))
+        pass->kept = usage;
+    else if (pass->options->walk_threads != 1)
         pass->freeing = g_thread_new("imagecache-free", free_usage, usage);
     else
         ic_usage_free(usage);
@@ -713,6 +736,9 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
     report->disk_low_watermark_percent = config->disk_low_watermark_percent;
     g_autoptr(IcProtocolReading) reading = NULL;
     GThread *freeing = NULL;
+    g_autoptr(IcUsage) kept_usage = NULL;
+    if (options->keep != NULL)
+        *options->keep = NULL;
     if (!scan_while_reading_ledger(config, options, usage, now, base_dir, &scan, &reading, error))
         return FALSE;
     report->base_dir_exists = scan->exists;
@@ -742,13 +768,21 @@ gboolean ic_pass_run(const IcConfig *config, const IcUsage *usage, const IcPassO
         g_clear_pointer(&pass.asked, ic_usage_free);
         g_clear_pointer(&pass.reading, ic_protocol_reading_free);
         freeing = pass.freeing;
+        kept_usage = pass.kept;
         if (!ok) {
             g_clear_pointer(&freeing, g_thread_join);
             return FALSE;
         }
     }
-    /* Beside the usage's free (free_usage_aside): the rows copied what they
-     * needed of the scan, and the report holds its own reference to the skipped. */
+    /* Beside the usage's free (free_usage_aside), or left to the caller: the
+     * rows copied what they needed of the scan, and the report holds its own
+     * reference to the skipped. */
+    if (keeping(options)) {
+        IcPassKept *kept = g_new0(IcPassKept, 1);
+        kept->usage = g_steal_pointer(&kept_usage);
+        kept->scan = g_steal_pointer(&scan);
+        *options->keep = kept;
+    }
     g_clear_pointer(&scan, ic_scan_free);
     ic_report_finish(report);
     g_clear_pointer(&freeing, g_thread_join);

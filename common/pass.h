@@ -27,6 +27,12 @@ typedef enum {
  * reads itself (from config->ledger_dir) at its start and again under the lock. */
 typedef void (*IcWitnessFunc)(IcUsage *usage, gint64 now, gpointer user_data);
 
+/* What a pass would have freed before returning, handed to its caller
+ * (IcPassOptions.keep). */
+typedef struct IcPassKept IcPassKept;
+void ic_pass_kept_free(IcPassKept *kept);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(IcPassKept, ic_pass_kept_free)
+
 typedef struct {
     IcPassMode mode;
     guint64 checksum_rate_limit; /* bytes/s, 0 = unlimited */
@@ -42,6 +48,14 @@ typedef struct {
     gint64 hold_limit_ms;   /* 0: IC_PROTOCOL_HOLD_LIMIT_MS */
     guint walk_threads;     /* threads reading the witnesses: 0 one per core (up to 4); 1 none but
                              * the caller's (the ledger is then not read while the scan runs) */
+
+    /* A caller that exits right after printing (imagecachectl) may take what a
+     * preview (report, dry run) would free before returning, the first read's
+     * usage and the base dir's scan: freeing them took 90-100 ms at 10x, the
+     * main thread waiting for most of it (issue 15). Set to NULL after a run
+     * (its removal frees the first usage before re-reading) or a failure.
+     * NULL: the pass frees them. */
+    IcPassKept **keep;
 
     IcProtocolSeamFunc seam; /* tests only: called at each stage; NULL in production */
     gpointer seam_data;

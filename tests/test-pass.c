@@ -666,6 +666,47 @@ static void test_decide_threads(IcTestTree *tree, gconstpointer data)
     }
 }
 
+/* Issue 15: a preview (report, dry run) hands what it would free at its end,
+ * the first read's usage and the scan, to a caller that asks (imagecachectl
+ * leaves them to its exit), and reports the same as without; a run frees them
+ * (its removal re-reads the usage) and hands nothing. */
+static void test_keep(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    g_autoptr(IcConfig) config = tree_config(tree, "remove_unused_base_images=true\n");
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    g_autofree char *used = make_base(tree, FP_A, "a", NOW - 10 * DAY);
+    g_free(make_base(tree, FP_B, "b", NOW - 10 * DAY));
+    ic_usage_add_path_user(usage, used, NULL, "vm", "testhost", TRUE, IC_WITNESS_STATIC);
+
+    g_autofree char *expected = NULL;
+    for (int keep = 0; keep <= 1; keep++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(IcReport) report = NULL;
+        g_autoptr(IcPassKept) kept = NULL;
+        IcPassOptions options = {.mode = IC_PASS_REPORT, .keep = keep ? &kept : NULL};
+        g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+        g_assert_no_error(error);
+        g_assert_true(keep ? kept != NULL : kept == NULL);
+        g_autofree char *json = report_json_without_timing(report);
+        if (expected == NULL)
+            expected = g_steal_pointer(&json);
+        else
+            g_assert_cmpstr(json, ==, expected);
+    }
+    g_assert_nonnull(strstr(expected, "\"would_remove\""));
+
+    /* A run: nothing kept, the unused file removed. */
+    g_autoptr(IcPassKept) kept = NULL;
+    g_autoptr(IcReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    IcPassOptions run = {.mode = IC_PASS_RUN, .keep = &kept};
+    g_assert_true(ic_pass_run(config, usage, &run, NOW, &report, &error));
+    g_assert_no_error(error);
+    g_assert_null(kept);
+    g_assert_cmpuint(report->totals.removed, ==, 1);
+}
+
 #define ADD(path, func)                                                                            \
     g_test_add(path, IcTestTree, NULL, ic_test_tree_setup, func, ic_test_tree_teardown)
 
@@ -750,6 +791,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/checksum_parallel", test_checksum_parallel);
     ADD("/imagecache/pass/checksum_rate_is_total", test_checksum_rate_is_total);
     ADD("/imagecache/pass/decide_threads", test_decide_threads);
+    ADD("/imagecache/pass/keep", test_keep);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/symlink", IcTestTree, "symlink",
