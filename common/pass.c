@@ -466,17 +466,48 @@ static IcImageRow *add_absent_row(Pass *pass, const char *name, IcImageKind kind
     return row;
 }
 
+/* A base file witnesses name but the scan did not find. */
+typedef struct {
+    char *name;
+    IcImageKind kind;
+    char *fingerprint;
+} AbsentFile;
+
+static void absent_file_free(AbsentFile *absent)
+{
+    g_free(absent->name);
+    g_free(absent->fingerprint);
+    g_free(absent);
+}
+
+static void absent_file_add(GPtrArray *absent, const char *name, IcImageKind kind,
+                            const char *fingerprint)
+{
+    AbsentFile *file = g_new(AbsentFile, 1);
+    *file = (AbsentFile){g_strdup(name), kind, g_strdup(fingerprint)};
+    g_ptr_array_add(absent, file);
+}
+
+static gint absent_file_compare(gconstpointer a, gconstpointer b)
+{
+    const AbsentFile *x = *(AbsentFile *const *)a, *y = *(AbsentFile *const *)b;
+    return strcmp(x->name, y->name);
+}
+
 /* Files that witnesses name but the scan did not find. A fingerprint used only
  * on other hosts is no concern of this base dir (the reference suite's rule);
- * a path in this base dir is, whoever uses it. */
+ * a path in this base dir is, whoever uses it. Their rows and warnings are added
+ * in name order: the usage's tables iterate in an order that depends on how
+ * many threads built them, and a report's events must not. */
 static void add_absent_rows(Pass *pass, const IcUsage *usage)
 {
     GHashTableIter iter;
     gpointer key, value;
+    g_autoptr(GPtrArray) absent = g_ptr_array_new_with_free_func((GDestroyNotify)absent_file_free);
 
-    /* The rows added here by path, for the fingerprint pass below: searching
+    /* The names found here by path, for the fingerprint pass below: searching
      * the report's rows for each was quadratic when many base files are gone. */
-    g_autoptr(GHashTable) added = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GHashTable) by_path = g_hash_table_new(g_str_hash, g_str_equal);
     gsize dir_len = strlen(pass->base_dir);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
@@ -498,18 +529,26 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
         IcImageKind kind = ic_scan_classify_name(name, &fingerprint);
         if (kind == IC_KIND_IGNORED)
             continue;
-        g_hash_table_add(added, add_absent_row(pass, name, kind, fingerprint, usage)->name);
+        absent_file_add(absent, name, kind, fingerprint);
     }
+    for (guint i = 0; i < absent->len; i++)
+        g_hash_table_add(by_path, ((AbsentFile *)g_ptr_array_index(absent, i))->name);
 
     g_hash_table_iter_init(&iter, usage->by_fingerprint);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
         const IcUsers *users = value;
         if (users->local == 0 || ic_scan_find_variants(pass->scan, key) != NULL)
             continue;
-        /* Present files were skipped above: only an absent row can have the name. */
-        if (g_hash_table_contains(added, key))
-            continue; /* already reported through its path */
-        add_absent_row(pass, key, IC_KIND_ORIGINAL, key, usage);
+        /* Present files were skipped above: only an absent file can have the name. */
+        if (g_hash_table_contains(by_path, key))
+            continue; /* already found through its path */
+        absent_file_add(absent, key, IC_KIND_ORIGINAL, key);
+    }
+
+    g_ptr_array_sort(absent, absent_file_compare);
+    for (guint i = 0; i < absent->len; i++) {
+        const AbsentFile *file = g_ptr_array_index(absent, i);
+        add_absent_row(pass, file->name, file->kind, file->fingerprint, usage);
     }
 }
 

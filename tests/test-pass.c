@@ -666,6 +666,46 @@ static void test_decide_threads(IcTestTree *tree, gconstpointer data)
     }
 }
 
+/* The warnings of absent files come in name order, whatever order the
+ * usage's tables iterate in: that order depends on how many threads built the
+ * usage (the walk merges its shares), and a report's events must not. Names
+ * by path and by fingerprint interleave. */
+static void test_absent_in_name_order(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    const guint n_paths = 300, n_fingerprints = 100;
+    g_autoptr(IcConfig) config = tree_config(tree, "remove_unused_base_images=true\n");
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    for (guint i = 0; i < n_paths + n_fingerprints; i++) {
+        /* Inserted in an order unlike the names' (i * 7919 spreads them). */
+        g_autofree char *name = g_strdup_printf("%040u", (i * 7919u) % 100003u);
+        if (i < n_paths) {
+            g_autofree char *path = g_build_filename(tree->base_dir, name, NULL);
+            ic_usage_add_path_user(usage, path, NULL, "vm", "testhost", TRUE, IC_WITNESS_STATIC);
+        } else {
+            ic_usage_add_fingerprint_user(usage, name, NULL, "vm", "testhost", TRUE,
+                                          IC_WITNESS_STATIC);
+        }
+    }
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_DRY_RUN};
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(report->totals.absent, ==, n_paths + n_fingerprints);
+    const char *previous = "";
+    guint warnings = 0;
+    for (guint i = 0; i < report->events->len; i++) {
+        const IcEvent *event = g_ptr_array_index(report->events, i);
+        if (strstr(event->message, "an absent base file is in use") == NULL)
+            continue;
+        g_assert_cmpstr(previous, <, event->file);
+        previous = event->file;
+        warnings++;
+    }
+    g_assert_cmpuint(warnings, ==, n_paths + n_fingerprints);
+}
+
 /* Issue 15: a preview (report, dry run) hands what it would free at its end,
  * the first read's usage and the scan, to a caller that asks (imagecachectl
  * leaves them to its exit), and reports the same as without; a run frees them
@@ -791,6 +831,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/checksum_parallel", test_checksum_parallel);
     ADD("/imagecache/pass/checksum_rate_is_total", test_checksum_rate_is_total);
     ADD("/imagecache/pass/decide_threads", test_decide_threads);
+    ADD("/imagecache/pass/absent_in_name_order", test_absent_in_name_order);
     ADD("/imagecache/pass/keep", test_keep);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
