@@ -480,12 +480,18 @@ static void absent_file_free(AbsentFile *absent)
     g_free(absent);
 }
 
-static void absent_file_add(GPtrArray *absent, const char *name, IcImageKind kind,
-                            const char *fingerprint)
+/* Adds @name once: a witness may spell one path two ways ("<base>//X"), and
+ * a file found by path is not found again by its fingerprint. @names holds the
+ * names added so far (borrowed from @absent). */
+static void absent_file_add(GPtrArray *absent, GHashTable *names, const char *name,
+                            IcImageKind kind, const char *fingerprint)
 {
+    if (g_hash_table_contains(names, name))
+        return;
     AbsentFile *file = g_new(AbsentFile, 1);
     *file = (AbsentFile){g_strdup(name), kind, g_strdup(fingerprint)};
     g_ptr_array_add(absent, file);
+    g_hash_table_add(names, file->name);
 }
 
 static gint absent_file_compare(gconstpointer a, gconstpointer b)
@@ -505,9 +511,9 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
     gpointer key, value;
     g_autoptr(GPtrArray) absent = g_ptr_array_new_with_free_func((GDestroyNotify)absent_file_free);
 
-    /* The names found here by path, for the fingerprint pass below: searching
-     * the report's rows for each was quadratic when many base files are gone. */
-    g_autoptr(GHashTable) by_path = g_hash_table_new(g_str_hash, g_str_equal);
+    /* The names added so far: searching the report's rows for each was
+     * quadratic when many base files are gone. */
+    g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
     gsize dir_len = strlen(pass->base_dir);
     g_hash_table_iter_init(&iter, usage->by_path);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
@@ -529,20 +535,17 @@ static void add_absent_rows(Pass *pass, const IcUsage *usage)
         IcImageKind kind = ic_scan_classify_name(name, &fingerprint);
         if (kind == IC_KIND_IGNORED)
             continue;
-        absent_file_add(absent, name, kind, fingerprint);
+        absent_file_add(absent, names, name, kind, fingerprint);
     }
-    for (guint i = 0; i < absent->len; i++)
-        g_hash_table_add(by_path, ((AbsentFile *)g_ptr_array_index(absent, i))->name);
 
     g_hash_table_iter_init(&iter, usage->by_fingerprint);
     while (g_hash_table_iter_next(&iter, &key, &value)) {
         const IcUsers *users = value;
         if (users->local == 0 || ic_scan_find_variants(pass->scan, key) != NULL)
             continue;
-        /* Present files were skipped above: only an absent file can have the name. */
-        if (g_hash_table_contains(by_path, key))
-            continue; /* already found through its path */
-        absent_file_add(absent, key, IC_KIND_ORIGINAL, key);
+        /* Present files were skipped above: only an absent file can have the
+         * name, and one found through its path keeps what its path said. */
+        absent_file_add(absent, names, key, IC_KIND_ORIGINAL, key);
     }
 
     g_ptr_array_sort(absent, absent_file_compare);

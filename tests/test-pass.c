@@ -706,6 +706,31 @@ static void test_absent_in_name_order(IcTestTree *tree, gconstpointer data)
     g_assert_cmpuint(warnings, ==, n_paths + n_fingerprints);
 }
 
+/* One absent file a witness names two ways ("<base>/X" and "<base>//X", or by
+ * path and by fingerprint) is one row, counted once, with the users of both
+ * (red team 7: it was two rows, and totals.absent 2). */
+static void test_absent_two_spellings(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    g_autoptr(IcConfig) config = tree_config(tree, NULL);
+    g_autoptr(IcUsage) usage = ic_usage_new();
+    g_autofree char *plain = g_build_filename(tree->base_dir, FP_A, NULL);
+    g_autofree char *doubled = g_strdup_printf("%s//%s", tree->base_dir, FP_A);
+    ic_usage_add_path_user(usage, plain, NULL, "vm1", "testhost", TRUE, IC_WITNESS_LIBVIRT);
+    ic_usage_add_path_user(usage, doubled, NULL, "vm2", "testhost", TRUE, IC_WITNESS_LIBVIRT);
+    ic_usage_add_fingerprint_user(usage, FP_A, NULL, "vm3", "testhost", TRUE, IC_WITNESS_LEDGER);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(IcReport) report = NULL;
+    IcPassOptions options = {.mode = IC_PASS_REPORT};
+    g_assert_true(ic_pass_run(config, usage, &options, NOW, &report, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(report->rows->len, ==, 1);
+    g_assert_cmpuint(report->totals.absent, ==, 1);
+    const IcImageRow *row = g_ptr_array_index(report->rows, 0);
+    g_assert_cmpstr(row->name, ==, FP_A);
+    g_assert_cmpuint(row->users->len, >=, 2);
+}
+
 /* Issue 15: a preview (report, dry run) hands what it would free at its end,
  * the first read's usage and the scan, to a caller that asks (imagecachectl
  * leaves them to its exit), and reports the same as without; a run frees them
@@ -832,6 +857,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/pass/checksum_rate_is_total", test_checksum_rate_is_total);
     ADD("/imagecache/pass/decide_threads", test_decide_threads);
     ADD("/imagecache/pass/absent_in_name_order", test_absent_in_name_order);
+    ADD("/imagecache/pass/absent_two_spellings", test_absent_two_spellings);
     ADD("/imagecache/pass/keep", test_keep);
     g_test_add("/imagecache/pass/quarantine_not_a_dir/file", IcTestTree, NULL, ic_test_tree_setup,
                test_quarantine_not_a_dir, ic_test_tree_teardown);
