@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -102,6 +103,63 @@ gboolean ic_dir_read(DIR *dir, const char *what, const char *path, struct dirent
             return TRUE;
         }
     }
+}
+
+/* getdents64 fills struct dirent64 records; readdir's struct dirent is the
+ * same record on this ABI, so an entry is handed out in place. */
+G_STATIC_ASSERT(sizeof(struct dirent) == sizeof(struct dirent64));
+G_STATIC_ASSERT(offsetof(struct dirent, d_name) == offsetof(struct dirent64, d_name));
+G_STATIC_ASSERT(offsetof(struct dirent, d_reclen) == offsetof(struct dirent64, d_reclen));
+
+void ic_dir_list_init(IcDirList *list, int fd)
+{
+    list->fd = fd;
+    list->pos = 0;
+    list->len = 0;
+    list->end = FALSE;
+}
+
+gboolean ic_dir_list_read(IcDirList *list, const char *what, const char *path,
+                          struct dirent **ret_entry, GError **error)
+{
+    for (;;) {
+        if (list->pos >= list->len) {
+            if (list->end) {
+                *ret_entry = NULL;
+                return TRUE;
+            }
+            ssize_t n;
+            do
+                n = getdents64(list->fd, list->buf, sizeof(list->buf));
+            while (n < 0 && errno == EINTR);
+            /* As glibc's readdir: a directory removed while it is listed
+             * answers ENOENT, which POSIX asks to take as the end. */
+            if (n < 0 && errno != ENOENT)
+                return set_listing_error(error, errno, what, path);
+            if (n <= 0) {
+                list->end = TRUE;
+                continue;
+            }
+            list->pos = 0;
+            list->len = (gsize)n;
+        }
+        struct dirent *entry = (struct dirent *)((char *)list->buf + list->pos);
+        /* The kernel never hands out a record past what it filled. */
+        if (entry->d_reclen == 0 || entry->d_reclen > list->len - list->pos)
+            return set_listing_error(error, EIO, what, path);
+        list->pos += entry->d_reclen;
+        /* readdir skips deleted entries (inode 0), as some filesystems leave them. */
+        if (entry->d_ino == 0 || g_str_equal(entry->d_name, ".") ||
+            g_str_equal(entry->d_name, ".."))
+            continue;
+        *ret_entry = entry;
+        return TRUE;
+    }
+}
+
+void ic_dir_list_clear(IcDirList *list)
+{
+    ic_close_fdp(&list->fd);
 }
 
 /* Lists the directory holding @name: a network filesystem client answers a

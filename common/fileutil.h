@@ -65,6 +65,35 @@ DIR *ic_dir_open_at(int dirfd, const char *path, const char *what, GError **erro
 gboolean ic_dir_read(DIR *dir, const char *what, const char *path, struct dirent **ret_entry,
                      GError **error);
 
+/* A listing read straight with getdents64(2) into a buffer the caller holds
+ * (on its stack): for the instances walk, which lists one small directory per
+ * domain. fdopendir(3) costs each of them an fcntl(F_GETFL), an fstat and an
+ * fcntl(F_SETFD) (the descriptor is already an O_DIRECTORY | O_CLOEXEC one),
+ * and a 32 KiB buffer from malloc, which made malloc consolidate its fast
+ * bins once per directory (issue 15). Entries read as readdir(3) gives them:
+ * "." and ".." left out, deleted entries (inode 0) skipped, ENOENT (the
+ * directory removed) the end. */
+#define IC_DIR_LIST_BUFFER 8192
+typedef struct {
+    int fd;    /* owned: closed by ic_dir_list_clear */
+    gsize pos; /* next entry in @buf */
+    gsize len; /* bytes of @buf the last getdents64 filled */
+    gboolean end;
+    guint64 buf[IC_DIR_LIST_BUFFER / sizeof(guint64)]; /* aligned for struct dirent */
+} IcDirList;
+
+/* Starts listing the directory open as @fd (taken over). */
+void ic_dir_list_init(IcDirList *list, int fd);
+
+/* As ic_dir_read: the next entry other than "." and "..", NULL at the end; a
+ * read error fails as ic_dir_read does (errno keeps the code). */
+gboolean ic_dir_list_read(IcDirList *list, const char *what, const char *path,
+                          struct dirent **ret_entry, GError **error);
+
+/* Closes the directory; the list may be cleared twice. */
+void ic_dir_list_clear(IcDirList *list);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(IcDirList, ic_dir_list_clear)
+
 /* How often a stale handle is retried, and the wait before the first retry (it
  * doubles: 1.3 s in all). A GlusterFS client under its default caching can keep
  * serving a replaced file's old handle for about its 1 s entry/metadata timeouts;

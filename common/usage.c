@@ -776,16 +776,16 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
             note_unreadable(usage, instances_path, instance, "instance dir", errsv);
         return;
     }
-    g_autoptr(DIR) dir = ic_dir_fdopen(fd, "instance dir", instance, NULL);
-    if (dir == NULL) {
-        note_unreadable(usage, instances_path, instance, "instance dir", errno);
-        return;
-    }
+    /* Listed by getdents64 into the stack: one domain's directory is a few
+     * entries, and fdopendir would add three system calls and a 32 KiB
+     * allocation to each (see IcDirList). */
+    g_auto(IcDirList) dir;
+    ic_dir_list_init(&dir, fd);
     g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func((GDestroyNotify)listed_disk_free);
     gboolean have_disk_info = FALSE;
     struct dirent *entry;
     for (;;) {
-        if (!ic_dir_read(dir, "instance dir", instance, &entry, NULL)) {
+        if (!ic_dir_list_read(&dir, "instance dir", instance, &entry, NULL)) {
             /* What was listed still counts; the note blocks removal. */
             note_unreadable(usage, instances_path, instance, "instance dir", errno);
             break;

@@ -192,6 +192,78 @@ static void test_dir_read(IcTestTree *tree, gconstpointer data)
     /* closedir then fails with EBADF: nothing else was opened since. */
 }
 
+/* The getdents64 listing (IcDirList) gives what readdir gives: the same
+ * names and types, "." and ".." left out, across many reads of its buffer;
+ * a descriptor that is no directory fails as a listing error, and a
+ * directory removed while open lists as empty. */
+static void test_dir_list(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    /* 600 names of 200 bytes: about 17 buffers of IC_DIR_LIST_BUFFER. */
+    g_autofree char *pad = g_strnfill(190, 'n');
+    for (guint i = 0; i < 600; i++) {
+        g_autofree char *name = g_strdup_printf("%s%04u", pad, i);
+        g_free(ic_test_write_file(tree->base_dir, name, "x", -1));
+    }
+    g_autofree char *sub = g_build_filename(tree->base_dir, "subdir", NULL);
+    g_assert_cmpint(mkdir(sub, 0700), ==, 0);
+    g_autofree char *link = g_build_filename(tree->base_dir, "link", NULL);
+    g_assert_cmpint(symlink("subdir", link), ==, 0);
+
+    g_autoptr(GHashTable) want = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(DIR) dir = opendir(tree->base_dir);
+    g_assert_nonnull(dir);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (!g_str_equal(entry->d_name, ".") && !g_str_equal(entry->d_name, ".."))
+            g_hash_table_insert(want, g_strdup(entry->d_name), GINT_TO_POINTER(entry->d_type + 1));
+    }
+    g_assert_cmpuint(g_hash_table_size(want), ==, 602);
+
+    g_autoptr(GError) error = NULL;
+    guint listed = 0;
+    {
+        g_auto(IcDirList) list;
+        ic_dir_list_init(&list, open(tree->base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        while (ic_dir_list_read(&list, "base dir", tree->base_dir, &entry, &error) &&
+               entry != NULL) {
+            gpointer type = g_hash_table_lookup(want, entry->d_name);
+            g_assert_nonnull(type);
+            g_assert_cmpint(GPOINTER_TO_INT(type), ==, entry->d_type + 1);
+            g_assert_true(g_hash_table_remove(want, entry->d_name));
+            listed++;
+        }
+        g_assert_no_error(error);
+        /* The end stays the end. */
+        g_assert_true(ic_dir_list_read(&list, "base dir", tree->base_dir, &entry, &error));
+        g_assert_null(entry);
+    }
+    g_assert_cmpuint(listed, ==, 602);
+    g_assert_cmpuint(g_hash_table_size(want), ==, 0);
+
+    /* Not a directory: ENOTDIR, an error, never an empty listing. */
+    g_autofree char *file = ic_test_write_file(tree->root, "plain", "x", -1);
+    {
+        g_auto(IcDirList) list;
+        ic_dir_list_init(&list, open(file, O_RDONLY | O_CLOEXEC));
+        g_assert_false(ic_dir_list_read(&list, "instance dir", file, &entry, &error));
+        g_assert_cmpint(errno, ==, ENOTDIR);
+        g_assert_error(error, IC_ERROR, IC_ERROR_IO);
+        g_assert_nonnull(strstr(error->message, "listing instance dir '"));
+        g_clear_error(&error);
+    }
+
+    /* Removed while open: no entries, no error (readdir's ENOENT rule). */
+    g_autofree char *gone = g_build_filename(tree->root, "gone", NULL);
+    g_assert_cmpint(mkdir(gone, 0700), ==, 0);
+    g_auto(IcDirList) list;
+    ic_dir_list_init(&list, open(gone, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    g_assert_cmpint(rmdir(gone), ==, 0);
+    g_assert_true(ic_dir_list_read(&list, "instance dir", gone, &entry, &error));
+    g_assert_no_error(error);
+    g_assert_null(entry);
+}
+
 /* Identities: every scanned file is found by its (device, inode), whatever
  * its name; a file outside the grammar (the walk asks about each overlay) and
  * a symlink's target are not scanned files. */
@@ -285,6 +357,8 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/scan/fingerprint_of_image_id", test_fingerprint_of_image_id);
     g_test_add_func("/imagecache/scan/sidecar_temp_names", test_sidecar_temp_names);
     g_test_add_func("/imagecache/scan/file_id_hash_spreads", test_file_id_hash_spreads);
+    g_test_add("/imagecache/scan/dir_list", IcTestTree, NULL, ic_test_tree_setup, test_dir_list,
+               ic_test_tree_teardown);
     g_test_add("/imagecache/scan/lookup_identity", IcTestTree, NULL, ic_test_tree_setup,
                test_lookup_identity, ic_test_tree_teardown);
     g_test_add("/imagecache/scan/odd_entries", IcTestTree, NULL, ic_test_tree_setup,
