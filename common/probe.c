@@ -561,7 +561,11 @@ static int open_for_reading(int dirfd, const char *name, const struct stat *st, 
 static gboolean probe_open_image(int fd, const struct stat *st, const char *path,
                                  const char *format, IcImageInfo **ret_info, GError **error)
 {
-    g_autofree guint8 *buf = g_malloc(PROBE_READ_SIZE);
+    /* The first page on the stack: a 4 KiB malloc per disk is a large-bin
+     * request, and each made malloc consolidate its fast bins (issue 15). */
+    guint8 first[PROBE_READ_SIZE];
+    g_autofree guint8 *grown = NULL;
+    guint8 *buf = first;
     gsize len = 0;
     if (!read_at(fd, buf, PROBE_READ_SIZE, 0, &len, path, error))
         return FALSE;
@@ -569,7 +573,9 @@ static gboolean probe_open_image(int fd, const struct stat *st, const char *path
     guint64 wanted = wanted_prefix(buf, len);
     if (wanted != 0 && len == PROBE_READ_SIZE) {
         gsize more = 0;
-        buf = g_realloc(buf, wanted);
+        grown = g_malloc(wanted);
+        memcpy(grown, first, len);
+        buf = grown;
         if (!read_at(fd, buf + len, wanted - len, len, &more, path, error))
             return FALSE;
         len += more;
@@ -586,7 +592,8 @@ static gboolean probe_open_image(int fd, const struct stat *st, const char *path
     gsize whole = (gsize)MIN(size, (guint64)PROBE_READ_MAX);
     if (len == PROBE_READ_SIZE && whole > len) {
         g_clear_error(&local_error);
-        buf = g_realloc(buf, whole);
+        grown = g_realloc(grown, whole);
+        buf = grown;
         if (!read_at(fd, buf, whole, 0, &len, path, error))
             return FALSE;
         if (ic_probe_parse_as(buf, len, image_dir, format, ret_info, &local_error))
