@@ -126,6 +126,8 @@ static IcUsers *users_new(void)
 {
     IcUsers *users = g_new0(IcUsers, 1);
     users->seen = NULL; /* made when the set grows past USERS_SEEN_MIN */
+    users->users = users->inline_users;
+    users->alloc = IC_USERS_INLINE;
     return users;
 }
 
@@ -135,7 +137,8 @@ void ic_users_free(IcUsers *users)
         return;
     if (users->seen != NULL)
         g_hash_table_unref(users->seen);
-    g_free(users->users);
+    if (users->users != users->inline_users)
+        g_free(users->users);
     g_free(users);
 }
 
@@ -293,8 +296,15 @@ static void users_add(IcUsers *users, const char *uuid, const char *name, const 
         return;
     }
     if (users->len == users->alloc) {
-        users->alloc = users->alloc ? users->alloc * 2 : 1;
-        users->users = g_renew(IcUser, users->users, users->alloc);
+        users->alloc *= 2;
+        if (users->users == users->inline_users) {
+            /* Past what the set holds itself: an array of its own from now on. */
+            IcUser *grown = g_new(IcUser, users->alloc);
+            memcpy(grown, users->inline_users, users->len * sizeof(IcUser));
+            users->users = grown;
+        } else {
+            users->users = g_renew(IcUser, users->users, users->alloc);
+        }
     }
     users->users[users->len++] = (IcUser){.uuid = uuid, .name = name, .host = host};
     seen_add(users, users->len - 1, uuid);

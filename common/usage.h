@@ -70,15 +70,23 @@ typedef struct {
  * UUID where no witness knew the name); the caller frees it. */
 char *ic_user_label(const IcUser *user);
 
+/* Users a set holds in its own allocation: a base file has a handful (the
+ * bench's trees: 4-6), and an array of its own cost each set a second
+ * allocation, up to four reallocs while it grew, a free, and a cache miss on
+ * every lookup at ten times the size (issue 15). */
+#define IC_USERS_INLINE 6
+
 typedef struct {
     guint local;      /* users on this host */
     guint remote;     /* users on other hosts sharing the storage */
     guint witnesses;  /* IcWitness bits of every witness that named a user */
     guint len;        /* users in @users */
-    IcUser *users;    /* one per user, in the order witnesses first named them */
+    IcUser *users;    /* one per user, in the order witnesses first named them; points
+                       * to @inline_users while they fit (never copy an IcUsers) */
     guint alloc;      /* private: room in @users */
     GHashTable *seen; /* private: each user's UUID and name -> index + 1; NULL while the
                        * set is small (searched user by user) */
+    IcUser inline_users[IC_USERS_INLINE]; /* private: @users while they fit */
 } IcUsers;
 
 typedef struct {

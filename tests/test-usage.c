@@ -94,12 +94,11 @@ static void test_one_user_per_uuid(gconstpointer data)
 /* The same cases in a set already holding 20 users: past 16 users a set is
  * indexed by a hash table instead of searched slot by slot (issue 15); both
  * ways must count the same users. */
-static void test_one_user_per_uuid_large(gconstpointer data)
+static void check_with_fillers(const UserCase *c, guint fillers)
 {
-    const UserCase *c = data;
     g_autoptr(IcUsage) usage = ic_usage_new();
     g_autoptr(GString) labels = g_string_new(NULL);
-    for (guint i = 0; i < 20; i++) {
+    for (guint i = 0; i < fillers; i++) {
         g_autofree char *uuid = g_strdup_printf("00000000-0000-0000-0000-0000000000%02u", i);
         g_autofree char *name = g_strdup_printf("filler%02u", i);
         /* each filler twice, by UUID then with its name: one user */
@@ -111,7 +110,22 @@ static void test_one_user_per_uuid_large(gconstpointer data)
         ic_usage_add_path_user(usage, BASE_PATH, c->seen[i].uuid, c->seen[i].name, c->seen[i].host,
                                c->seen[i].local, IC_WITNESS_STATIC);
     g_string_append(labels, c->labels);
-    assert_users(ic_usage_lookup_path(usage, BASE_PATH), c->local + 20, c->remote, labels->str);
+    assert_users(ic_usage_lookup_path(usage, BASE_PATH), c->local + fillers, c->remote,
+                 labels->str);
+}
+
+static void test_one_user_per_uuid_large(gconstpointer data)
+{
+    check_with_fillers(data, 20);
+}
+
+/* The same cases in a set one user short of what it holds in its own
+ * allocation (IC_USERS_INLINE): each case's users move to an array of their
+ * own while the case runs, and what is learnt after the move (a name, a
+ * UUID) must land on the moved user. */
+static void test_one_user_per_uuid_inline_edge(gconstpointer data)
+{
+    check_with_fillers(data, IC_USERS_INLINE - 1);
 }
 
 /* The tables merge by UUID too: a path user and a fingerprint user that are
@@ -245,6 +259,9 @@ int main(int argc, char **argv)
         g_autofree char *large =
             g_strdup_printf("/imagecache/usage/one_user_per_uuid_large/%zu", i);
         g_test_add_data_func(large, &user_cases[i], test_one_user_per_uuid_large);
+        g_autofree char *edge =
+            g_strdup_printf("/imagecache/usage/one_user_per_uuid_inline_edge/%zu", i);
+        g_test_add_data_func(edge, &user_cases[i], test_one_user_per_uuid_inline_edge);
     }
     g_test_add_func("/imagecache/usage/merge_by_uuid", test_merge_by_uuid);
     g_test_add("/imagecache/usage/pass_counts_one_vm_once", IcTestTree, NULL, ic_test_tree_setup,
