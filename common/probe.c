@@ -677,42 +677,49 @@ void ic_disk_file_free(IcDiskFile *file)
  * differently) is read once. Only the names in the header are kept; they are
  * resolved against each spelling's directory afresh. */
 struct _IcProbeCache {
-    GHashTable *infos;   /* ProbeKey* -> CachedProbe* */
+    GHashTable *infos;   /* CachedProbe*, its own key (a set: no values array) */
     const IcScan *known; /* the pass's scan of the base dir, NULL: none (borrowed) */
 };
 
-/* A file read as a format (NULL: probed): what the cache keeps one answer for. */
+/* A file read as a format (NULL: probed), and the answer: one allocation per
+ * file. Each walk thread's cache holds every base file of the tree (100,000
+ * at 10x); its key, format, answer and info in four allocations were most of
+ * the cost of freeing it at the end of the walk (issue 15). */
 typedef struct {
-    IcFileId id; /* first: the hash and equality of IcFileId apply */
-    char *format;
-} ProbeKey;
+    IcFileId id;        /* first: the hash and equality of IcFileId apply */
+    const char *format; /* @format_text, or NULL */
+    gboolean has_info;  /* @info holds the answer, else @error does */
+    IcImageInfo info;   /* its strings owned */
+    GError *error;
+    char format_text[];
+} CachedProbe;
 
 static guint probe_key_hash(gconstpointer key)
 {
-    const ProbeKey *k = key;
+    const CachedProbe *k = key;
     return ic_file_id_hash(&k->id) ^ (k->format ? g_str_hash(k->format) : 0);
 }
 
 static gboolean probe_key_equal(gconstpointer a, gconstpointer b)
 {
-    const ProbeKey *x = a, *y = b;
+    const CachedProbe *x = a, *y = b;
     return ic_file_id_equal(&x->id, &y->id) && g_strcmp0(x->format, y->format) == 0;
 }
 
-static void probe_key_free(ProbeKey *key)
+/* Frees what @info holds, not @info. */
+static void image_info_clear(IcImageInfo *info)
 {
-    g_free(key->format);
-    g_free(key);
+    g_free(info->backing_name);
+    g_free(info->backing_path);
+    g_free(info->backing_format);
+    g_free(info->data_file_name);
+    g_free(info->data_file_path);
 }
-
-typedef struct {
-    IcImageInfo *info;
-    GError *error;
-} CachedProbe;
 
 static void cached_probe_free(CachedProbe *probe)
 {
-    ic_image_info_free(probe->info);
+    if (probe->has_info)
+        image_info_clear(&probe->info);
     g_clear_error(&probe->error);
     g_free(probe);
 }
@@ -725,9 +732,8 @@ IcProbeCache *ic_probe_cache_new(void)
 IcProbeCache *ic_probe_cache_new_for_scan(const IcScan *known)
 {
     IcProbeCache *cache = g_new0(IcProbeCache, 1);
-    cache->infos =
-        g_hash_table_new_full(probe_key_hash, probe_key_equal, (GDestroyNotify)probe_key_free,
-                              (GDestroyNotify)cached_probe_free);
+    cache->infos = g_hash_table_new_full(probe_key_hash, probe_key_equal,
+                                         (GDestroyNotify)cached_probe_free, NULL);
     cache->known = known;
     return cache;
 }
@@ -753,26 +759,38 @@ static gboolean probe_cached(int dirfd, const char *name, const struct stat *st,
         *ret_info = *ret_owned;
         return TRUE;
     }
-    ProbeKey key = {.id = {.dev = st->st_dev, .ino = st->st_ino}, .format = (char *)format};
+    CachedProbe key = {.id = {.dev = st->st_dev, .ino = st->st_ino}, .format = format};
     CachedProbe *known = g_hash_table_lookup(cache->infos, &key);
     if (known == NULL) {
-        known = g_new0(CachedProbe, 1);
-        (void)probe_fd(dirfd, name, st, path, format, &known->info, &known->error);
+        g_autoptr(IcImageInfo) info = NULL;
+        g_autoptr(GError) probe_error = NULL;
+        (void)probe_fd(dirfd, name, st, path, format, &info, &probe_error);
         /* A stale handle is the caller's to retry, not an answer to keep. */
-        if (g_error_matches(known->error, IC_ERROR, IC_ERROR_STALE)) {
-            g_propagate_error(error, g_steal_pointer(&known->error));
-            cached_probe_free(known);
+        if (g_error_matches(probe_error, IC_ERROR, IC_ERROR_STALE)) {
+            g_propagate_error(error, g_steal_pointer(&probe_error));
             return FALSE;
         }
-        ProbeKey *stored = g_new(ProbeKey, 1);
-        *stored = (ProbeKey){.id = key.id, .format = g_strdup(format)};
-        g_hash_table_insert(cache->infos, stored, known);
+        gsize format_len = format ? strlen(format) + 1 : 0;
+        known = g_malloc0(sizeof(CachedProbe) + format_len);
+        known->id = key.id;
+        if (format != NULL) {
+            memcpy(known->format_text, format, format_len);
+            known->format = known->format_text;
+        }
+        if (info != NULL) {
+            /* The strings move to the cache's copy; the shell is freed. */
+            known->info = *info;
+            known->has_info = TRUE;
+            g_free(g_steal_pointer(&info));
+        }
+        known->error = g_steal_pointer(&probe_error);
+        g_hash_table_add(cache->infos, known);
     }
-    if (known->error != NULL) {
+    if (!known->has_info) {
         g_propagate_error(error, g_error_copy(known->error));
         return FALSE;
     }
-    *ret_info = known->info;
+    *ret_info = &known->info;
     return TRUE;
 }
 
@@ -846,10 +864,12 @@ static char *absent_dir(const char *path)
 
 /* One member of the answer, with what the kernel says of it now: present
  * (@st, landing on @entry_name, taken), it is told by identity and entry name;
- * absent (@st NULL), by its directory. */
+ * absent (@st NULL), by its directory. @scanned: the scan's entry @st and
+ * @entry_name were taken from (read_member found it by that name), which
+ * match_scan would find again; NULL: ask match_scan. */
 static IcDiskFile *disk_file_new(const char *path, const char *name, IcDiskFileRole role,
                                  const char *format, const struct stat *st, char *entry_name,
-                                 IcProbeCache *cache)
+                                 const IcBaseFile *scanned, IcProbeCache *cache)
 {
     IcDiskFile *file = g_new0(IcDiskFile, 1);
     file->path = g_strdup(path);
@@ -861,7 +881,8 @@ static IcDiskFile *disk_file_new(const char *path, const char *name, IcDiskFileR
         file->dev = st->st_dev;
         file->ino = st->st_ino;
         file->entry_name = entry_name;
-        file->base_match = match_scan(cache, entry_name, st);
+        file->base_match =
+            scanned != NULL ? IC_BASE_MATCH_SCANNED : match_scan(cache, entry_name, st);
     } else {
         g_free(entry_name);
         file->absent_dir = absent_dir(path);
@@ -876,7 +897,7 @@ IcDiskFile *ic_disk_file_new_for_path(const char *path)
     char *entry_name = NULL;
     gboolean present = resolve_image(AT_FDCWD, path, path, &st, &entry_name, NULL);
     return disk_file_new(path, NULL, IC_DISK_FILE_IMAGE, NULL, present ? &st : NULL, entry_name,
-                         NULL);
+                         NULL, NULL);
 }
 
 static gboolean seen_identity(GArray *seen, const struct stat *st)
@@ -914,7 +935,7 @@ static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const c
         return FALSE;
     }
     g_ptr_array_add(files, disk_file_new(data_path, info->data_file_name, IC_DISK_FILE_DATA, "raw",
-                                         present ? &st : NULL, entry_name, cache));
+                                         present ? &st : NULL, entry_name, NULL, cache));
     return TRUE;
 }
 
@@ -955,10 +976,12 @@ typedef struct {
 } Member;
 
 static gboolean read_member(const Member *member, IcProbeCache *cache, struct stat *ret_st,
-                            char **ret_entry_name, const IcImageInfo **ret_info,
-                            IcImageInfo **ret_owned, gboolean *ret_resolved, GError **error)
+                            char **ret_entry_name, const IcBaseFile **ret_scanned,
+                            const IcImageInfo **ret_info, IcImageInfo **ret_owned,
+                            gboolean *ret_resolved, GError **error)
 {
     *ret_resolved = TRUE;
+    *ret_scanned = NULL;
     /* A base file spelled as the scan listed it is known without a system
      * call; if its header must be read and the open does not land on the
      * scanned inode (it changed since), it is looked up afresh below. */
@@ -968,6 +991,7 @@ static gboolean read_member(const Member *member, IcProbeCache *cache, struct st
         if (probe_cached(member->dirfd, member->at_name, ret_st, member->path, member->format,
                          cache, ret_info, ret_owned, NULL)) {
             *ret_entry_name = g_strdup(scanned->name);
+            *ret_scanned = scanned;
             return TRUE;
         }
     }
@@ -1050,13 +1074,15 @@ gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *pat
         g_autoptr(IcImageInfo) owned = NULL;
         g_autoptr(GError) open_error = NULL;
         gboolean resolved = TRUE;
-        if (!read_member(&member, cache, &st, &entry_name, &info, &owned, &resolved, &open_error)) {
+        const IcBaseFile *scanned = NULL;
+        if (!read_member(&member, cache, &st, &entry_name, &scanned, &info, &owned, &resolved,
+                         &open_error)) {
             /* A backing file that is gone still names a base file in use: it
              * ends the chain. Only the disk itself must exist. */
             if (!top && !resolved && g_error_matches(open_error, IC_ERROR, IC_ERROR_NOT_FOUND)) {
                 g_free(entry_name);
                 g_ptr_array_add(files, disk_file_new(current, current_name, IC_DISK_FILE_IMAGE,
-                                                     current_format, NULL, NULL, cache));
+                                                     current_format, NULL, NULL, NULL, cache));
                 break;
             }
             g_free(entry_name);
@@ -1072,7 +1098,7 @@ gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *pat
         g_array_append_val(seen, st);
         g_ptr_array_add(files, disk_file_new(current, current_name, IC_DISK_FILE_IMAGE,
                                              ic_image_format_to_string(info->format), &st,
-                                             entry_name, cache));
+                                             entry_name, scanned, cache));
         /* QEMU takes the names in this header against this file's directory
          * as it was named (not where a symlink to it points). */
         g_autofree char *image_dir = g_path_get_dirname(current);

@@ -5,6 +5,7 @@
 #include "probe.h"
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -628,6 +629,43 @@ static void test_name_length_limit(IcTestTree *tree, gconstpointer data)
     assert_probe_fails(path, IC_ERROR_FORMAT, "longer");
 }
 
+/* The probe cache keeps one answer per file and format: a base file one
+ * overlay declares raw (never opened) and another leaves to be probed (a
+ * qcow2 with its own backing file) gives each overlay its own answer, in
+ * either order, from one cache. */
+static void test_cache_keyed_by_format(IcTestTree *tree, gconstpointer data)
+{
+    (void)data;
+    g_autofree char *c = g_build_filename(tree->root, "c", NULL);
+    g_autofree char *b = g_build_filename(tree->root, "b", NULL);
+    g_autofree char *raw_overlay = g_build_filename(tree->root, "o-raw", NULL);
+    g_autofree char *probed_overlay = g_build_filename(tree->root, "o-probed", NULL);
+    make_image(MAKER_IMGWRITER, KIND_RAW, c, NULL, NULL);
+    make_image(MAKER_IMGWRITER, KIND_QCOW2_V3, b, "c", "raw");
+    make_image(MAKER_IMGWRITER, KIND_QCOW2_V3, raw_overlay, "b", "raw");
+    make_image(MAKER_IMGWRITER, KIND_QCOW2_V3, probed_overlay, "b", NULL);
+
+    g_autoptr(IcProbeCache) cache = ic_probe_cache_new();
+    const char *order[] = {raw_overlay, probed_overlay, raw_overlay, probed_overlay};
+    for (gsize i = 0; i < G_N_ELEMENTS(order); i++) {
+        gboolean raw = order[i] == raw_overlay;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GPtrArray) files = NULL;
+        g_assert_true(
+            ic_probe_disk_files(AT_FDCWD, order[i], order[i], NULL, cache, &files, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(files->len, ==, raw ? 2 : 3);
+        const IcDiskFile *backing = g_ptr_array_index(files, 1);
+        g_assert_cmpstr(backing->path, ==, b);
+        g_assert_cmpstr(backing->format, ==, raw ? "raw" : "qcow2");
+        if (!raw) {
+            const IcDiskFile *last = g_ptr_array_index(files, 2);
+            g_assert_cmpstr(last->path, ==, c);
+            g_assert_true(last->present);
+        }
+    }
+}
+
 /* A 2 MiB-cluster image whose name sits at 1 MiB: beyond the first read, within the
  * first cluster, so the probe must read on to it. */
 static void test_name_beyond_first_read(IcTestTree *tree, gconstpointer data)
@@ -780,6 +818,7 @@ int main(int argc, char **argv)
     ADD_TREE_TEST("/imagecache/probe/chain/damaged-middle", NULL, test_chain_damaged_middle);
     ADD_TREE_TEST("/imagecache/probe/name-length-limit", NULL, test_name_length_limit);
     ADD_TREE_TEST("/imagecache/probe/name-beyond-first-read", NULL, test_name_beyond_first_read);
+    ADD_TREE_TEST("/imagecache/probe/cache-keyed-by-format", NULL, test_cache_keyed_by_format);
     ADD_TREE_TEST("/imagecache/probe/too-many-extensions", NULL, test_too_many_extensions);
     ADD_TREE_TEST("/imagecache/probe/fifo", NULL, test_fifo);
     ADD_TREE_TEST("/imagecache/probe/directory", NULL, test_directory);
