@@ -60,15 +60,21 @@ const char *ic_image_format_to_string(IcImageFormat format)
     return "unknown";
 }
 
-void ic_image_info_free(IcImageInfo *info)
+/* Frees what @info holds, not @info. */
+static void image_info_clear(IcImageInfo *info)
 {
-    if (info == NULL)
-        return;
     g_free(info->backing_name);
     g_free(info->backing_path);
     g_free(info->backing_format);
     g_free(info->data_file_name);
     g_free(info->data_file_path);
+}
+
+void ic_image_info_free(IcImageInfo *info)
+{
+    if (info == NULL)
+        return;
+    image_info_clear(info);
     g_free(info);
 }
 
@@ -704,16 +710,6 @@ static gboolean probe_key_equal(gconstpointer a, gconstpointer b)
 {
     const CachedProbe *x = a, *y = b;
     return ic_file_id_equal(&x->id, &y->id) && g_strcmp0(x->format, y->format) == 0;
-}
-
-/* Frees what @info holds, not @info. */
-static void image_info_clear(IcImageInfo *info)
-{
-    g_free(info->backing_name);
-    g_free(info->backing_path);
-    g_free(info->backing_format);
-    g_free(info->data_file_name);
-    g_free(info->data_file_path);
 }
 
 static void cached_probe_free(CachedProbe *probe)
