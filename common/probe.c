@@ -1127,15 +1127,17 @@ gboolean ic_probe_listed_disk_files(int dirfd, const char *name, const char *pat
     return TRUE;
 }
 
-char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char *base_dir)
+const char *ic_disk_file_base_name_ref(const IcDiskFile *file, int base_fd, const char *base_dir,
+                                       char **ret_owned)
 {
+    *ret_owned = NULL;
     /* Present: the base dir's entry of the name the kernel lands on must be
      * this very file (a symlink outside the base dir pointing into it, ".."
      * through a symlinked dir, another spelling of instances_path: all land
      * there). One lookup in the base dir, no path walk; none when the pass's
      * scan already answered (see IcBaseMatch). */
     if (file->present && file->base_match == IC_BASE_MATCH_SCANNED)
-        return g_strdup(file->entry_name);
+        return file->entry_name;
     if (file->present && file->base_match == IC_BASE_MATCH_NONE)
         return NULL;
     if (file->present) {
@@ -1143,7 +1145,7 @@ char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char 
         if (file->entry_name != NULL &&
             fstatat(base_fd, file->entry_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISREG(st.st_mode) && st.st_dev == file->dev && st.st_ino == file->ino)
-            return g_strdup(file->entry_name);
+            return file->entry_name;
         return NULL;
     }
     /* Absent (a base file gone, still needed): where its directory resolves. */
@@ -1151,7 +1153,7 @@ char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char 
         struct stat base_st, dir_st;
         if (fstat(base_fd, &base_st) == 0 && stat(file->absent_dir, &dir_st) == 0 &&
             dir_st.st_dev == base_st.st_dev && dir_st.st_ino == base_st.st_ino)
-            return g_strdup(file->entry_name);
+            return file->entry_name;
         return NULL;
     }
     /* Not even the directory resolves: the name as written, lexically. */
@@ -1159,8 +1161,15 @@ char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char 
     g_autofree char *canon_base = g_canonicalize_filename(base_dir, "/");
     g_autofree char *parent = g_path_get_dirname(canon);
     if (g_str_equal(parent, canon_base))
-        return g_path_get_basename(canon);
+        return *ret_owned = g_path_get_basename(canon);
     return NULL;
+}
+
+char *ic_disk_file_base_name_at(const IcDiskFile *file, int base_fd, const char *base_dir)
+{
+    char *owned = NULL;
+    const char *name = ic_disk_file_base_name_ref(file, base_fd, base_dir, &owned);
+    return owned != NULL ? owned : g_strdup(name);
 }
 
 char *ic_disk_file_base_name(const IcDiskFile *file, const char *base_dir)

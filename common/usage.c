@@ -703,9 +703,10 @@ void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char 
 {
     for (guint i = 0; i < files->len; i++) {
         const IcDiskFile *file = g_ptr_array_index(files, i);
-        g_autofree char *base_name = base_fd >= 0
-                                         ? ic_disk_file_base_name_at(file, base_fd, base_dir)
-                                         : ic_disk_file_base_name(file, base_dir);
+        g_autofree char *owned = NULL;
+        const char *base_name = base_fd >= 0
+                                    ? ic_disk_file_base_name_ref(file, base_fd, base_dir, &owned)
+                                    : (owned = ic_disk_file_base_name(file, base_dir));
         if (base_name == NULL) {
             add_foreign_file(usage, file, base_dir, uuid, name, host, witness);
             continue;
