@@ -670,10 +670,7 @@ void ic_disk_file_free(IcDiskFile *file)
 {
     if (file == NULL)
         return;
-    g_free(file->path);
-    g_free(file->name);
-    g_free(file->format);
-    g_free(file->entry_name);
+    /* path, name, format and entry_name live in the file's own allocation. */
     g_free(file->absent_dir);
     g_free(file);
 }
@@ -867,22 +864,39 @@ static IcDiskFile *disk_file_new(const char *path, const char *name, IcDiskFileR
                                  const char *format, const struct stat *st, char *entry_name,
                                  const IcBaseFile *scanned, IcProbeCache *cache)
 {
-    IcDiskFile *file = g_new0(IcDiskFile, 1);
-    file->path = g_strdup(path);
-    file->name = g_strdup(name);
+    g_autofree char *owned_entry = entry_name;
+    g_autofree char *absent_entry = st == NULL ? g_path_get_basename(path) : NULL;
+    const char *entry = st != NULL ? entry_name : absent_entry;
+    /* One allocation holds the file and its strings: a walk makes two or
+     * more files per disk (issue 15). */
+    const char *texts[] = {path, name, format, entry};
+    gsize sizes[G_N_ELEMENTS(texts)], total = sizeof(IcDiskFile);
+    for (gsize i = 0; i < G_N_ELEMENTS(texts); i++) {
+        sizes[i] = texts[i] != NULL ? strlen(texts[i]) + 1 : 0;
+        total += sizes[i];
+    }
+    IcDiskFile *file = g_malloc0(total);
+    char *at = (char *)(file + 1);
+    char *copies[G_N_ELEMENTS(texts)] = {NULL};
+    for (gsize i = 0; i < G_N_ELEMENTS(texts); i++) {
+        if (texts[i] == NULL)
+            continue;
+        copies[i] = memcpy(at, texts[i], sizes[i]);
+        at += sizes[i];
+    }
+    file->path = copies[0];
+    file->name = copies[1];
     file->role = role;
-    file->format = g_strdup(format);
+    file->format = copies[2];
+    file->entry_name = copies[3];
     if (st != NULL) {
         file->present = TRUE;
         file->dev = st->st_dev;
         file->ino = st->st_ino;
-        file->entry_name = entry_name;
         file->base_match =
-            scanned != NULL ? IC_BASE_MATCH_SCANNED : match_scan(cache, entry_name, st);
+            scanned != NULL ? IC_BASE_MATCH_SCANNED : match_scan(cache, file->entry_name, st);
     } else {
-        g_free(entry_name);
         file->absent_dir = absent_dir(path);
-        file->entry_name = g_path_get_basename(path);
     }
     return file;
 }

@@ -93,7 +93,8 @@ typedef enum {
                             * grammar) that inode: nothing this pass acts on */
 } IcBaseMatch;
 
-/* One file a disk needs. */
+/* One file a disk needs. Its strings but absent_dir live in its own
+ * allocation: read them, never free or replace them (ic_disk_file_free). */
 typedef struct {
     char *path; /* the name QEMU opens (see IcImageInfo.backing_path); the disk's own path */
     char *name; /* as written in the overlay's header; NULL for the disk itself */
