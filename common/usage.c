@@ -717,17 +717,12 @@ void ic_usage_add_disk_files(IcUsage *usage, const GPtrArray *files, const char 
 }
 
 /* A disk an instance dir lists, and whether the listing said it is a regular
- * file (d_type: then the probe needs no stat before its open). */
+ * file (d_type: then the probe needs no stat before its open). One
+ * allocation with its name. */
 typedef struct {
-    char *name;
     gboolean regular;
+    char name[];
 } ListedDisk;
-
-static void listed_disk_free(ListedDisk *disk)
-{
-    g_free(disk->name);
-    g_free(disk);
-}
 
 /* Probes one instance disk (as @format, NULL: probed) and records the files
  * it needs that live in the base dir. */
@@ -792,7 +787,7 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
      * allocation to each (see IcDirList). */
     g_auto(IcDirList) dir;
     ic_dir_list_init(&dir, fd);
-    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func((GDestroyNotify)listed_disk_free);
+    g_autoptr(GPtrArray) disks = g_ptr_array_new_with_free_func(g_free);
     gboolean have_disk_info = FALSE;
     struct dirent *entry;
     for (;;) {
@@ -834,8 +829,9 @@ static void add_instance_dir(IcUsage *usage, int parent_fd, const char *instance
             if (!is_disk_type(st.st_mode))
                 continue;
         }
-        ListedDisk *disk = g_new0(ListedDisk, 1);
-        disk->name = g_strdup(entry->d_name);
+        gsize name_size = strlen(entry->d_name) + 1;
+        ListedDisk *disk = g_malloc(sizeof(ListedDisk) + name_size);
+        memcpy(disk->name, entry->d_name, name_size);
         disk->regular = entry->d_type == DT_REG;
         g_ptr_array_add(disks, disk);
     }
