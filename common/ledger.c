@@ -1122,8 +1122,10 @@ gboolean ic_ledger_domain_check(const IcLedgerDomain *domain, GError **error)
 
 char *ic_ledger_resolve_entry(const char *entry, const char *base_dir)
 {
+    /* ic_path_join: g_build_filename's bytes without its varargs walk, for every
+     * entry of every ledger a pass reads (issue 15). */
     if (!g_path_is_absolute(entry))
-        return g_build_filename(base_dir, entry, NULL);
+        return ic_path_join(base_dir, entry);
     /* Format 1: "<somebody's mount>/<base_dir_name>/<name>". */
     g_autofree char *canon = g_canonicalize_filename(entry, "/");
     g_autofree char *parent = g_path_get_dirname(canon);
@@ -1132,5 +1134,5 @@ char *ic_ledger_resolve_entry(const char *entry, const char *base_dir)
     if (strcmp(parent_name, base_name) != 0)
         return NULL;
     g_autofree char *name = g_path_get_basename(canon);
-    return g_build_filename(base_dir, name, NULL);
+    return ic_path_join(base_dir, name);
 }

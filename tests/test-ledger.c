@@ -1155,11 +1155,34 @@ static void test_from_xml_problems(IcTestTree *tree, gconstpointer data)
     g_assert_cmpstr(entry->unknown, ==, problems->pdata[0]);
 }
 
+/* An entry resolves to "<base_dir>/<name>" byte for byte as g_build_filename
+ * spells it, whatever the spelling of the base dir; a format-1 absolute entry
+ * only when its directory is named like the base dir. */
+static void test_resolve_entry(void)
+{
+    static const char *const dirs[] = {"/i/_base", "/i/_base/", "//i//_base", "/i/./_base",
+                                       "_base"};
+    static const char *const names[] = {"f", "a/b", "f/", "f g", "0123456789abcdef"};
+    for (gsize d = 0; d < G_N_ELEMENTS(dirs); d++) {
+        for (gsize n = 0; n < G_N_ELEMENTS(names); n++) {
+            g_autofree char *want = g_build_filename(dirs[d], names[n], NULL);
+            g_autofree char *got = ic_ledger_resolve_entry(names[n], dirs[d]);
+            g_assert_cmpstr(got, ==, want);
+        }
+        g_autofree char *want = g_build_filename(dirs[d], "f", NULL);
+        g_autofree char *moved = ic_ledger_resolve_entry("/mnt/other/_base/f", dirs[d]);
+        g_assert_cmpstr(moved, ==, want);
+        g_autofree char *elsewhere = ic_ledger_resolve_entry("/mnt/other/images/f", dirs[d]);
+        g_assert_null(elsewhere);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
 
     g_test_add_func("/imagecache/ledger/round-trip", test_round_trip);
+    g_test_add_func("/imagecache/ledger/resolve-entry", test_resolve_entry);
     g_test_add_func("/imagecache/ledger/put-domain-keeps-order", test_put_domain_keeps_order);
     g_test_add_func("/imagecache/ledger/valid-file", test_valid_file);
     g_test_add("/imagecache/ledger/format1-upgrade", Fixture, NULL, fixture_setup,
