@@ -952,6 +952,10 @@ static gboolean add_data_file(GPtrArray *files, const IcImageInfo *info, const c
  * file (d_type), and reads its header: the listing was the type check a
  * stat would make before the open, so the open follows no symlink and lands
  * on what the fstat after it must still find a regular file or a block device.
+ * That fstat is the walk's one system call per disk beyond the floor's open and
+ * read (issue 15), and it has three rules: the type (a device or FIFO renamed
+ * in after the listing is never read), the identity that tells a disk
+ * hard-linked to a base file (match_scan) and a chain that loops back to it.
  * FALSE with no error when the entry is no longer what was listed (a symlink
  * now: ELOOP): the caller resolves it the long way. */
 static gboolean probe_listed_disk(int dirfd, const char *name, const char *path, const char *format,
