@@ -282,6 +282,25 @@ void ic_protocol_preview(const IcConfig *config, GPtrArray *plans, IcReport *rep
     defer_plans(plans, 0, report, IC_REASON_REMOVAL_DEFERRED, why);
 }
 
+/* The notes of the re-read under the lock that block removal and that the
+ * report does not hold yet: they are why its plans are kept (a ledger damaged
+ * since the first read), and an operator who sees "usage_unknown" must be told
+ * which witness failed, not only on the next pass. */
+static void add_reread_notes(IcReport *report, const IcUsage *usage)
+{
+    for (guint i = 0; i < usage->notes->len; i++) {
+        IcNoteCode code = g_array_index(usage->note_codes, IcNoteCode, i);
+        const char *text = g_ptr_array_index(usage->notes, i);
+        if (!ic_note_code_blocks_removal(code))
+            continue;
+        gboolean known = FALSE;
+        for (guint k = 0; k < report->notes->len && !known; k++)
+            known = g_str_equal(g_ptr_array_index(report->notes, k), text);
+        if (!known)
+            ic_report_add_note(report, code, text);
+    }
+}
+
 void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcReport *report)
 {
     if (plans->len == 0)
@@ -320,6 +339,7 @@ void ic_protocol_remove(const IcProtocolRemoval *removal, GPtrArray *plans, IcRe
         defer_plans(plans, 0, report, IC_REASON_USAGE_UNKNOWN, why);
         return;
     }
+    add_reread_notes(report, usage);
     g_autoptr(IcOpenFiles) open_files = NULL;
     const char *proc_root = removal->proc_root ? removal->proc_root : "/proc";
     if (!ic_open_files_scan(proc_root, &open_files, &local_error)) {

@@ -267,6 +267,37 @@ static void test_held(Fixture *fix, gconstpointer data)
     g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_A)->decision.reason), ==, "held_open");
 }
 
+/* ---- a witness fails between the reads ---- */
+
+static void act_damage_ledger(gpointer data, IcProtocolStage stage, const char *name)
+{
+    Fixture *fix = data;
+    if (stage == IC_PROTOCOL_STAGE_LOCKED)
+        g_free(
+            ic_test_write_file(fix->config->ledger_dir, "otherhost.ledger", "not a ledger\n", -1));
+}
+
+/* Another host's ledger damaged after the first read: under the lock nothing
+ * is removed (its users are unknown), and the report says which file failed,
+ * not only that the usage was unknown. */
+static void test_ledger_damaged_under_lock(Fixture *fix, gconstpointer data)
+{
+    fix->act = act_damage_ledger;
+    g_autoptr(IcReport) report = run(fix);
+    g_assert_true(ic_test_exists(fix->a));
+    g_assert_true(ic_test_exists(fix->b));
+    g_assert_cmpstr(ic_reason_to_string(row_of(report, FP_B)->decision.reason), ==,
+                    "usage_unknown");
+    guint damaged = 0;
+    for (guint i = 0; i < report->notes->len; i++) {
+        if (g_array_index(report->note_codes, IcNoteCode, i) != IC_NOTE_LEDGER_DAMAGED)
+            continue;
+        g_assert_nonnull(strstr(g_ptr_array_index(report->notes, i), "otherhost.ledger"));
+        damaged++;
+    }
+    g_assert_cmpuint(damaged, ==, 1);
+}
+
 /* ---- (e) the lock is busy, (f) cancelled ---- */
 
 static void test_lock_busy(Fixture *fix, gconstpointer data)
@@ -483,6 +514,7 @@ int main(int argc, char **argv)
     ADD("replaced", NULL, test_replaced);
     ADD("held/open", NULL, test_held);
     ADD("held/mapped", "mapped", test_held);
+    ADD("ledger-damaged-under-lock", NULL, test_ledger_damaged_under_lock);
     ADD("lock-busy", NULL, test_lock_busy);
     ADD("cancel/during-wait", NULL, test_cancel_during_wait);
     ADD("cancel/between-unlinks", NULL, test_cancel_between_unlinks);
