@@ -866,7 +866,7 @@ static IcDiskFile *disk_file_new(const char *path, const char *name, IcDiskFileR
 {
     g_autofree char *owned_entry = entry_name;
     g_autofree char *absent_entry = st == NULL ? g_path_get_basename(path) : NULL;
-    const char *entry = st != NULL ? entry_name : absent_entry;
+    const char *entry = st != NULL ? owned_entry : absent_entry;
     /* One allocation holds the file and its strings: a walk makes two or
      * more files per disk (issue 15). */
     const char *texts[] = {path, name, format, entry};
