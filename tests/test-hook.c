@@ -617,12 +617,20 @@ static gboolean has_prefix_in(const char *name, const char *const *prefixes)
 /* It runs inside every VM start: libvirt and libcrypto would cost ~25 ms, and
  * mapping libglib and libpcre2 at each exec most of what it pays over an empty
  * C program. So it loads libc (and what a sanitizer build adds) and nothing
- * else; with -Dhook_static_glib=false GLib too. */
+ * else; with -Dhook_static_glib=false GLib too; with -Dhook_static_libc (the
+ * default) nothing at all. */
 static void test_links_libc_only(Fixture *f, gconstpointer data)
 {
     if (!have_hook(f))
         return;
     gboolean static_glib = g_strcmp0(g_getenv("IMAGECACHE_HOOK_STATIC_GLIB"), "true") == 0;
+    if (g_strcmp0(g_getenv("IMAGECACHE_HOOK_STATIC_LIBC"), "true") == 0) {
+        g_auto(GStrv) libraries = hook_libraries(f);
+        /* ldd on a static PIE: "statically linked", nothing else. */
+        g_assert_cmpstr(libraries[0], ==, "statically");
+        g_assert_null(libraries[1]);
+        return;
+    }
     const char *always[] = {"linux-vdso.so", "ld-linux", "libc.so", "libm.so",
                             /* -Db_sanitize builds */
                             "libasan.so", "libubsan.so", "libstdc++.so", "libgcc_s.so", NULL};
@@ -931,6 +939,41 @@ static guint count_trace_lines(char **lines, const char *const *needles)
     return n;
 }
 
+/* The hook's system calls for `<op> <subop>` with @stdin_path, as strace -f -y prints
+ * them, split in lines; NULL (the test skipped) where strace is missing or cannot
+ * trace. Asserts the hook exited 0. */
+static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, const char *subop)
+{
+    g_autofree char *strace = g_find_program_in_path("strace");
+    if (strace == NULL) {
+        g_test_skip("strace is not installed");
+        return NULL;
+    }
+    g_autofree char *name = g_strdup_printf("%s-%s.strace", op, subop);
+    g_autofree char *trace_path = g_build_filename(f->root, name, NULL);
+    g_autoptr(GSubprocessLauncher) launcher =
+        launcher_for(f->config, stdin_path, G_SUBPROCESS_FLAGS_NONE);
+    /* LeakSanitizer refuses to run under ptrace (scripts/sanitize.sh builds the hook with it). */
+    const char *asan = g_getenv("ASAN_OPTIONS");
+    g_autofree char *no_leaks =
+        g_strconcat(asan ? asan : "", asan ? ":" : "", "detect_leaks=0", NULL);
+    g_subprocess_launcher_setenv(launcher, "ASAN_OPTIONS", no_leaks, TRUE);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocess) proc =
+        g_subprocess_launcher_spawn(launcher, &error, strace, "-f", "-qq", "-y", "-o", trace_path,
+                                    f->hook, "vm", op, subop, "-", NULL);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_wait(proc, NULL, &error));
+    g_autofree char *trace = NULL;
+    if (!g_file_get_contents(trace_path, &trace, NULL, NULL) || strstr(trace, "execve(") == NULL) {
+        g_test_skip("strace cannot trace here (no ptrace?)");
+        return NULL;
+    }
+    g_assert_true(g_subprocess_get_if_exited(proc));
+    g_assert_cmpint(g_subprocess_get_exit_status(proc), ==, 0);
+    return g_strsplit(trace, "\n", -1);
+}
+
 /* Issue 15: a prepare asks the kernel nothing it already knows. The ledger dir
  * is stat'ed once (the locality walk's lstat), opened once for the usage lock
  * and the host file, never made when it exists, and synced through that fd;
@@ -940,37 +983,15 @@ static void test_syscalls(Fixture *f, gconstpointer data)
 {
     if (!have_hook(f))
         return;
-    g_autofree char *strace = g_find_program_in_path("strace");
-    if (strace == NULL) {
-        g_test_skip("strace is not installed");
-        return;
-    }
     g_autofree char *in = xml_file(f, "prepare.xml");
     g_auto(HookRun) first = {0};
     run_hook(f, f->config, in, "prepare", "begin", &first);
     assert_ok_silent(&first);
 
     /* The second prepare: the ledger dir and the lock file exist. */
-    g_autofree char *trace_path = g_build_filename(f->root, "prepare.strace", NULL);
-    g_autoptr(GSubprocessLauncher) launcher = launcher_for(f->config, in, G_SUBPROCESS_FLAGS_NONE);
-    /* LeakSanitizer refuses to run under ptrace (scripts/sanitize.sh builds the hook with it). */
-    const char *asan = g_getenv("ASAN_OPTIONS");
-    g_autofree char *no_leaks =
-        g_strconcat(asan ? asan : "", asan ? ":" : "", "detect_leaks=0", NULL);
-    g_subprocess_launcher_setenv(launcher, "ASAN_OPTIONS", no_leaks, TRUE);
-    g_autoptr(GError) error = NULL;
-    g_autoptr(GSubprocess) proc =
-        g_subprocess_launcher_spawn(launcher, &error, strace, "-f", "-qq", "-y", "-o", trace_path,
-                                    f->hook, "vm", "prepare", "begin", "-", NULL);
-    g_assert_no_error(error);
-    g_assert_true(g_subprocess_wait(proc, NULL, &error));
-    g_autofree char *trace = NULL;
-    if (!g_subprocess_get_if_exited(proc) || g_subprocess_get_exit_status(proc) != 0 ||
-        !g_file_get_contents(trace_path, &trace, NULL, NULL) || strstr(trace, "execve(") == NULL) {
-        g_test_skip("strace cannot trace here (no ptrace?)");
+    g_auto(GStrv) lines = trace_hook(f, in, "prepare", "begin");
+    if (lines == NULL)
         return;
-    }
-    g_auto(GStrv) lines = g_strsplit(trace, "\n", -1);
     g_autofree char *quoted = g_strdup_printf("\"%s\"", f->ledger_dir);
 
     const char *mkdir_calls[] = {"mkdir(", NULL};
@@ -1012,6 +1033,44 @@ static void test_syscalls(Fixture *f, gconstpointer data)
     g_assert_nonnull(find_domain(ledger, "hosta", UUID_PREP));
 }
 
+/* A hook linked with a static libc must never load a module at run time: glibc
+ * loads NSS and iconv modules with dlopen, built for the libc they came with, not
+ * the one in the binary. Every operation, traced with GLib's debug messages on (so
+ * that messages are converted): no NSS configuration, no NSS or gconv module, and
+ * with a static libc no shared object at all. */
+static void test_loads_nothing(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    gboolean static_libc = g_strcmp0(g_getenv("IMAGECACHE_HOOK_STATIC_LIBC"), "true") == 0;
+    g_autofree char *in = xml_file(f, "started.xml");
+    g_autofree char *bad = xml_file(f, "malformed.xml");
+    const struct {
+        const char *op, *subop, *stdin_path;
+    } ops[] = {{"prepare", "begin", in}, {"started", "begin", in}, {"reconnect", "begin", in},
+               {"migrate", "begin", in}, {"restore", "begin", in}, {"stopped", "end", in},
+               {"release", "end", in},   {"migrate", "begin", bad}};
+    for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
+        g_auto(GStrv) lines = trace_hook(f, ops[i].stdin_path, ops[i].op, ops[i].subop);
+        if (lines == NULL)
+            return;
+        guint opens = 0;
+        for (char **line = lines; *line != NULL; line++) {
+            if (strstr(*line, "open") == NULL)
+                continue;
+            opens++;
+            g_assert_null(strstr(*line, "nsswitch"));
+            g_assert_null(strstr(*line, "libnss"));
+            /* GLib converts a message to the C locale's ASCII with iconv, which reads
+             * gconv-modules.cache and uses glibc's built-in converter: no module. */
+            gboolean module = strstr(*line, ".so") != NULL || strstr(*line, "ld.so.cache");
+            if (static_libc ? module : module && strstr(*line, "/gconv/") != NULL)
+                g_error("%s %s: the hook loads a module: %s", ops[i].op, ops[i].subop, *line);
+        }
+        g_assert_cmpuint(opens, >, 0); /* the trace saw the hook's opens at all */
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
@@ -1051,6 +1110,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/redteam/one-deadline", NULL, test_one_deadline);
     ADD("/imagecache/hook/redteam/host-collision", NULL, test_host_collision);
     ADD("/imagecache/hook/syscalls", NULL, test_syscalls);
+    ADD("/imagecache/hook/loads-nothing", NULL, test_loads_nothing);
 #undef ADD
 
     return g_test_run();
