@@ -941,8 +941,9 @@ static guint count_trace_lines(char **lines, const char *const *needles)
 
 /* The hook's system calls for `<op> <subop>` with @stdin_path, as strace -f -y prints
  * them, split in lines; NULL (the test skipped) where strace is missing or cannot
- * trace. Asserts the hook exited 0. */
-static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, const char *subop)
+ * trace. Asserts the hook exited 0. @to_syslog: log as in production, not to stderr. */
+static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, const char *subop,
+                         gboolean to_syslog)
 {
     g_autofree char *strace = g_find_program_in_path("strace");
     if (strace == NULL) {
@@ -953,6 +954,8 @@ static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, con
     g_autofree char *trace_path = g_build_filename(f->root, name, NULL);
     g_autoptr(GSubprocessLauncher) launcher =
         launcher_for(f->config, stdin_path, G_SUBPROCESS_FLAGS_NONE);
+    if (to_syslog)
+        g_subprocess_launcher_unsetenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR");
     /* LeakSanitizer refuses to run under ptrace (scripts/sanitize.sh builds the hook with it). */
     const char *asan = g_getenv("ASAN_OPTIONS");
     g_autofree char *no_leaks =
@@ -989,7 +992,7 @@ static void test_syscalls(Fixture *f, gconstpointer data)
     assert_ok_silent(&first);
 
     /* The second prepare: the ledger dir and the lock file exist. */
-    g_auto(GStrv) lines = trace_hook(f, in, "prepare", "begin");
+    g_auto(GStrv) lines = trace_hook(f, in, "prepare", "begin", FALSE);
     if (lines == NULL)
         return;
     g_autofree char *quoted = g_strdup_printf("\"%s\"", f->ledger_dir);
@@ -1047,11 +1050,20 @@ static void test_loads_nothing(Fixture *f, gconstpointer data)
     g_autofree char *bad = xml_file(f, "malformed.xml");
     const struct {
         const char *op, *subop, *stdin_path;
-    } ops[] = {{"prepare", "begin", in}, {"started", "begin", in}, {"reconnect", "begin", in},
-               {"migrate", "begin", in}, {"restore", "begin", in}, {"stopped", "end", in},
-               {"release", "end", in},   {"migrate", "begin", bad}};
+        gboolean to_syslog;
+    } ops[] = {{"prepare", "begin", in},
+               {"started", "begin", in},
+               {"reconnect", "begin", in},
+               {"migrate", "begin", in},
+               {"restore", "begin", in},
+               {"stopped", "end", in},
+               {"release", "end", in},
+               {"migrate", "begin", bad},
+               /* an error as it goes out in production: syslog (its time zone, the socket) */
+               {"migrate", "begin", bad, TRUE}};
     for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
-        g_auto(GStrv) lines = trace_hook(f, ops[i].stdin_path, ops[i].op, ops[i].subop);
+        g_auto(GStrv) lines =
+            trace_hook(f, ops[i].stdin_path, ops[i].op, ops[i].subop, ops[i].to_syslog);
         if (lines == NULL)
             return;
         guint opens = 0;
