@@ -93,7 +93,7 @@ static void test_unmounted_share_mount_point(IcTestTree *tree, gconstpointer dat
     g_assert_true(has_note(report, "ledger --init"));
 
     /* Marked (the share mounted and confirmed): read as usual, and removed. */
-    g_autofree char *marker = ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1);
+    g_free(ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1));
     g_autoptr(IcReport) marked = pass_with(config, IC_PASS_RUN);
     g_assert_cmpint(ic_report_lookup(marked, FP)->action, ==, IC_ACTION_REMOVED);
     g_assert_false(ic_test_exists(base));
@@ -107,7 +107,7 @@ static void test_missing_share_not_created(IcTestTree *tree, gconstpointer data)
     g_autofree char *base = old_base(tree);
     g_autofree char *missing = g_strconcat(tree->root, "-mnt-missing", NULL);
     g_autoptr(IcConfig) config = tree_config(tree, missing);
-    g_autoptr(IcReport) report = pass_with(config, IC_PASS_RUN);
+    ic_report_free(pass_with(config, IC_PASS_RUN));
     g_assert_true(ic_test_exists(base));
     g_assert_false(ic_test_exists(missing));
 
@@ -190,7 +190,7 @@ static void test_hook_leaves_unproven_share(IcTestTree *tree, gconstpointer data
     g_assert_false(ic_test_exists(ledger));
 
     /* Marked: recorded as usual. */
-    g_autofree char *marker = ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1);
+    g_free(ic_test_write_file(mount_point, IC_PROTOCOL_LEDGER_MARKER, "", -1));
     run_hook(tree, mount_point);
     g_assert_true(ic_test_exists(ledger));
     ic_test_rmtree(mount_point);

@@ -100,7 +100,7 @@ static void test_held_open_by_fd(IcTestTree *tree, gconstpointer data)
     int fd = open(held, O_RDONLY | O_CLOEXEC);
     g_assert_cmpint(fd, >=, 0);
 
-    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NULL);
+    ic_report_free(run_pass(config, IC_PASS_RUN, NULL));
     g_assert_true(ic_test_exists(held));
     g_assert_false(ic_test_exists(free_file)); /* the same file not held open goes */
     close(fd);
@@ -118,7 +118,7 @@ static void test_held_open_by_map(IcTestTree *tree, gconstpointer data)
     g_assert_true(map != MAP_FAILED);
     close(fd);
 
-    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, NULL);
+    ic_report_free(run_pass(config, IC_PASS_RUN, NULL));
     g_assert_true(ic_test_exists(held));
     g_assert_false(ic_test_exists(free_file));
     munmap(map, 4096);
@@ -152,7 +152,7 @@ static void check_changes_nothing(IcTestTree *tree, IcPassMode mode)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(IcConfig) config = tree_config(tree);
-    g_autofree char *unused = make_base(tree, FP, NOW - 3 * DAY);
+    g_free(make_base(tree, FP, NOW - 3 * DAY));
     g_autofree char *used = make_base(tree, FP2, NOW - 3 * DAY);
     /* An instance whose overlay is backed by the used file: the instances dir names it. */
     g_autofree char *instance = g_build_filename(tree->root, "instance-1", NULL);
@@ -223,7 +223,7 @@ static void test_age_rechecked_at_unlink(IcTestTree *tree, gconstpointer data)
     g_autofree char *path = make_base(tree, FP, NOW - 3 * DAY);
     Meddling meddling = {.config = config, .base_path = path, .at_unlink = touch_now};
 
-    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, &meddling);
+    ic_report_free(run_pass(config, IC_PASS_RUN, &meddling));
     g_assert_true(ic_test_exists(path));
     g_assert_cmpint(mtime_of(path), ==, NOW);
 }
@@ -245,7 +245,7 @@ static void test_identity_rechecked_at_unlink(IcTestTree *tree, gconstpointer da
     g_autofree char *path = make_base(tree, FP, NOW - 3 * DAY);
     Meddling meddling = {.config = config, .base_path = path, .at_unlink = replace_file};
 
-    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, &meddling);
+    ic_report_free(run_pass(config, IC_PASS_RUN, &meddling));
     g_autofree char *contents = NULL;
     g_assert_true(g_file_get_contents(path, &contents, NULL, &error));
     g_assert_cmpstr(contents, ==, "another image");
@@ -284,7 +284,7 @@ static void test_meddling_control(IcTestTree *tree, gconstpointer data)
     Meddling meddling = {
         .config = config, .base_path = path, .at_lock = nothing, .at_unlink = nothing};
 
-    g_autoptr(IcReport) report = run_pass(config, IC_PASS_RUN, &meddling);
+    ic_report_free(run_pass(config, IC_PASS_RUN, &meddling));
     g_assert_false(ic_test_exists(path));
 }
 

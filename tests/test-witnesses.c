@@ -53,7 +53,7 @@ static void test_missing_ledger_dir_elsewhere(IcTestTree *tree, gconstpointer da
     g_autoptr(IcUsage) empty = read_witnesses(config, NULL);
     g_assert_true(empty->incomplete);
     g_assert_nonnull(strstr(g_ptr_array_index(empty->notes, 0), "ledger --init"));
-    g_autofree char *marker = ic_test_write_file(elsewhere, IC_PROTOCOL_LEDGER_MARKER, "", -1);
+    g_free(ic_test_write_file(elsewhere, IC_PROTOCOL_LEDGER_MARKER, "", -1));
     g_autoptr(IcUsage) again = read_witnesses(config, NULL);
     g_assert_false(again->incomplete);
     g_autofree char *shared = g_strconcat(tree->root, "-shared", NULL);
