@@ -189,7 +189,9 @@ int main(int argc, char **argv)
         IcCli cli = {0};
         int status = commands[i].run(&cli, argc - 1, argv + 1);
         g_free((char *)cli.config_path);
-        ic_config_free(cli.config);
+        /* A kept report borrows from the config (a row's pinned_by): then both go with it. */
+        if (cli.report == NULL)
+            ic_config_free(cli.config);
         /* cli.report and cli.kept are left to the exit (IcCli). exit() from here, not a return:
          * @cli stays on the stack, so they are still reachable to valgrind's
          * and LeakSanitizer's leak checks, which keep checking all the rest. */
