@@ -7,8 +7,14 @@
  * ("billion laughs", external SYSTEM entities) cannot expand or reach the
  * filesystem or the network — an undeclared entity is a parse error. We also
  * refuse any <!DOCTYPE> outright (libvirt never writes one), and cap the input
- * size, the nesting depth, attribute lengths, the number of disks and the
- * length of every backing chain. */
+ * size. What is read is capped too (the nesting depth it follows, the length of a
+ * value it keeps, the number of disks, image refs and backing-chain members), but
+ * a cap reached never refuses the domain: libvirt accepts documents past each of
+ * them (256 levels, attributes of any length in <metadata> or <qemu:commandline>),
+ * and a domain that is not recorded is one whose base files any host may remove.
+ * Past a cap in a part it reads, the disk (or the domain's image refs) is marked
+ * unread, which records the domain with unknown usage; elsewhere the excess is
+ * skipped. */
 #include "domxml.h"
 
 #include "error.h"
@@ -17,6 +23,8 @@
 
 #define MAX_DEPTH         128  /* domain/devices/disk/backingStore×chain stays far below */
 #define MAX_ATTR_LEN      4096 /* PATH_MAX: longer values are no paths libvirt writes */
+#define UNREAD_DEPTH      "elements nested deeper than " G_STRINGIFY(MAX_DEPTH) " levels: not read"
+#define UNREAD_ATTR       "a value longer than " G_STRINGIFY(MAX_ATTR_LEN) " bytes: not read"
 #define MAX_TEXT_LEN      1024 /* <name>, <uuid> */
 #define MAX_BACKING_CHAIN 64   /* libvirt itself stops at 200, QEMU images at 16 here */
 #define MAX_IMAGE_IDS     64
@@ -32,6 +40,7 @@ typedef enum {
 typedef struct {
     IcDomain *domain;
     GPtrArray *stack; /* char*: copies of the open element names, root first */
+    guint beyond;     /* elements open past MAX_DEPTH, not on the stack */
     guint roots;
     TextTarget text_target;
     GString *text;
@@ -103,16 +112,33 @@ static gboolean in_domain_child(const ParseState *st, const char *name)
            strcmp(parent_name(st, 0), name) == 0;
 }
 
-static void add_image_id(ParseState *st, const char *id, GError **error)
+/* @name's value on a disk's element, or NULL; a value too long to keep marks the
+ * disk unread instead. */
+static const char *disk_attr(ParseState *st, const char **names, const char **values,
+                             const char *name)
+{
+    const char *value = attr(names, values, name);
+    if (value != NULL && strlen(value) > MAX_ATTR_LEN) {
+        st->disk->unread = UNREAD_ATTR;
+        return NULL;
+    }
+    return value;
+}
+
+static void add_image_id(ParseState *st, const char *id)
 {
     if (id == NULL || *id == '\0')
         return;
+    if (strlen(id) > MAX_ATTR_LEN) {
+        st->domain->unread = "a Nova image ref longer than " G_STRINGIFY(MAX_ATTR_LEN) " bytes";
+        return;
+    }
     for (guint i = 0; i < st->domain->image_ids->len; i++) {
         if (strcmp(g_ptr_array_index(st->domain->image_ids, i), id) == 0)
             return;
     }
     if (st->domain->image_ids->len >= MAX_IMAGE_IDS) {
-        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "more than %d Nova image refs", MAX_IMAGE_IDS);
+        st->domain->unread = "more than " G_STRINGIFY(MAX_IMAGE_IDS) " Nova image refs";
         return;
     }
     g_ptr_array_add(st->domain->image_ids, g_strdup(id));
@@ -142,23 +168,23 @@ static void maybe_enter_nova(ParseState *st, const char *element, const char **n
 }
 
 static void nova_element(ParseState *st, const char *element, const char **names,
-                         const char **values, GError **error)
+                         const char **values)
 {
     g_autofree char *prefix = NULL;
     const char *local = local_name(element, &prefix);
     if (local == NULL || strcmp(prefix, st->nova_prefix) != 0)
         return;
     if (strcmp(local, "image") == 0) {
-        add_image_id(st, attr(names, values, "uuid"), error);
+        add_image_id(st, attr(names, values, "uuid"));
         return;
     }
     /* <nova:root type="volume"> names a Cinder volume, not an image. */
     if (strcmp(local, "root") == 0 && g_strcmp0(attr(names, values, "type"), "image") == 0)
-        add_image_id(st, attr(names, values, "uuid"), error);
+        add_image_id(st, attr(names, values, "uuid"));
 }
 
 static void disk_element(ParseState *st, const char *element, const char **names,
-                         const char **values, GError **error)
+                         const char **values)
 {
     const char *parent = parent_name(st, 1);
     gboolean direct = st->stack->len == st->disk_depth + 1;
@@ -168,36 +194,37 @@ static void disk_element(ParseState *st, const char *element, const char **names
         guint depth = st->stack->len;
         gboolean parent_ok =
             direct || (strcmp(parent, "backingStore") == 0 && st->file_layer[depth - 1]);
-        st->file_layer[depth] = parent_ok && g_strcmp0(attr(names, values, "type"), "file") == 0;
+        st->file_layer[depth] =
+            parent_ok && g_strcmp0(disk_attr(st, names, values, "type"), "file") == 0;
         return;
     }
     if (strcmp(element, "driver") == 0 && direct) {
         g_free(st->disk->format);
-        st->disk->format = g_strdup(attr(names, values, "type"));
+        st->disk->format = g_strdup(disk_attr(st, names, values, "type"));
         return;
     }
     if (strcmp(element, "target") == 0 && direct) {
         g_free(st->disk->target);
-        st->disk->target = g_strdup(attr(names, values, "dev"));
+        st->disk->target = g_strdup(disk_attr(st, names, values, "dev"));
         return;
     }
     if (strcmp(element, "source") != 0)
         return;
     if (direct) {
-        const char *file = attr(names, values, "file");
+        const char *file = disk_attr(st, names, values, "file");
         if (file == NULL)
-            file = attr(names, values, "dev");
+            file = disk_attr(st, names, values, "dev");
         g_free(st->disk->source_file);
         st->disk->source_file = g_strdup(file);
         return;
     }
     if (strcmp(parent, "backingStore") == 0 && st->file_layer[st->stack->len - 1]) {
-        const char *file = attr(names, values, "file");
+        const char *file = disk_attr(st, names, values, "file");
         if (file == NULL || *file == '\0')
             return;
         if (st->disk->backing_store->len >= MAX_BACKING_CHAIN) {
-            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "a <backingStore> chain deeper than %d",
-                        MAX_BACKING_CHAIN);
+            st->disk->unread =
+                "a <backingStore> chain deeper than " G_STRINGIFY(MAX_BACKING_CHAIN) ": not read";
             return;
         }
         g_ptr_array_add(st->disk->backing_store, g_strdup(file));
@@ -209,17 +236,13 @@ static void on_start(GMarkupParseContext *ctx, const char *element, const char *
 {
     ParseState *st = user_data;
 
-    if (st->stack->len >= MAX_DEPTH) {
-        g_set_error(error, IC_ERROR, IC_ERROR_LIMIT, "elements nested deeper than %d", MAX_DEPTH);
+    if (st->beyond > 0 || st->stack->len >= MAX_DEPTH) {
+        /* Deeper than anything read here: skipped, except that a disk's own
+         * subtree this deep leaves the disk unread. */
+        st->beyond++;
+        if (st->disk != NULL)
+            st->disk->unread = UNREAD_DEPTH;
         return;
-    }
-    for (guint i = 0; names[i] != NULL; i++) {
-        if (strlen(values[i]) > MAX_ATTR_LEN) {
-            g_set_error(error, IC_ERROR, IC_ERROR_LIMIT,
-                        "attribute '%s' of <%s> is longer than %d bytes", names[i], element,
-                        MAX_ATTR_LEN);
-            return;
-        }
     }
     if (st->stack->len == 0) {
         if (st->roots++ > 0 || strcmp(element, "domain") != 0) {
@@ -236,7 +259,7 @@ static void on_start(GMarkupParseContext *ctx, const char *element, const char *
         return;
     }
     if (st->nova_depth > 0) {
-        nova_element(st, element, names, values, error);
+        nova_element(st, element, names, values);
         return;
     }
     if (in_domain_child(st, "metadata"))
@@ -251,17 +274,17 @@ static void on_start(GMarkupParseContext *ctx, const char *element, const char *
         }
         IcDomainDisk *disk = g_new0(IcDomainDisk, 1);
         /* libvirt's default device is "disk". */
-        const char *device = attr(names, values, "device");
-        disk->device = g_strdup(device != NULL ? device : "disk");
-        disk->type = g_strdup(attr(names, values, "type"));
         disk->backing_store = g_ptr_array_new_with_free_func(g_free);
         g_ptr_array_add(st->domain->disks, disk);
         st->disk = disk;
         st->disk_depth = st->stack->len;
+        const char *device = disk_attr(st, names, values, "device");
+        disk->device = g_strdup(device != NULL ? device : "disk");
+        disk->type = g_strdup(disk_attr(st, names, values, "type"));
         return;
     }
     if (st->disk != NULL) {
-        disk_element(st, element, names, values, error);
+        disk_element(st, element, names, values);
         return;
     }
     maybe_enter_nova(st, element, names, values);
@@ -273,6 +296,10 @@ static void on_end(GMarkupParseContext *ctx, const char *element, gpointer user_
     ParseState *st = user_data;
     guint depth = st->stack->len;
 
+    if (st->beyond > 0) {
+        st->beyond--;
+        return;
+    }
     if (st->text_target != TEXT_NONE) {
         IcDomain *domain = st->domain;
         char **slot = st->text_target == TEXT_NAME ? &domain->name : &domain->uuid;
@@ -413,6 +440,8 @@ gboolean ic_domain_disk_is_file_disk(const IcDomainDisk *disk)
 
 const char *ic_domain_disk_unknown_reason(const IcDomainDisk *disk)
 {
+    if (disk->unread != NULL)
+        return disk->unread;
     if (disk->type == NULL)
         return NULL;
     if (strcmp(disk->type, "volume") == 0)

@@ -51,6 +51,9 @@ IcLedgerDomain *ic_ledger_domain_collect(const IcDomain *domain, const char *bas
                                       "not read: their base files are not recorded",
                                       domain->name, domain->disks_over_limit, IC_DOMXML_MAX_DISKS));
 
+    if (domain->unread != NULL)
+        g_ptr_array_add(problems, g_strdup_printf("domain '%s': %s", domain->name, domain->unread));
+
     for (guint i = 0; i < domain->disks->len; i++) {
         const IcDomainDisk *disk = g_ptr_array_index(domain->disks, i);
         const char *unknown = ic_domain_disk_unknown_reason(disk);

@@ -208,21 +208,118 @@ static void test_many_disks(void)
     g_assert_cmpstr(last->source_file, ==, "/d/255");
 }
 
+#define IDENTITY "<name>d</name><uuid>3f2504e0-4f89-41d3-9a0c-0305e82c3300</uuid>"
+
+static IcDomain *parse_gstring(const GString *xml)
+{
+    g_autoptr(GError) error = NULL;
+    IcDomain *domain = NULL;
+    g_assert_true(ic_domxml_parse(xml->str, xml->len, &domain, &error));
+    g_assert_no_error(error);
+    g_assert_nonnull(domain);
+    return domain;
+}
+
+/* Red team 8: libvirt accepts 130 levels of <metadata> and any attribute length in
+ * <qemu:commandline>; refusing them left the domain unrecorded. Past the caps,
+ * outside what is read: skipped, and the disks are still read. */
 static void test_deep(void)
 {
-    g_autoptr(GString) xml = g_string_new("<domain>");
+    g_autoptr(GString) xml = g_string_new("<domain>" IDENTITY "<metadata>");
     for (int i = 0; i < 1000; i++)
         g_string_append(xml, "<a>");
-    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+    for (int i = 0; i < 1000; i++)
+        g_string_append(xml, "</a>");
+    g_string_append(xml, "</metadata><devices><disk type='file'><source file='/d/1'/>"
+                         "</disk></devices></domain>");
+    g_autoptr(IcDomain) domain = parse_gstring(xml);
+    g_assert_cmpuint(domain->disks->len, ==, 1);
+    const IcDomainDisk *disk = g_ptr_array_index(domain->disks, 0);
+    g_assert_cmpstr(disk->source_file, ==, "/d/1");
+    g_assert_null(ic_domain_disk_unknown_reason(disk));
+    g_assert_null(domain->unread);
+
+    /* Unclosed past the cap: still malformed. */
+    g_autoptr(GString) open = g_string_new("<domain>" IDENTITY);
+    for (int i = 0; i < 1000; i++)
+        g_string_append(open, "<a>");
+    assert_rejected(open->str, open->len, IC_ERROR_FORMAT);
+}
+
+/* A disk whose own XML goes past a cap is unread: its usage is unknown. */
+static void test_deep_disk(void)
+{
+    g_autoptr(GString) xml =
+        g_string_new("<domain>" IDENTITY "<devices><disk type='file'><source file='/d/1'/>");
+    for (int i = 0; i < 200; i++)
+        g_string_append(xml, "<x>");
+    for (int i = 0; i < 200; i++)
+        g_string_append(xml, "</x>");
+    g_string_append(xml,
+                    "</disk><disk type='file'><source file='/d/2'/></disk></devices></domain>");
+    g_autoptr(IcDomain) domain = parse_gstring(xml);
+    g_assert_cmpuint(domain->disks->len, ==, 2);
+    g_assert_nonnull(strstr(ic_domain_disk_unknown_reason(g_ptr_array_index(domain->disks, 0)),
+                            "nested deeper"));
+    g_assert_null(ic_domain_disk_unknown_reason(g_ptr_array_index(domain->disks, 1)));
 }
 
 static void test_long_attribute(void)
 {
-    g_autoptr(GString) xml = g_string_new("<domain><devices><disk><source file='");
-    for (int i = 0; i < 5000; i++)
-        g_string_append_c(xml, 'x');
-    g_string_append(xml, "'/></disk></devices></domain>");
-    assert_rejected(xml->str, xml->len, IC_ERROR_LIMIT);
+    g_autofree char *long_value = g_strnfill(5000, 'x');
+    /* Where nothing is read (a QEMU argument): skipped. */
+    g_autoptr(GString) elsewhere = g_string_new(NULL);
+    g_string_printf(elsewhere,
+                    "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>" IDENTITY
+                    "<devices><disk type='file'><source file='/d/1'/></disk></devices>"
+                    "<qemu:commandline><qemu:arg value='%s'/></qemu:commandline></domain>",
+                    long_value);
+    g_autoptr(IcDomain) domain = parse_gstring(elsewhere);
+    g_assert_null(ic_domain_disk_unknown_reason(g_ptr_array_index(domain->disks, 0)));
+    g_assert_null(domain->unread);
+
+    /* A disk's path too long to be one: the disk is unread, not the domain refused. */
+    g_autoptr(GString) source = g_string_new(NULL);
+    g_string_printf(source,
+                    "<domain>" IDENTITY "<devices><disk><source file='%s'/></disk>"
+                    "</devices></domain>",
+                    long_value);
+    g_autoptr(IcDomain) with_disk = parse_gstring(source);
+    const IcDomainDisk *disk = g_ptr_array_index(with_disk->disks, 0);
+    g_assert_null(disk->source_file);
+    g_assert_nonnull(strstr(ic_domain_disk_unknown_reason(disk), "longer than"));
+
+    /* A Nova image ref that long: the image refs are unread. */
+    g_autoptr(GString) nova = g_string_new(NULL);
+    g_string_printf(nova,
+                    "<domain>" IDENTITY "<metadata><nova:instance "
+                    "xmlns:nova='http://openstack.org/xmlns/libvirt/nova/1.1'>"
+                    "<nova:root type='image' uuid='%s'/></nova:instance></metadata></domain>",
+                    long_value);
+    g_autoptr(IcDomain) with_ref = parse_gstring(nova);
+    g_assert_cmpuint(with_ref->image_ids->len, ==, 0);
+    g_assert_nonnull(with_ref->unread);
+}
+
+/* A <backingStore> chain past its cap and image refs past theirs: unread, not refused. */
+static void test_chain_and_refs_over_cap(void)
+{
+    g_autoptr(GString) xml =
+        g_string_new("<domain>" IDENTITY "<metadata><nova:instance "
+                     "xmlns:nova='http://openstack.org/xmlns/libvirt/nova/1.1'>");
+    for (int i = 0; i < 70; i++)
+        g_string_append_printf(xml, "<nova:image uuid='%08d-0000-4000-8000-000000000000'/>", i);
+    g_string_append(xml, "</nova:instance></metadata><devices><disk type='file'>"
+                         "<source file='/d/top'/>");
+    for (int i = 0; i < 70; i++)
+        g_string_append_printf(xml, "<backingStore type='file'><source file='/d/%d'/>", i);
+    for (int i = 0; i < 70; i++)
+        g_string_append(xml, "</backingStore>");
+    g_string_append(xml, "</disk></devices></domain>");
+    g_autoptr(IcDomain) domain = parse_gstring(xml);
+    g_assert_nonnull(strstr(domain->unread, "image refs"));
+    const IcDomainDisk *disk = g_ptr_array_index(domain->disks, 0);
+    g_assert_nonnull(strstr(ic_domain_disk_unknown_reason(disk), "chain deeper"));
 }
 
 static void test_not_domain(void)
@@ -251,7 +348,10 @@ int main(int argc, char **argv)
     g_test_add_func("/imagecache/domxml/hostile/huge", test_huge);
     g_test_add_func("/imagecache/domxml/hostile/many-disks", test_many_disks);
     g_test_add_func("/imagecache/domxml/hostile/deep", test_deep);
+    g_test_add_func("/imagecache/domxml/hostile/deep-disk", test_deep_disk);
     g_test_add_func("/imagecache/domxml/hostile/long-attribute", test_long_attribute);
+    g_test_add_func("/imagecache/domxml/hostile/chain-and-refs-over-cap",
+                    test_chain_and_refs_over_cap);
     g_test_add_func("/imagecache/domxml/not-domain", test_not_domain);
 
     return g_test_run();

@@ -1155,6 +1155,34 @@ static void test_from_xml_problems(IcTestTree *tree, gconstpointer data)
     g_assert_cmpstr(entry->unknown, ==, problems->pdata[0]);
 }
 
+/* XML past the reader's caps in what it reads (a disk's path too long to be one,
+ * image refs past their cap): the domain is recorded, with the rest of what it
+ * uses, and its usage is unknown, each reason told. */
+static void test_from_xml_past_caps(IcTestTree *tree, gconstpointer data)
+{
+    g_autofree char *orig = g_build_filename(tree->base_dir, "orig", NULL);
+    g_autofree char *disk = g_build_filename(tree->root, "disk", NULL);
+    write_qcow2(orig, NULL);
+    write_qcow2(disk, orig);
+    g_autofree char *long_path = g_strnfill(5000, 'p');
+    g_autoptr(IcDomain) domain =
+        domain_for("<disk type='file' device='disk'><source file='%s'/></disk>"
+                   "<disk type='file' device='disk'><source file='/%s'/></disk>",
+                   disk, long_path);
+    domain->unread = "more than 64 Nova image refs"; /* what the reader sets past that cap */
+
+    g_autoptr(GPtrArray) problems = NULL;
+    g_autoptr(IcLedgerDomain) entry =
+        ic_ledger_domain_collect(domain, tree->base_dir, NOW, &problems);
+    g_assert_nonnull(problems);
+    g_assert_cmpuint(problems->len, ==, 2);
+    g_assert_nonnull(strstr(problems->pdata[0], "image refs"));
+    g_assert_nonnull(strstr(problems->pdata[1], "longer than"));
+    g_assert_cmpuint(entry->base_files->len, ==, 1);
+    g_assert_cmpstr(entry->base_files->pdata[0], ==, orig);
+    g_assert_cmpstr(entry->unknown, ==, problems->pdata[0]);
+}
+
 /* An entry resolves to "<base_dir>/<name>" byte for byte as g_build_filename
  * spells it, whatever the spelling of the base dir; a format-1 absolute entry
  * only when its directory is named like the base dir. */
@@ -1228,6 +1256,8 @@ int main(int argc, char **argv)
                ic_test_tree_teardown);
     g_test_add("/imagecache/ledger/from-xml-problems", IcTestTree, NULL, ic_test_tree_setup,
                test_from_xml_problems, ic_test_tree_teardown);
+    g_test_add("/imagecache/ledger/from-xml-past-caps", IcTestTree, NULL, ic_test_tree_setup,
+               test_from_xml_past_caps, ic_test_tree_teardown);
 
     return g_test_run();
 }
