@@ -16,6 +16,7 @@
 #include "protocol.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -278,6 +279,16 @@ static int run(const char *name, const char *op, Action action)
 int main(int argc, char **argv)
 {
     silence_stdout();
+    /* A file size limit (libvirtd's LimitFSIZE) must fail the ledger's write with
+     * EFBIG, which is logged and handled, not kill the hook unheard: libvirt would
+     * refuse the start with no reason given. */
+    signal(SIGXFSZ, SIG_IGN);
+    /* The hook never calls setlocale: it runs in the C locale, whose messages glibc
+     * converts with its built-in ASCII converter. CHARSET or G_FILENAME_ENCODING
+     * would make GLib convert through an iconv module, which a static hook loads
+     * from the libc on disk, not its own (red team 8). */
+    g_unsetenv("CHARSET");
+    g_unsetenv("G_FILENAME_ENCODING");
     log_to_stderr = g_strcmp0(g_getenv("IMAGECACHE_HOOK_LOG_STDERR"), "1") == 0;
     openlog("imagecache-hook", LOG_PID, LOG_DAEMON);
     g_log_set_writer_func(log_writer, NULL, NULL);

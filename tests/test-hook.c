@@ -9,6 +9,7 @@
 #include "usage.h"
 
 #include <gio/gio.h>
+#include <sys/resource.h>
 #include <glib/gstdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,43 @@ static void test_prepare(Fixture *f, gconstpointer data)
     /* The usage lock exists: prepare held it. */
     g_autofree char *lock = g_build_filename(f->ledger_dir, IC_PROTOCOL_LOCK_NAME, NULL);
     g_assert_true(ic_test_exists(lock));
+}
+
+/* Red team 8: a domain libvirt accepts, with <metadata> nested 130 levels and a
+ * QEMU argument of 5,000 bytes (past the reader's caps, outside what it reads),
+ * is recorded with its base file at prepare, silently. It was left unrecorded
+ * (and reconcile failed for the whole host), so another host removed its base. */
+static void test_past_caps_recorded(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *src = ic_test_data_path("hook", "prepare.xml");
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
+    g_autoptr(GString) xml = g_string_new(text);
+    g_string_replace(xml, "@INSTANCES@", f->instances, 0);
+    g_autoptr(GString) extra = g_string_new("<metadata>");
+    for (int i = 0; i < 130; i++)
+        g_string_append(extra, "<a>");
+    for (int i = 0; i < 130; i++)
+        g_string_append(extra, "</a>");
+    g_autofree char *long_value = g_strnfill(5000, 'x');
+    g_string_append_printf(extra,
+                           "</metadata><qemu:commandline "
+                           "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+                           "<qemu:arg value='%s'/></qemu:commandline></domain>",
+                           long_value);
+    g_assert_cmpuint(g_string_replace(xml, "</domain>", extra->str, 1), ==, 1);
+    g_autofree char *in = ic_test_write_file(f->root, "past-caps.xml", xml->str, (gssize)xml->len);
+
+    g_auto(HookRun) run = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &run);
+    assert_ok_silent(&run);
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    const IcLedgerDomain *d = get_domain(ledger, "hosta", UUID_PREP);
+    g_assert_cmpuint(d->base_files->len, ==, 1);
+    g_assert_cmpstr(d->base_files->pdata[0], ==, BASE_FP);
+    g_assert_null(d->unknown);
 }
 
 static void test_started(Fixture *f, gconstpointer data)
@@ -492,6 +530,50 @@ static void test_missing_disk(Fixture *f, gconstpointer data)
     g_auto(HookRun) strict_run = {0};
     run_hook(f, strict, in, "prepare", "begin", &strict_run);
     g_assert_cmpint(strict_run.status, ==, 1);
+}
+
+static void limit_file_size(gpointer data)
+{
+    struct rlimit limit = {.rlim_cur = 64, .rlim_max = 64};
+    setrlimit(RLIMIT_FSIZE, &limit);
+}
+
+/* Red team 8: under a file size limit (libvirtd's LimitFSIZE) smaller than the
+ * ledger, SIGXFSZ killed the hook with nothing logged, and libvirt refused the
+ * start. The write fails with EFBIG instead: logged, the temp file removed, the
+ * old ledger kept, the start let through (strict_prepare would refuse it). */
+static void test_file_size_limit(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *in = xml_file(f, "prepare.xml");
+    g_auto(HookRun) first = {0};
+    run_hook(f, f->config, in, "prepare", "begin", &first);
+    assert_ok_silent(&first);
+    g_autofree char *ledger = g_build_filename(f->ledger_dir, "hosta.ledger", NULL);
+    g_autofree char *before = NULL;
+    g_assert_true(g_file_get_contents(ledger, &before, NULL, NULL));
+
+    g_autofree char *started = xml_file(f, "started.xml");
+    g_autoptr(GSubprocessLauncher) launcher = launcher_for(
+        f->config, started, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_subprocess_launcher_set_child_setup(launcher, limit_file_size, NULL, NULL);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSubprocess) proc =
+        g_subprocess_launcher_spawn(launcher, &error, f->hook, "vm", "prepare", "begin", "-", NULL);
+    g_assert_no_error(error);
+    g_autofree char *err = NULL;
+    g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, NULL, &err, &error));
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_get_if_exited(proc));
+    g_assert_cmpint(g_subprocess_get_exit_status(proc), ==, 0);
+    g_assert_nonnull(strstr(err, "hosta.ledger"));
+    g_assert_nonnull(strstr(err, g_strerror(EFBIG)));
+    g_autofree char *after = NULL;
+    g_assert_true(g_file_get_contents(ledger, &after, NULL, NULL));
+    g_assert_cmpstr(after, ==, before);
+    g_autofree char *temp = g_build_filename(f->ledger_dir, "hosta.ledger.tmp", NULL);
+    g_assert_false(ic_test_exists(temp));
 }
 
 static void test_bad_config(Fixture *f, gconstpointer data)
@@ -941,9 +1023,9 @@ static guint count_trace_lines(char **lines, const char *const *needles)
 
 /* The hook's system calls for `<op> <subop>` with @stdin_path, as strace -f -y prints
  * them, split in lines; NULL (the test skipped) where strace is missing or cannot
- * trace. Asserts the hook exited 0. @to_syslog: log as in production, not to stderr. */
+ * trace. Asserts the hook exited 0. @env: "KEY=VALUE" to set, "KEY" to unset (or NULL). */
 static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, const char *subop,
-                         gboolean to_syslog)
+                         const char *const *env)
 {
     g_autofree char *strace = g_find_program_in_path("strace");
     if (strace == NULL) {
@@ -954,8 +1036,13 @@ static char **trace_hook(Fixture *f, const char *stdin_path, const char *op, con
     g_autofree char *trace_path = g_build_filename(f->root, name, NULL);
     g_autoptr(GSubprocessLauncher) launcher =
         launcher_for(f->config, stdin_path, G_SUBPROCESS_FLAGS_NONE);
-    if (to_syslog)
-        g_subprocess_launcher_unsetenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR");
+    for (guint i = 0; env != NULL && env[i] != NULL; i++) {
+        g_auto(GStrv) pair = g_strsplit(env[i], "=", 2);
+        if (pair[1] != NULL)
+            g_subprocess_launcher_setenv(launcher, pair[0], pair[1], TRUE);
+        else
+            g_subprocess_launcher_unsetenv(launcher, pair[0]);
+    }
     /* LeakSanitizer refuses to run under ptrace (scripts/sanitize.sh builds the hook with it). */
     const char *asan = g_getenv("ASAN_OPTIONS");
     g_autofree char *no_leaks =
@@ -992,7 +1079,7 @@ static void test_syscalls(Fixture *f, gconstpointer data)
     assert_ok_silent(&first);
 
     /* The second prepare: the ledger dir and the lock file exist. */
-    g_auto(GStrv) lines = trace_hook(f, in, "prepare", "begin", FALSE);
+    g_auto(GStrv) lines = trace_hook(f, in, "prepare", "begin", NULL);
     if (lines == NULL)
         return;
     g_autofree char *quoted = g_strdup_printf("\"%s\"", f->ledger_dir);
@@ -1048,9 +1135,21 @@ static void test_loads_nothing(Fixture *f, gconstpointer data)
     gboolean static_libc = g_strcmp0(g_getenv("IMAGECACHE_HOOK_STATIC_LIBC"), "true") == 0;
     g_autofree char *in = xml_file(f, "started.xml");
     g_autofree char *bad = xml_file(f, "malformed.xml");
+    /* A disk that is gone: its error message comes from g_strerror, which converts. */
+    g_autofree char *prepare = xml_file(f, "prepare.xml");
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(prepare, &text, NULL, NULL));
+    g_autoptr(GString) gone_xml = g_string_new(text);
+    g_assert_cmpuint(g_string_replace(gone_xml, "vm-prepare/disk'", "vm-prepare/gone'", 1), ==, 1);
+    g_autofree char *gone =
+        ic_test_write_file(f->root, "gone.xml", gone_xml->str, (gssize)gone_xml->len);
+    static const char *const to_syslog[] = {"IMAGECACHE_HOOK_LOG_STDERR", NULL};
+    /* Red team 8: GLib takes the charset from CHARSET before it asks libc. */
+    static const char *const charsets[] = {"CHARSET=ISO-8859-15", "G_FILENAME_ENCODING=ISO-8859-15",
+                                           NULL};
     const struct {
         const char *op, *subop, *stdin_path;
-        gboolean to_syslog;
+        const char *const *env;
     } ops[] = {{"prepare", "begin", in},
                {"started", "begin", in},
                {"reconnect", "begin", in},
@@ -1060,10 +1159,10 @@ static void test_loads_nothing(Fixture *f, gconstpointer data)
                {"release", "end", in},
                {"migrate", "begin", bad},
                /* an error as it goes out in production: syslog (its time zone, the socket) */
-               {"migrate", "begin", bad, TRUE}};
+               {"migrate", "begin", bad, to_syslog},
+               {"prepare", "begin", gone, charsets}};
     for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
-        g_auto(GStrv) lines =
-            trace_hook(f, ops[i].stdin_path, ops[i].op, ops[i].subop, ops[i].to_syslog);
+        g_auto(GStrv) lines = trace_hook(f, ops[i].stdin_path, ops[i].op, ops[i].subop, ops[i].env);
         if (lines == NULL)
             return;
         guint opens = 0;
@@ -1089,6 +1188,7 @@ int main(int argc, char **argv)
 
 #define ADD(path, data, fn) g_test_add(path, Fixture, data, fixture_setup, fn, fixture_teardown)
     ADD("/imagecache/hook/prepare", NULL, test_prepare);
+    ADD("/imagecache/hook/past-caps-recorded", NULL, test_past_caps_recorded);
     ADD("/imagecache/hook/started", NULL, test_started);
     ADD("/imagecache/hook/release", NULL, test_release);
     ADD("/imagecache/hook/migrate-restore", NULL, test_migrate_restore);
@@ -1103,6 +1203,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/many-disks", NULL, test_many_disks);
     ADD("/imagecache/hook/unwritable", NULL, test_unwritable);
     ADD("/imagecache/hook/missing-disk", NULL, test_missing_disk);
+    ADD("/imagecache/hook/file-size-limit", NULL, test_file_size_limit);
     ADD("/imagecache/hook/bad-config", NULL, test_bad_config);
     ADD("/imagecache/hook/concurrent", NULL, test_concurrent);
     ADD("/imagecache/hook/two-hosts", NULL, test_two_hosts);
