@@ -19,7 +19,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef enum {
@@ -31,6 +34,40 @@ typedef enum {
 /* Tests set IMAGECACHE_HOOK_LOG_STDERR=1 to see what went to syslog. */
 static gboolean log_to_stderr;
 
+/* What syslog(3) sends, without its one wait: glibc's send() blocks while the log
+ * daemon's queue is full (a hung or restarting journald), and libvirtd waits for
+ * the hook with no timeout, so a VM start hung (red team 8). The same line in the
+ * same format, sent without waiting; FALSE when the daemon did not take it. Tests
+ * name another socket in IMAGECACHE_HOOK_SYSLOG_SOCKET. */
+static gboolean send_syslog(int priority, const char *msg)
+{
+    const char *path = g_getenv("IMAGECACHE_HOOK_SYSLOG_SOCKET");
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    g_strlcpy(addr.sun_path, path != NULL ? path : "/dev/log", sizeof addr.sun_path);
+    char stamp[32] = "";
+    time_t now = time(NULL);
+    struct tm tm;
+    if (localtime_r(&now, &tm) != NULL)
+        strftime(stamp, sizeof stamp, "%h %e %T ", &tm);
+    g_autofree char *line = g_strdup_printf("<%d>%simagecache-hook[%d]: %s", LOG_DAEMON | priority,
+                                            stamp, (int)getpid(), msg);
+    static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+    for (guint i = 0; i < G_N_ELEMENTS(types); i++) {
+        ic_autofd fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return FALSE;
+        if (connect(fd, (const struct sockaddr *)&addr, sizeof addr) < 0) {
+            if (errno == EPROTOTYPE) /* a stream socket, as some syslog daemons make it */
+                continue;
+            return FALSE;
+        }
+        /* On a stream, the daemon splits messages at the NUL glibc sends after each. */
+        gsize len = strlen(line) + (types[i] == SOCK_STREAM);
+        return send(fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len;
+    }
+    return FALSE;
+}
+
 static void hook_log(int priority, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static void hook_log(int priority, const char *fmt, ...)
 {
@@ -38,8 +75,8 @@ static void hook_log(int priority, const char *fmt, ...)
     va_start(ap, fmt);
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    syslog(priority, "%s", msg);
-    if (log_to_stderr)
+    /* What the daemon could not take goes to stderr, which libvirtd reads. */
+    if (!send_syslog(priority, msg) || log_to_stderr)
         fprintf(stderr, "imagecache-hook: %s\n", msg);
 }
 
@@ -290,7 +327,6 @@ int main(int argc, char **argv)
     g_unsetenv("CHARSET");
     g_unsetenv("G_FILENAME_ENCODING");
     log_to_stderr = g_strcmp0(g_getenv("IMAGECACHE_HOOK_LOG_STDERR"), "1") == 0;
-    openlog("imagecache-hook", LOG_PID, LOG_DAEMON);
     g_log_set_writer_func(log_writer, NULL, NULL);
 
     if (argc < 4) {
@@ -304,6 +340,5 @@ int main(int argc, char **argv)
     if (action == ACTION_NONE)
         return 0;
     int code = run(name, op, action);
-    closelog();
     return code;
 }

@@ -9,7 +9,9 @@
 #include "usage.h"
 
 #include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
 #include <sys/resource.h>
+#include <syslog.h>
 #include <glib/gstdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -574,6 +576,97 @@ static void test_file_size_limit(Fixture *f, gconstpointer data)
     g_assert_cmpstr(after, ==, before);
     g_autofree char *temp = g_build_filename(f->ledger_dir, "hosta.ledger.tmp", NULL);
     g_assert_false(ic_test_exists(temp));
+}
+
+static void on_waited(GObject *source, GAsyncResult *result, gpointer done)
+{
+    g_subprocess_wait_finish(G_SUBPROCESS(source), result, NULL);
+    *(gboolean *)done = TRUE;
+}
+
+/* The hook's prepare with a disk gone (so it logs), its syslog socket @socket_path. */
+static GSubprocess *prepare_logging_to(Fixture *f, const char *socket_path)
+{
+    g_autofree char *text = NULL;
+    g_autofree char *prepare = xml_file(f, "prepare.xml");
+    g_assert_true(g_file_get_contents(prepare, &text, NULL, NULL));
+    g_autoptr(GString) xml = g_string_new(text);
+    g_assert_cmpuint(g_string_replace(xml, "vm-prepare/disk'", "vm-prepare/gone'", 1), ==, 1);
+    g_autofree char *in = ic_test_write_file(f->root, "gone.xml", xml->str, (gssize)xml->len);
+    g_autoptr(GSubprocessLauncher) launcher = launcher_for(
+        f->config, in, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_subprocess_launcher_unsetenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR");
+    g_subprocess_launcher_setenv(launcher, "IMAGECACHE_HOOK_SYSLOG_SOCKET", socket_path, TRUE);
+    g_autoptr(GError) error = NULL;
+    GSubprocess *proc =
+        g_subprocess_launcher_spawn(launcher, &error, f->hook, "vm", "prepare", "begin", "-", NULL);
+    g_assert_no_error(error);
+    return proc;
+}
+
+/* Red team 8: with the log daemon's queue full (a hung journald), syslog(3) blocked
+ * the hook, and libvirtd, which waits for it without a timeout, hung the start. The
+ * hook sends without waiting: the message a daemon cannot take goes to stderr, the
+ * domain is recorded, the hook exits at once; a daemon that reads gets syslog's line. */
+static void test_syslog_never_waits(Fixture *f, gconstpointer data)
+{
+    if (!have_hook(f))
+        return;
+    g_autofree char *path = g_build_filename(f->root, "log.sock", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GSocket) daemon = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_DATAGRAM,
+                                             G_SOCKET_PROTOCOL_DEFAULT, &error);
+    g_assert_no_error(error);
+    g_autoptr(GSocketAddress) address = g_unix_socket_address_new(path);
+    g_assert_true(g_socket_bind(daemon, address, FALSE, &error));
+    g_assert_no_error(error);
+
+    /* A daemon that reads: the line arrives as syslog(3) formats it. */
+    g_autoptr(GSubprocess) first = prepare_logging_to(f, path);
+    g_assert_true(g_subprocess_wait(first, NULL, &error));
+    g_assert_cmpint(g_subprocess_get_exit_status(first), ==, 0);
+    char line[4096] = "";
+    g_socket_set_blocking(daemon, FALSE);
+    gssize n = g_socket_receive(daemon, line, sizeof line - 1, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(n, >, 0);
+    g_autofree char *pri = g_strdup_printf("<%d>", LOG_DAEMON | LOG_ERR);
+    g_assert_true(g_str_has_prefix(line, pri));
+    g_assert_nonnull(strstr(line, "imagecache-hook["));
+    g_assert_nonnull(strstr(line, "vm-prepare/gone"));
+    while (g_socket_receive(daemon, line, sizeof line, NULL, NULL) > 0)
+        ;
+
+    /* A daemon that no longer reads: its queue filled up to the last datagram. */
+    g_autoptr(GSocket) writer = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_DATAGRAM,
+                                             G_SOCKET_PROTOCOL_DEFAULT, &error);
+    g_assert_no_error(error);
+    g_socket_set_blocking(writer, FALSE);
+    guint sent = 0;
+    while (g_socket_send_to(writer, address, "x", 1, NULL, NULL) == 1)
+        sent++;
+    g_assert_cmpuint(sent, >, 0);
+    g_autoptr(GSubprocess) proc = prepare_logging_to(f, path);
+    gboolean done = FALSE;
+    g_subprocess_wait_async(proc, NULL, on_waited, &done);
+    gint64 deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    while (!done && g_get_monotonic_time() < deadline)
+        g_main_context_iteration(NULL, TRUE);
+    if (!done) {
+        g_subprocess_force_exit(proc);
+        g_error("the hook waited 30 s on a log daemon whose queue is full");
+    }
+    g_assert_true(g_subprocess_get_if_exited(proc));
+    g_assert_cmpint(g_subprocess_get_exit_status(proc), ==, 0);
+    g_autoptr(GBytes) bytes =
+        g_input_stream_read_bytes(g_subprocess_get_stderr_pipe(proc), 65536, NULL, &error);
+    g_assert_no_error(error);
+    gsize size = 0;
+    const char *bytes_data = g_bytes_get_data(bytes, &size);
+    g_autofree char *err = g_strndup(bytes_data, size);
+    g_assert_nonnull(strstr(err, "vm-prepare/gone"));
+    g_autoptr(IcLedger) ledger = read_ledger(f->ledger_dir);
+    g_assert_nonnull(find_domain(ledger, "hosta", UUID_PREP));
 }
 
 static void test_bad_config(Fixture *f, gconstpointer data)
@@ -1204,6 +1297,7 @@ int main(int argc, char **argv)
     ADD("/imagecache/hook/unwritable", NULL, test_unwritable);
     ADD("/imagecache/hook/missing-disk", NULL, test_missing_disk);
     ADD("/imagecache/hook/file-size-limit", NULL, test_file_size_limit);
+    ADD("/imagecache/hook/syslog-never-waits", NULL, test_syslog_never_waits);
     ADD("/imagecache/hook/bad-config", NULL, test_bad_config);
     ADD("/imagecache/hook/concurrent", NULL, test_concurrent);
     ADD("/imagecache/hook/two-hosts", NULL, test_two_hosts);
