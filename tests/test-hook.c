@@ -91,16 +91,27 @@ static gboolean have_hook(const Fixture *f)
     return FALSE;
 }
 
-/* A data file with @INSTANCES@ replaced, written to a file for the hook's stdin. */
-static char *xml_file(Fixture *f, const char *data_name)
+/* A data file with @INSTANCES@ replaced and, when @from is given, its one @from
+ * replaced by @to, written to @out_name (default "stdin-<data_name>") for the
+ * hook's stdin. */
+static char *xml_file_edited(Fixture *f, const char *data_name, const char *from, const char *to,
+                             const char *out_name)
 {
     g_autofree char *src = ic_test_data_path("hook", data_name);
     g_autofree char *text = NULL;
     g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
     g_autoptr(GString) xml = g_string_new(text);
     g_string_replace(xml, "@INSTANCES@", f->instances, 0);
+    if (from != NULL)
+        g_assert_cmpuint(g_string_replace(xml, from, to, 1), ==, 1);
     g_autofree char *name = g_strconcat("stdin-", data_name, NULL);
-    return ic_test_write_file(f->root, name, xml->str, (gssize)xml->len);
+    return ic_test_write_file(f->root, out_name != NULL ? out_name : name, xml->str,
+                              (gssize)xml->len);
+}
+
+static char *xml_file(Fixture *f, const char *data_name)
+{
+    return xml_file_edited(f, data_name, NULL, NULL, NULL);
 }
 
 typedef struct {
@@ -247,11 +258,6 @@ static void test_past_caps_recorded(Fixture *f, gconstpointer data)
 {
     if (!have_hook(f))
         return;
-    g_autofree char *src = ic_test_data_path("hook", "prepare.xml");
-    g_autofree char *text = NULL;
-    g_assert_true(g_file_get_contents(src, &text, NULL, NULL));
-    g_autoptr(GString) xml = g_string_new(text);
-    g_string_replace(xml, "@INSTANCES@", f->instances, 0);
     g_autoptr(GString) extra = g_string_new("<metadata>");
     for (int i = 0; i < 130; i++)
         g_string_append(extra, "<a>");
@@ -263,8 +269,8 @@ static void test_past_caps_recorded(Fixture *f, gconstpointer data)
                            "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
                            "<qemu:arg value='%s'/></qemu:commandline></domain>",
                            long_value);
-    g_assert_cmpuint(g_string_replace(xml, "</domain>", extra->str, 1), ==, 1);
-    g_autofree char *in = ic_test_write_file(f->root, "past-caps.xml", xml->str, (gssize)xml->len);
+    g_autofree char *in =
+        xml_file_edited(f, "prepare.xml", "</domain>", extra->str, "past-caps.xml");
 
     g_auto(HookRun) run = {0};
     run_hook(f, f->config, in, "prepare", "begin", &run);
@@ -587,12 +593,8 @@ static void on_waited(GObject *source, GAsyncResult *result, gpointer done)
 /* The hook's prepare with a disk gone (so it logs), its syslog socket @socket_path. */
 static GSubprocess *prepare_logging_to(Fixture *f, const char *socket_path)
 {
-    g_autofree char *text = NULL;
-    g_autofree char *prepare = xml_file(f, "prepare.xml");
-    g_assert_true(g_file_get_contents(prepare, &text, NULL, NULL));
-    g_autoptr(GString) xml = g_string_new(text);
-    g_assert_cmpuint(g_string_replace(xml, "vm-prepare/disk'", "vm-prepare/gone'", 1), ==, 1);
-    g_autofree char *in = ic_test_write_file(f->root, "gone.xml", xml->str, (gssize)xml->len);
+    g_autofree char *in =
+        xml_file_edited(f, "prepare.xml", "vm-prepare/disk'", "vm-prepare/gone'", "gone.xml");
     g_autoptr(GSubprocessLauncher) launcher = launcher_for(
         f->config, in, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
     g_subprocess_launcher_unsetenv(launcher, "IMAGECACHE_HOOK_LOG_STDERR");
@@ -1229,13 +1231,8 @@ static void test_loads_nothing(Fixture *f, gconstpointer data)
     g_autofree char *in = xml_file(f, "started.xml");
     g_autofree char *bad = xml_file(f, "malformed.xml");
     /* A disk that is gone: its error message comes from g_strerror, which converts. */
-    g_autofree char *prepare = xml_file(f, "prepare.xml");
-    g_autofree char *text = NULL;
-    g_assert_true(g_file_get_contents(prepare, &text, NULL, NULL));
-    g_autoptr(GString) gone_xml = g_string_new(text);
-    g_assert_cmpuint(g_string_replace(gone_xml, "vm-prepare/disk'", "vm-prepare/gone'", 1), ==, 1);
     g_autofree char *gone =
-        ic_test_write_file(f->root, "gone.xml", gone_xml->str, (gssize)gone_xml->len);
+        xml_file_edited(f, "prepare.xml", "vm-prepare/disk'", "vm-prepare/gone'", "gone.xml");
     static const char *const to_syslog[] = {"IMAGECACHE_HOOK_LOG_STDERR", NULL};
     /* Red team 8: GLib takes the charset from CHARSET before it asks libc. */
     static const char *const charsets[] = {"CHARSET=ISO-8859-15", "G_FILENAME_ENCODING=ISO-8859-15",
