@@ -339,6 +339,5 @@ int main(int argc, char **argv)
     Action action = action_for(op, argv[3]);
     if (action == ACTION_NONE)
         return 0;
-    int code = run(name, op, action);
-    return code;
+    return run(name, op, action);
 }
